@@ -1,0 +1,189 @@
+//! Route handlers. Each answers JSON; none returns a tide error (so nothing becomes a bare 500).
+
+use futures_lite::AsyncReadExt;
+use serde_json::json;
+use tide::{Request, Response, StatusCode};
+
+use super::validate::parse_call_request;
+use super::{detail, json, ApiState, MAX_BODY_BYTES, OPENAPI_YAML};
+use crate::call::{CallRecord, CallStatus};
+use crate::scheduler::{CancelError, Cancelled, SubmitError};
+
+pub(super) fn mount(app: &mut tide::Server<ApiState>) {
+    app.at("/health").get(health);
+    app.at("/call").post(create_call);
+    app.at("/call/:call_id").get(call_status).delete(cancel_call);
+    app.at("/calls").get(list_calls);
+    app.at("/calls/:call_id").get(call_record);
+    app.at("/openapi.yaml").get(openapi);
+}
+
+async fn health(req: Request<ApiState>) -> tide::Result {
+    let s = req.state();
+    let registered = s.scheduler.engine().sip_registered();
+    let store_ok = s.store.is_writable();
+    let healthy = store_ok && (!s.registrar_configured || registered);
+    Ok(json(
+        StatusCode::Ok,
+        &json!({
+            "status": if healthy { "healthy" } else { "unhealthy" },
+            "sip_registered": registered,
+        }),
+    ))
+}
+
+/// Read at most [`MAX_BODY_BYTES`]; larger bodies are refused with 413 without reading them all.
+async fn read_body(req: &mut Request<ApiState>) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        detail(
+            StatusCode::PayloadTooLarge,
+            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    if req.len().is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    let limit = u64::try_from(MAX_BODY_BYTES).unwrap_or(u64::MAX) + 1;
+    req.take_body()
+        .take(limit)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| detail(StatusCode::BadRequest, format!("cannot read request body: {e}")))?;
+    if buf.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
+async fn create_call(mut req: Request<ApiState>) -> tide::Result {
+    let body = match read_body(&mut req).await {
+        Ok(b) => b,
+        Err(res) => return Ok(res),
+    };
+    let accepted = match parse_call_request(&body) {
+        Ok(a) => a,
+        Err(d) => return Ok(detail(StatusCode::BadRequest, d)),
+    };
+    let s = req.state();
+    Ok(
+        match s
+            .scheduler
+            .submit(accepted.requested_id.as_deref(), accepted.request)
+        {
+            Ok(record) => json(
+                StatusCode::Ok,
+                &json!({"call_id": record.call_id, "status": "queued", "message": "Call initiated"}),
+            ),
+            Err(e @ SubmitError::IdInUse(_)) => detail(StatusCode::Conflict, e.to_string()),
+            Err(e @ (SubmitError::QueueFull(_) | SubmitError::ShuttingDown)) => {
+                detail(StatusCode::ServiceUnavailable, e.to_string())
+            }
+            Err(SubmitError::Store(e)) => {
+                tracing::error!(error = %e, "cannot store a new call");
+                detail(
+                    StatusCode::ServiceUnavailable,
+                    format!("cannot store the call: {e}"),
+                )
+            }
+        },
+    )
+}
+
+fn store_failure(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "store read failed");
+    detail(StatusCode::ServiceUnavailable, format!("store unavailable: {e}"))
+}
+
+async fn call_status(req: Request<ApiState>) -> tide::Result {
+    let id = req.param("call_id").unwrap_or_default();
+    Ok(match req.state().store.get_call(id) {
+        Ok(Some(r)) if r.is_in_progress() => json(
+            StatusCode::Ok,
+            &json!({"call_id": r.call_id, "status": "in_progress", "extension": r.extension}),
+        ),
+        Ok(_) => json(StatusCode::Ok, &json!({"call_id": id, "status": "not_found"})),
+        Err(e) => store_failure(e),
+    })
+}
+
+/// The record as shown by `GET /calls/{id}`: a pending webhook's attempts come from the outbox.
+fn record_view(s: &ApiState, mut r: CallRecord) -> serde_json::Value {
+    if let Some(w) = &r.webhook {
+        if let Ok(Some(d)) = s.store.get_delivery(&w.id) {
+            r.webhook = Some(d.view());
+        }
+    }
+    serde_json::to_value(&r).unwrap_or_else(|_| json!({"call_id": r.call_id}))
+}
+
+async fn call_record(req: Request<ApiState>) -> tide::Result {
+    let id = req.param("call_id").unwrap_or_default();
+    let s = req.state();
+    Ok(match s.store.get_call(id) {
+        Ok(Some(r)) => json(StatusCode::Ok, &record_view(s, r)),
+        Ok(None) => detail(StatusCode::NotFound, format!("call '{id}' not found")),
+        Err(e) => store_failure(e),
+    })
+}
+
+async fn list_calls(req: Request<ApiState>) -> tide::Result {
+    let mut status = None;
+    let mut limit = 50usize;
+    for (k, v) in req.url().query_pairs() {
+        match k.as_ref() {
+            "status" => match CallStatus::parse(&v) {
+                Some(st) => status = Some(st),
+                None => {
+                    let all: Vec<&str> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    return Ok(detail(
+                        StatusCode::BadRequest,
+                        format!("status must be one of {}", all.join(", ")),
+                    ));
+                }
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=500).contains(&n) => limit = n,
+                _ => {
+                    return Ok(detail(
+                        StatusCode::BadRequest,
+                        "limit must be an integer between 1 and 500",
+                    ));
+                }
+            },
+            _ => {}
+        }
+    }
+    let s = req.state();
+    Ok(match s.store.list_calls(status, limit) {
+        Ok(records) => {
+            let calls: Vec<_> = records.into_iter().map(|r| record_view(s, r)).collect();
+            json(StatusCode::Ok, &json!({"count": calls.len(), "calls": calls}))
+        }
+        Err(e) => store_failure(e),
+    })
+}
+
+async fn cancel_call(req: Request<ApiState>) -> tide::Result {
+    let id = req.param("call_id").unwrap_or_default();
+    Ok(match req.state().scheduler.cancel(id) {
+        Ok(Cancelled::Queued(r)) => json(
+            StatusCode::Ok,
+            &json!({"call_id": r.call_id, "status": r.status, "message": "Call cancelled"}),
+        ),
+        Ok(Cancelled::HangupRequested(r)) => json(
+            StatusCode::Accepted,
+            &json!({"call_id": r.call_id, "status": r.status, "message": "Hang-up requested"}),
+        ),
+        Err(e @ CancelError::NotFound(_)) => detail(StatusCode::NotFound, e.to_string()),
+        Err(e @ CancelError::AlreadyFinished(..)) => detail(StatusCode::Conflict, e.to_string()),
+        Err(CancelError::Store(e)) => store_failure(e),
+    })
+}
+
+async fn openapi(_req: Request<ApiState>) -> tide::Result {
+    let mut res = Response::new(StatusCode::Ok);
+    res.set_body(OPENAPI_YAML);
+    res.set_content_type("application/yaml");
+    Ok(res)
+}

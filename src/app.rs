@@ -1,0 +1,186 @@
+//! Wiring and the run loop: open the store, start the webhook worker, recover calls, serve the API,
+//! and on SIGTERM/SIGINT drain calls, stop the worker and flush.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+
+use crate::api::{self, ApiState};
+use crate::call::{CallEngine, Timestamp, UnavailableEngine};
+use crate::config::Config;
+use crate::scheduler::Scheduler;
+use crate::store::{Store, StoreError};
+use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient, WorkerHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot create the data dir {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open the store in {0}: {1} (is another instance running on the same data dir?)")]
+    Store(String, StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// How often finished records past retention are deleted.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+/// How often non-durable writes (progress, delivery results) are flushed.
+const LAZY_FLUSH: Duration = Duration::from_secs(60);
+
+/// The running pieces, built by [`App::start`].
+pub struct App {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub scheduler: Scheduler,
+    pub webhooks: WorkerHandle,
+}
+
+impl App {
+    /// Open the store, start the webhook worker and recover calls; `engine` places calls.
+    pub fn start(config: Config, engine: Arc<dyn CallEngine>) -> Result<Self, AppError> {
+        let dir = &config.store.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| AppError::DataDir(dir.display().to_string(), e))?;
+        let store = Arc::new(Store::open(dir).map_err(|e| AppError::Store(dir.display().to_string(), e))?);
+        let w = &config.webhook;
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(w.initial_backoff_ms),
+            max_backoff: Duration::from_secs(w.max_backoff_seconds),
+            max_age: Duration::from_secs(w.max_retry_seconds),
+        };
+        let client = WebhookClient::new(
+            Duration::from_millis(w.connect_timeout_ms),
+            Duration::from_millis(w.request_timeout_ms),
+        );
+        let (worker, webhooks) = DeliveryWorker::new(store.clone(), client, policy, w.secret.clone());
+        smol::spawn(worker.run()).detach();
+        let scheduler = Scheduler::new(
+            store.clone(),
+            engine,
+            webhooks.clone(),
+            config.calls.max_concurrent as usize,
+            config.calls.queue_limit as usize,
+        );
+        scheduler
+            .recover()
+            .map_err(|e| AppError::Store(dir.display().to_string(), e))?;
+        spawn_housekeeping(store.clone(), config.store.retention_days);
+        Ok(Self {
+            config,
+            store,
+            scheduler,
+            webhooks,
+        })
+    }
+
+    pub fn api_state(&self) -> ApiState {
+        ApiState {
+            scheduler: self.scheduler.clone(),
+            store: self.store.clone(),
+            token: self.config.api.token.clone(),
+            registrar_configured: self.config.sip.registrar.is_some(),
+        }
+    }
+
+    /// Drain calls (up to the grace period), stop the worker, flush.
+    pub async fn shutdown(&self) {
+        let grace = Duration::from_secs(u64::from(self.config.calls.shutdown_grace_seconds));
+        self.scheduler.drain(grace).await;
+        // Give deliveries queued by the drain a moment to go out before stopping the worker.
+        smol::Timer::after(Duration::from_millis(200)).await;
+        self.webhooks.stop();
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+}
+
+fn spawn_housekeeping(store: Arc<Store>, retention_days: u32) {
+    let flusher = store.clone();
+    smol::spawn(async move {
+        loop {
+            smol::Timer::after(LAZY_FLUSH).await;
+            if let Err(e) = flusher.flush_if_dirty() {
+                tracing::error!(error = %e, "periodic store flush failed");
+            }
+        }
+    })
+    .detach();
+    smol::spawn(async move {
+        loop {
+            let cutoff = Timestamp(
+                Timestamp::now()
+                    .0
+                    .saturating_sub(u64::from(retention_days) * 86_400_000),
+            );
+            match store.purge_finished_before(cutoff) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, retention_days, "deleted old call records"),
+                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+            }
+            smol::Timer::after(RETENTION_SWEEP).await;
+        }
+    })
+    .detach();
+}
+
+/// Tell systemd (Type=notify) something, if it is listening.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Run the service until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), AppError> {
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+        .map_err(AppError::Signals)?;
+    tracing::warn!("this build has no SIP user agent yet: every call ends failed with a clear error");
+    let app = App::start(config, Arc::new(UnavailableEngine))?;
+    let addr = app.config.api_listen();
+    let server = api::router(app.api_state());
+    let (bound_tx, bound_rx) = async_channel::bounded(1);
+    let serving = smol::spawn(async move {
+        api::serve(server, addr, move |a| {
+            let _ = bound_tx.try_send(a);
+        })
+        .await
+    });
+    // The sender is dropped without sending when `serve` fails to bind.
+    let Some(bound) = bound_rx.recv().await.ok() else {
+        let err = serving
+            .await
+            .err()
+            .unwrap_or_else(|| std::io::Error::other("server stopped"));
+        return Err(AppError::Listen(addr, err));
+    };
+    tracing::info!(listen = %bound, version = env!("CARGO_PKG_VERSION"), "API listening on http://{bound}");
+    sd_notify("READY=1");
+    let signal = signals.next().await;
+    tracing::info!(
+        ?signal,
+        "shutting down: new calls get 503, running calls may finish"
+    );
+    sd_notify("STOPPING=1");
+    app.shutdown().await;
+    drop(serving);
+    tracing::info!("stopped");
+    Ok(())
+}

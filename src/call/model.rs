@@ -1,0 +1,205 @@
+//! The typed call request, the stored call record, statuses and the timeline.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::Timestamp;
+
+/// Lifecycle of a call: `queued → ringing → answered → completed | no_answer | busy | failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    Queued,
+    Ringing,
+    Answered,
+    Completed,
+    NoAnswer,
+    Failed,
+    Busy,
+}
+
+impl CallStatus {
+    pub const ALL: [CallStatus; 7] = [
+        CallStatus::Queued,
+        CallStatus::Ringing,
+        CallStatus::Answered,
+        CallStatus::Completed,
+        CallStatus::NoAnswer,
+        CallStatus::Failed,
+        CallStatus::Busy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Queued => "queued",
+            CallStatus::Ringing => "ringing",
+            CallStatus::Answered => "answered",
+            CallStatus::Completed => "completed",
+            CallStatus::NoAnswer => "no_answer",
+            CallStatus::Failed => "failed",
+            CallStatus::Busy => "busy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CallStatus::Completed | CallStatus::NoAnswer | CallStatus::Failed | CallStatus::Busy
+        )
+    }
+}
+
+/// One answer a caller may give.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChoiceOption {
+    pub value: String,
+    #[serde(default)]
+    pub synonyms: Vec<String>,
+}
+
+/// The question asked after the message, with its defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub prompt: String,
+    pub options: Vec<ChoiceOption>,
+    pub timeout_seconds: u32,
+    pub repeat_count: u32,
+}
+
+/// A validated `POST /call` body (see `api::validate`), stored as the caller sent it, defaults filled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRequest {
+    pub message: String,
+    pub extension: String,
+    pub callback_url: Option<String>,
+    pub ring_timeout: u32,
+    pub choice: Option<Choice>,
+    /// The id the caller asked for, if any.
+    pub call_id: Option<String>,
+}
+
+/// One step in a call's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at: Timestamp,
+    pub event: String,
+    pub detail: Option<String>,
+}
+
+/// State of a webhook delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// One POST of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttempt {
+    pub at: Timestamp,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What `GET /calls/{id}` shows of a call's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub state: WebhookState,
+    pub attempts: Vec<WebhookAttempt>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// Everything stored about one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    pub call_id: String,
+    pub status: CallStatus,
+    pub extension: String,
+    pub request: CallRequest,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub answered_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub duration_seconds: f64,
+    pub message_played: bool,
+    pub choice_response: Option<String>,
+    pub choice_raw_text: Option<String>,
+    pub error: Option<String>,
+    pub timeline: Vec<TimelineEvent>,
+    pub webhook: Option<WebhookView>,
+}
+
+impl CallRecord {
+    /// A new queued record for `request` under `call_id`.
+    pub fn new_queued(call_id: String, request: CallRequest, now: Timestamp) -> Self {
+        Self {
+            call_id,
+            status: CallStatus::Queued,
+            extension: request.extension.clone(),
+            request,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            answered_at: None,
+            ended_at: None,
+            duration_seconds: 0.0,
+            message_played: false,
+            choice_response: None,
+            choice_raw_text: None,
+            error: None,
+            timeline: vec![TimelineEvent {
+                at: now,
+                event: "queued".into(),
+                detail: None,
+            }],
+            webhook: None,
+        }
+    }
+
+    /// Append a timeline event and touch `updated_at`.
+    pub fn push_event(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
+        self.updated_at = now;
+        self.timeline.push(TimelineEvent {
+            at: now,
+            event: event.into(),
+            detail,
+        });
+    }
+
+    /// Whether the call is waiting for a slot (never started).
+    pub fn is_waiting(&self) -> bool {
+        self.status == CallStatus::Queued && self.started_at.is_none()
+    }
+
+    /// Queued, ringing or answered: the seed's `in_progress`.
+    pub fn is_in_progress(&self) -> bool {
+        !self.status.is_final()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for st in CallStatus::ALL {
+            let json = serde_json::to_string(&st).expect("serialise");
+            assert_eq!(json, format!("\"{}\"", st.as_str()));
+            assert_eq!(CallStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(CallStatus::parse("done"), None);
+        assert!(CallStatus::NoAnswer.is_final());
+        assert!(!CallStatus::Answered.is_final());
+    }
+}

@@ -1,0 +1,309 @@
+//! Service configuration: the typed settings, their defaults and their validation rules.
+//!
+//! Loading (file discovery, environment overrides, `*_file` secrets) lives in [`load`]; this module
+//! only says what a valid configuration is. Every key name here is part of the user-facing contract
+//! (README "Configuration reference", `sip-assistant.example.toml`).
+
+mod keys;
+mod load;
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use keys::{key_kind, KeyKind, KEYS};
+pub use load::{load, ConfigSource, LoadOptions};
+pub use secret::Secret;
+
+/// A problem with one key: which key, and which rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub rule: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.rule)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("environment variable {var}: {rule}")]
+    Env { var: String, rule: String },
+    #[error("{}", join_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn join_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// SIP transport towards the PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub sip: SipConfig,
+    pub media: MediaConfig,
+    pub store: StoreConfig,
+    pub calls: CallsConfig,
+    pub webhook: WebhookConfig,
+    pub speech: SpeechConfig,
+    pub hooks: HooksConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the REST API listens on.
+    pub listen: String,
+    /// Optional bearer token; when set every route but `/health` requires it.
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8080".into(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// Domain used for `sip:EXT@domain`; defaults to the registrar's host.
+    pub domain: Option<String>,
+    /// `host[:port]` or a `sip:` URI; absent means no registration.
+    pub registrar: Option<String>,
+    pub transport: Transport,
+    /// Local SIP port; 0 picks a free port (tests).
+    pub local_port: u16,
+    /// Address written into Via/Contact/SDP when the service sits behind NAT.
+    pub public_address: Option<String>,
+    /// Requested registration lifetime in seconds.
+    pub register_expires: u32,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            user: None,
+            password: None,
+            password_file: None,
+            domain: None,
+            registrar: None,
+            transport: Transport::Udp,
+            local_port: 5060,
+            public_address: None,
+            register_expires: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            rtp_port_min: 40000,
+            rtp_port_max: 40999,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// Finished call records older than this are deleted.
+    pub retention_days: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            retention_days: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    pub max_concurrent: u32,
+    /// Calls that may wait for a free slot; one more gets 503.
+    pub queue_limit: u32,
+    /// How long active calls may run on after SIGTERM.
+    pub shutdown_grace_seconds: u32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 4,
+            queue_limit: 100,
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// HMAC-SHA256 key for `Webhook-Signature`.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// Give up retrying a delivery this long after the call ended.
+    pub max_retry_seconds: u64,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_seconds: u64,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            secret_file: None,
+            max_retry_seconds: 86_400,
+            initial_backoff_ms: 1_000,
+            max_backoff_seconds: 3_600,
+            connect_timeout_ms: 5_000,
+            request_timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechConfig {
+    pub tts: String,
+    pub stt: String,
+}
+
+impl Default for SpeechConfig {
+    fn default() -> Self {
+        Self {
+            tts: "flite".into(),
+            stt: "pocketsphinx".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Folder of WebAssembly choice-matcher components.
+    pub dir: PathBuf,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./hooks"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `sip_assistant=debug,info`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+impl Config {
+    /// The parsed API listen address (validated at load time).
+    pub fn api_listen(&self) -> SocketAddr {
+        self.api
+            .listen
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 8080)))
+    }
+
+    /// The configuration as TOML with every secret value replaced by `<redacted>`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Check every rule; all broken rules are reported, not just the first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = validate::check(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documented_values() {
+        let c = Config::default();
+        c.validate().expect("defaults valid");
+        assert_eq!(c.api.listen, "0.0.0.0:8080");
+        assert_eq!(c.sip.local_port, 5060);
+        assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (40000, 40999));
+        assert_eq!(c.store.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.calls.max_concurrent, 4);
+        assert_eq!(c.sip.register_expires, 300);
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets() {
+        let mut c = Config::default();
+        c.sip.password = Some(Secret::new("hunter2"));
+        c.api.token = Some(Secret::new("tok-123456"));
+        let out = c.to_redacted_toml();
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(!out.contains("tok-123456"), "{out}");
+        assert!(out.contains("<redacted>"), "{out}");
+    }
+}

@@ -1,0 +1,15 @@
+//! sip-assistant: an outbound voice notification appliance for a PBX.
+//!
+//! Layers (see `../shared/DESIGN.md`): the shell ([`app`], [`api`], the webhook worker) owns sockets,
+//! clocks and tasks; the core ([`call`], [`scheduler`] rules, [`webhook::outbox`], [`sip_addr`]) is
+//! plain data and functions; [`store`] is the one facade over sled.
+
+pub mod api;
+pub mod app;
+pub mod call;
+pub mod config;
+pub mod logging;
+pub mod scheduler;
+pub mod sip_addr;
+pub mod store;
+pub mod webhook;

@@ -1,0 +1,88 @@
+//! The `sip-assistant` command: `run` (default), `check-config`, `--version`, `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sip_assistant::config::{self, LoadOptions};
+
+const USAGE: &str = "\
+usage: sip-assistant [run] [--config PATH]
+       sip-assistant check-config [--config PATH]
+       sip-assistant --version
+
+Without --config the first of ./sip-assistant.toml and /etc/sip-assistant/config.toml that exists is
+read, else built-in defaults are used. SIP_ASSISTANT__<SECTION>__<KEY> variables override any key.";
+
+enum Command {
+    Run,
+    CheckConfig,
+}
+
+fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
+    let mut command = None;
+    let mut path = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            "-V" | "--version" => {
+                println!("sip-assistant {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            "--config" | "-c" => {
+                path = Some(PathBuf::from(args.next().ok_or("--config needs a path")?));
+            }
+            a if a.starts_with("--config=") => path = Some(PathBuf::from(&a["--config=".len()..])),
+            "run" if command.is_none() => command = Some(Command::Run),
+            "check-config" if command.is_none() => command = Some(Command::CheckConfig),
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    Ok((command.unwrap_or(Command::Run), path))
+}
+
+fn main() -> ExitCode {
+    let (command, path) = match parse_args() {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sip-assistant: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let (config, source) = match config::load(&LoadOptions::from_process(path)) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sip-assistant: invalid configuration:");
+            for line in e.to_string().lines() {
+                eprintln!("  {line}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::CheckConfig => {
+            println!(
+                "# sip-assistant {} effective configuration",
+                env!("CARGO_PKG_VERSION")
+            );
+            println!("# source: {source}; secrets are redacted\n");
+            print!("{}", config.to_redacted_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            sip_assistant::logging::init(&config.log.level);
+            tracing::info!(config = %source, "starting sip-assistant {}", env!("CARGO_PKG_VERSION"));
+            match smol::block_on(sip_assistant::app::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "sip-assistant failed");
+                    eprintln!("sip-assistant: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}

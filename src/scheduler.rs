@@ -1,0 +1,380 @@
+//! Call scheduling: at most `calls.max_concurrent` calls run at once, the rest wait in a bounded
+//! FIFO queue. The scheduler owns every status change a call goes through outside the engine:
+//! accepted (durable), started (durable, so a crash never redials), final with its webhook in one
+//! transaction (durable). It also recovers after a restart and drains on shutdown.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
+
+use crate::call::{
+    ActiveCall, CallEngine, CallEvents, CallOutcome, CallRecord, CallRequest, CallStatus, CancelHandle,
+    CancelSignal, Progress, Timestamp,
+};
+use crate::store::{Store, StoreError};
+use crate::webhook::{Delivery, WebhookPayload, WorkerHandle};
+
+/// The error of a call cancelled through the API.
+pub const CANCELLED: &str = "cancelled by API request";
+/// The error of a call that was running when the process died.
+pub const RESTARTED: &str = "service restarted during call";
+/// The error of a call still running when the shutdown deadline passed.
+pub const SHUTTING_DOWN: &str = "service shutting down";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("call queue is full ({0} calls waiting); try again later")]
+    QueueFull(usize),
+    #[error("service is shutting down")]
+    ShuttingDown,
+    #[error("call_id '{0}' is already in use")]
+    IdInUse(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    #[error("call '{0}' not found")]
+    NotFound(String),
+    #[error("call '{0}' already finished with status {1}")]
+    AlreadyFinished(String, &'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a cancel did.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// The call was waiting and is now final.
+    Queued(CallRecord),
+    /// The call is running; its engine was asked to hang up.
+    HangupRequested(CallRecord),
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<String>,
+    active: HashMap<String, CancelHandle>,
+    /// Why an active call was told to stop, if it was.
+    stop_reasons: HashMap<String, &'static str>,
+    /// Submissions between the capacity check and the queue push.
+    reserved: usize,
+    closed: bool,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    engine: Arc<dyn CallEngine>,
+    webhooks: WorkerHandle,
+    max_concurrent: usize,
+    queue_limit: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Clone)]
+pub struct Scheduler(Arc<Inner>);
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<Store>,
+        engine: Arc<dyn CallEngine>,
+        webhooks: WorkerHandle,
+        max_concurrent: usize,
+        queue_limit: usize,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            engine,
+            webhooks,
+            max_concurrent: max_concurrent.max(1),
+            queue_limit,
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means another thread panicked mid-update of plain collections;
+        // the data is still consistent enough to keep scheduling.
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn engine(&self) -> &Arc<dyn CallEngine> {
+        &self.0.engine
+    }
+
+    /// (active, waiting) call counts.
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.state();
+        (s.active.len(), s.queue.len())
+    }
+
+    /// Accept a call: check capacity, store it durably as queued, start it when a slot is free.
+    pub fn submit(
+        &self,
+        requested_id: Option<&str>,
+        request: CallRequest,
+    ) -> Result<CallRecord, SubmitError> {
+        {
+            let mut s = self.state();
+            if s.closed {
+                return Err(SubmitError::ShuttingDown);
+            }
+            let free_slots = self.0.max_concurrent.saturating_sub(s.active.len());
+            let waiting = s.queue.len() + s.reserved;
+            if waiting >= free_slots + self.0.queue_limit {
+                return Err(SubmitError::QueueFull(s.queue.len()));
+            }
+            s.reserved += 1;
+        }
+        let stored = self.0.store.insert_call(requested_id, request, Timestamp::now());
+        {
+            let mut s = self.state();
+            s.reserved -= 1;
+            if let Ok(record) = &stored {
+                s.queue.push_back(record.call_id.clone());
+            }
+        }
+        let record = stored.map_err(|e| match e {
+            StoreError::IdInUse(id) => SubmitError::IdInUse(id),
+            e => SubmitError::Store(e),
+        })?;
+        tracing::info!(call_id = %record.call_id, "call queued");
+        self.pump();
+        Ok(record)
+    }
+
+    /// Start waiting calls while slots are free.
+    fn pump(&self) {
+        loop {
+            let (id, signal) = {
+                let mut s = self.state();
+                if s.closed || s.active.len() >= self.0.max_concurrent {
+                    return;
+                }
+                let Some(id) = s.queue.pop_front() else { return };
+                let (handle, signal) = CancelSignal::pair();
+                s.active.insert(id.clone(), handle);
+                (id, signal)
+            };
+            let me = self.clone();
+            smol::spawn(async move { me.run(id, signal).await }).detach();
+        }
+    }
+
+    async fn run(&self, id: String, cancel: CancelSignal) {
+        let now = Timestamp::now();
+        let started = self.0.store.update_call_durably(&id, |r| {
+            r.started_at = Some(now);
+            r.push_event(now, "started", None);
+        });
+        let outcome = match started {
+            Ok(record) => {
+                tracing::info!(call_id = %id, "call started");
+                let call = ActiveCall {
+                    call_id: id.clone(),
+                    request: record.request,
+                    events: self.events_for(&id),
+                    cancel,
+                };
+                let placed = AssertUnwindSafe(self.0.engine.place_call(call)).catch_unwind();
+                placed.await.unwrap_or_else(|_| {
+                    tracing::error!(call_id = %id, "call engine panicked");
+                    CallOutcome::failed("internal error: the call engine panicked")
+                })
+            }
+            Err(e) => {
+                tracing::error!(call_id = %id, error = %e, "cannot mark call started");
+                CallOutcome::failed(format!("store error: {e}"))
+            }
+        };
+        let reason = {
+            let mut s = self.state();
+            s.active.remove(&id);
+            s.stop_reasons.remove(&id)
+        };
+        self.finish(&id, outcome, reason);
+        self.pump();
+    }
+
+    fn events_for(&self, id: &str) -> CallEvents {
+        let store = self.0.store.clone();
+        let id = id.to_string();
+        CallEvents::new(move |p| {
+            let now = Timestamp::now();
+            let result = store.update_call(&id, |r| match &p {
+                Progress::Ringing => {
+                    if r.status == CallStatus::Queued {
+                        r.status = CallStatus::Ringing;
+                    }
+                    r.push_event(now, "ringing", None);
+                }
+                Progress::Answered => {
+                    r.status = CallStatus::Answered;
+                    r.answered_at = Some(now);
+                    r.push_event(now, "answered", None);
+                }
+                Progress::Event { name, detail } => r.push_event(now, name, detail.clone()),
+            });
+            if let Err(e) = result {
+                tracing::warn!(call_id = %id, error = %e, "cannot record call progress");
+            }
+        })
+    }
+
+    /// Make a call final (status, result fields, timeline) and queue its webhook, durably.
+    fn finish(&self, id: &str, outcome: CallOutcome, stop_reason: Option<&'static str>) {
+        let now = Timestamp::now();
+        let result = self.0.store.finalize_call(
+            id,
+            |r| {
+                r.status = outcome.status.into();
+                r.error = outcome.error.clone();
+                if let Some(reason) = stop_reason {
+                    r.status = CallStatus::Failed;
+                    r.error = Some(reason.to_string());
+                }
+                r.message_played = outcome.message_played;
+                r.choice_response = outcome.choice_response.clone();
+                r.choice_raw_text = outcome.choice_raw_text.clone();
+                r.ended_at = Some(now);
+                r.duration_seconds = r.answered_at.map_or(0.0, |a| now.millis_since(a) as f64 / 1000.0);
+                let event = r.status.as_str();
+                r.push_event(now, event, r.error.clone());
+            },
+            |r| webhook_for(r, now),
+        );
+        match result {
+            Ok(r) => {
+                tracing::info!(call_id = %id, status = r.status.as_str(), error = r.error.as_deref().unwrap_or(""), "call ended");
+                if r.webhook.is_some() {
+                    self.0.webhooks.notify();
+                }
+            }
+            Err(e) => tracing::error!(call_id = %id, error = %e, "cannot store the end of a call"),
+        }
+    }
+
+    /// Cancel a waiting call, or ask a running one to hang up.
+    pub fn cancel(&self, id: &str) -> Result<Cancelled, CancelError> {
+        enum Found {
+            Waiting,
+            Active,
+            Neither,
+        }
+        let found = {
+            let mut s = self.state();
+            if let Some(pos) = s.queue.iter().position(|q| q == id) {
+                s.queue.remove(pos);
+                Found::Waiting
+            } else if let Some(handle) = s.active.get(id) {
+                handle.cancel();
+                s.stop_reasons.insert(id.to_string(), CANCELLED);
+                Found::Active
+            } else {
+                Found::Neither
+            }
+        };
+        match found {
+            Found::Waiting => {
+                self.finish(id, CallOutcome::failed(CANCELLED), None);
+                let record = self
+                    .0
+                    .store
+                    .get_call(id)?
+                    .ok_or_else(|| CancelError::NotFound(id.to_string()))?;
+                Ok(Cancelled::Queued(record))
+            }
+            Found::Active => {
+                let now = Timestamp::now();
+                let record = self
+                    .0
+                    .store
+                    .update_call(id, |r| r.push_event(now, "cancel_requested", None))?;
+                Ok(Cancelled::HangupRequested(record))
+            }
+            Found::Neither => match self.0.store.get_call(id)? {
+                None => Err(CancelError::NotFound(id.to_string())),
+                Some(r) => Err(CancelError::AlreadyFinished(id.to_string(), r.status.as_str())),
+            },
+        }
+    }
+
+    /// After a restart: calls that had started end `failed` ("service restarted during call") with
+    /// their webhook; calls that never started are queued again in their original order.
+    pub fn recover(&self) -> Result<(usize, usize), StoreError> {
+        let mut failed = 0;
+        let mut requeued = 0;
+        for record in self.0.store.unfinished_calls()? {
+            if record.is_waiting() {
+                self.state().queue.push_back(record.call_id.clone());
+                requeued += 1;
+            } else {
+                self.finish(&record.call_id, CallOutcome::failed(RESTARTED), None);
+                failed += 1;
+            }
+        }
+        if failed + requeued > 0 {
+            tracing::info!(failed, requeued, "recovered calls from the store");
+        }
+        self.pump();
+        Ok((failed, requeued))
+    }
+
+    /// Stop accepting calls (new submissions get [`SubmitError::ShuttingDown`]); waiting calls stay
+    /// queued in the store and run after the next start.
+    pub fn close(&self) {
+        self.state().closed = true;
+    }
+
+    /// Close, let running calls finish for up to `grace`, then tell the rest to stop and wait
+    /// (briefly) until they have ended with [`SHUTTING_DOWN`].
+    pub async fn drain(&self, grace: Duration) {
+        self.close();
+        let deadline = Instant::now() + grace;
+        while self.counts().0 > 0 && Instant::now() < deadline {
+            smol::Timer::after(Duration::from_millis(50)).await;
+        }
+        {
+            let mut s = self.state();
+            let ids: Vec<String> = s.active.keys().cloned().collect();
+            for id in ids {
+                if let Some(h) = s.active.get(&id) {
+                    h.cancel();
+                }
+                s.stop_reasons.insert(id, SHUTTING_DOWN);
+            }
+        }
+        let hard_deadline = Instant::now() + Duration::from_secs(5);
+        while self.counts().0 > 0 && Instant::now() < hard_deadline {
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn webhook_for(r: &CallRecord, now: Timestamp) -> Option<Delivery> {
+    let url = r.request.callback_url.as_deref()?;
+    Some(Delivery::new(
+        &r.call_id,
+        url,
+        WebhookPayload::of(r).to_json(),
+        now,
+    ))
+}
+
+/// Wait until `f` holds, polling; for tests and shutdown paths only.
+pub async fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        smol::Timer::after(Duration::from_millis(10)).await;
+    }
+}
