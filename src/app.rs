@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::StreamExt;
+use futures_lite::{FutureExt, StreamExt};
 
 use crate::api::{self, ApiState};
 use crate::call::{CallEngine, Timestamp, UnavailableEngine};
@@ -37,6 +37,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub scheduler: Scheduler,
     pub webhooks: WorkerHandle,
+    /// Closed at shutdown: stops the housekeeping tasks so the store can be reopened.
+    housekeeping: async_channel::Sender<()>,
 }
 
 impl App {
@@ -67,12 +69,14 @@ impl App {
         scheduler
             .recover()
             .map_err(|e| AppError::Store(dir.display().to_string(), e))?;
-        spawn_housekeeping(store.clone(), config.store.retention_days);
+        let (housekeeping, stop) = async_channel::bounded(1);
+        spawn_housekeeping(store.clone(), config.store.retention_days, stop);
         Ok(Self {
             config,
             store,
             scheduler,
             webhooks,
+            housekeeping,
         })
     }
 
@@ -92,18 +96,33 @@ impl App {
         // Give deliveries queued by the drain a moment to go out before stopping the worker.
         smol::Timer::after(Duration::from_millis(200)).await;
         self.webhooks.stop();
+        self.housekeeping.close();
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final store flush failed");
         }
     }
 }
 
-fn spawn_housekeeping(store: Arc<Store>, retention_days: u32) {
+/// Sleep for `d`; false when `stop` closed first.
+async fn pause(d: Duration, stop: &async_channel::Receiver<()>) -> bool {
+    let slept = async {
+        smol::Timer::after(d).await;
+        true
+    };
+    let stopped = async {
+        let _ = stop.recv().await;
+        false
+    };
+    slept.or(stopped).await
+}
+
+fn spawn_housekeeping(store: Arc<Store>, retention_days: u32, stop: async_channel::Receiver<()>) {
     let flusher = store.clone();
+    let stop2 = stop.clone();
     smol::spawn(async move {
-        loop {
-            smol::Timer::after(LAZY_FLUSH).await;
-            if let Err(e) = flusher.flush_if_dirty() {
+        while pause(LAZY_FLUSH, &stop2).await {
+            let f = flusher.clone();
+            if let Err(e) = smol::unblock(move || f.flush_if_dirty()).await {
                 tracing::error!(error = %e, "periodic store flush failed");
             }
         }
@@ -116,12 +135,15 @@ fn spawn_housekeeping(store: Arc<Store>, retention_days: u32) {
                     .0
                     .saturating_sub(u64::from(retention_days) * 86_400_000),
             );
-            match store.purge_finished_before(cutoff) {
+            let s = store.clone();
+            match smol::unblock(move || s.purge_finished_before(cutoff)).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, retention_days, "deleted old call records"),
                 Err(e) => tracing::error!(error = %e, "retention sweep failed"),
             }
-            smol::Timer::after(RETENTION_SWEEP).await;
+            if !pause(RETENTION_SWEEP, &stop).await {
+                break;
+            }
         }
     })
     .detach();

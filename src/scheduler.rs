@@ -113,7 +113,7 @@ impl Scheduler {
     }
 
     /// Accept a call: check capacity, store it durably as queued, start it when a slot is free.
-    pub fn submit(
+    pub async fn submit(
         &self,
         requested_id: Option<&str>,
         request: CallRequest,
@@ -130,7 +130,11 @@ impl Scheduler {
             }
             s.reserved += 1;
         }
-        let stored = self.0.store.insert_call(requested_id, request, Timestamp::now());
+        // The insert flushes (fsync): keep it off the executor threads.
+        let store = self.0.store.clone();
+        let wanted = requested_id.map(str::to_string);
+        let stored =
+            smol::unblock(move || store.insert_call(wanted.as_deref(), request, Timestamp::now())).await;
         {
             let mut s = self.state();
             s.reserved -= 1;
@@ -167,10 +171,15 @@ impl Scheduler {
 
     async fn run(&self, id: String, cancel: CancelSignal) {
         let now = Timestamp::now();
-        let started = self.0.store.update_call_durably(&id, |r| {
-            r.started_at = Some(now);
-            r.push_event(now, "started", None);
-        });
+        let store = self.0.store.clone();
+        let key = id.clone();
+        let started = smol::unblock(move || {
+            store.update_call_durably(&key, |r| {
+                r.started_at = Some(now);
+                r.push_event(now, "started", None);
+            })
+        })
+        .await;
         let outcome = match started {
             Ok(record) => {
                 tracing::info!(call_id = %id, "call started");
@@ -191,12 +200,18 @@ impl Scheduler {
                 CallOutcome::failed(format!("store error: {e}"))
             }
         };
-        let reason = {
+        let reason = self.state().stop_reasons.get(&id).copied();
+        tracing::debug!(call_id = %id, ?reason, "engine returned");
+        let me = self.clone();
+        let key = id.clone();
+        smol::unblock(move || me.finish(&key, outcome, reason)).await;
+        // Only now, with the final state stored, does the call leave the active set: a drain that
+        // sees no active call may flush and exit.
+        {
             let mut s = self.state();
             s.active.remove(&id);
-            s.stop_reasons.remove(&id)
-        };
-        self.finish(&id, outcome, reason);
+            s.stop_reasons.remove(&id);
+        }
         self.pump();
     }
 
@@ -226,6 +241,7 @@ impl Scheduler {
     }
 
     /// Make a call final (status, result fields, timeline) and queue its webhook, durably.
+    /// Blocking (it flushes): async callers run it through `smol::unblock`.
     fn finish(&self, id: &str, outcome: CallOutcome, stop_reason: Option<&'static str>) {
         let now = Timestamp::now();
         let result = self.0.store.finalize_call(
@@ -259,7 +275,7 @@ impl Scheduler {
     }
 
     /// Cancel a waiting call, or ask a running one to hang up.
-    pub fn cancel(&self, id: &str) -> Result<Cancelled, CancelError> {
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled, CancelError> {
         enum Found {
             Waiting,
             Active,
@@ -280,7 +296,8 @@ impl Scheduler {
         };
         match found {
             Found::Waiting => {
-                self.finish(id, CallOutcome::failed(CANCELLED), None);
+                let (me, key) = (self.clone(), id.to_string());
+                smol::unblock(move || me.finish(&key, CallOutcome::failed(CANCELLED), None)).await;
                 let record = self
                     .0
                     .store
@@ -341,6 +358,7 @@ impl Scheduler {
         {
             let mut s = self.state();
             let ids: Vec<String> = s.active.keys().cloned().collect();
+            tracing::debug!(?ids, "grace period over: stopping calls");
             for id in ids {
                 if let Some(h) = s.active.get(&id) {
                     h.cancel();

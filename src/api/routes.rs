@@ -70,6 +70,7 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
         match s
             .scheduler
             .submit(accepted.requested_id.as_deref(), accepted.request)
+            .await
         {
             Ok(record) => json(
                 StatusCode::Ok,
@@ -166,7 +167,7 @@ async fn list_calls(req: Request<ApiState>) -> tide::Result {
 
 async fn cancel_call(req: Request<ApiState>) -> tide::Result {
     let id = req.param("call_id").unwrap_or_default();
-    Ok(match req.state().scheduler.cancel(id) {
+    Ok(match req.state().scheduler.cancel(id).await {
         Ok(Cancelled::Queued(r)) => json(
             StatusCode::Ok,
             &json!({"call_id": r.call_id, "status": r.status, "message": "Call cancelled"}),

@@ -122,6 +122,8 @@ pub struct WebhookView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     pub call_id: String,
+    /// Order of acceptance, from a persistent counter: FIFO order across restarts.
+    pub seq: u64,
     pub status: CallStatus,
     pub extension: String,
     pub request: CallRequest,
@@ -141,9 +143,10 @@ pub struct CallRecord {
 
 impl CallRecord {
     /// A new queued record for `request` under `call_id`.
-    pub fn new_queued(call_id: String, request: CallRequest, now: Timestamp) -> Self {
+    pub fn new_queued(call_id: String, seq: u64, request: CallRequest, now: Timestamp) -> Self {
         Self {
             call_id,
+            seq,
             status: CallStatus::Queued,
             extension: request.extension.clone(),
             request,

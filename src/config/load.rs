@@ -67,7 +67,15 @@ pub fn load(opts: &LoadOptions) -> Result<(Config, ConfigSource), ConfigError> {
     let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         ConfigError::Invalid(vec![Problem {
             key: e.path().to_string(),
-            rule: e.inner().to_string(),
+            // toml appends "in `key`" itself; the key is already named.
+            rule: e
+                .inner()
+                .message()
+                .split("\nin `")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
         }])
     })?;
     let credentials_dir = opts.var("CREDENTIALS_DIRECTORY").map(PathBuf::from);

@@ -122,8 +122,9 @@ impl Store {
                 .is_ok()
     }
 
-    /// Store a new queued call and flush. With `requested_id` the id must be free; without, an id
-    /// `out-<unix seconds>-<n>` is made from a persistent sequence, so ids stay unique across restarts.
+    /// Store a new queued call and flush. Every call takes the next number of a persistent counter
+    /// (its `seq`, the FIFO order). With `requested_id` the id must be free; without, the id is
+    /// `out-<unix seconds>-<seq>`, so generated ids stay unique across restarts.
     pub fn insert_call(
         &self,
         requested_id: Option<&str>,
@@ -131,30 +132,29 @@ impl Store {
         now: Timestamp,
     ) -> Result<CallRecord, StoreError> {
         let record = (&self.calls, &self.meta).transaction(|(calls, meta)| {
+            let mut seq = meta
+                .get(SEQ_KEY)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
             let id = match requested_id {
                 Some(id) => {
                     if calls.get(id)?.is_some() {
                         return abort(StoreError::IdInUse(id.to_string()));
                     }
+                    seq += 1;
                     id.to_string()
                 }
-                None => {
-                    let mut seq = meta
-                        .get(SEQ_KEY)?
-                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                        .map(u64::from_be_bytes)
-                        .unwrap_or(0);
-                    loop {
-                        seq += 1;
-                        let id = format!("out-{}-{seq}", now.unix_seconds());
-                        if calls.get(id.as_bytes())?.is_none() {
-                            meta.insert(SEQ_KEY, &seq.to_be_bytes())?;
-                            break id;
-                        }
+                None => loop {
+                    seq += 1;
+                    let id = format!("out-{}-{seq}", now.unix_seconds());
+                    if calls.get(id.as_bytes())?.is_none() {
+                        break id;
                     }
-                }
+                },
             };
-            let record = CallRecord::new_queued(id, request.clone(), now);
+            meta.insert(SEQ_KEY, &seq.to_be_bytes())?;
+            let record = CallRecord::new_queued(id, seq, request.clone(), now);
             let bytes = enc(&record).or_else(abort)?;
             calls.insert(record.call_id.as_bytes(), bytes)?;
             Ok(record)
@@ -228,7 +228,7 @@ impl Store {
     ) -> Result<Vec<CallRecord>, StoreError> {
         let mut all = self.all_calls()?;
         all.retain(|r| status.is_none_or(|s| r.status == s));
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.call_id.cmp(&a.call_id)));
+        all.sort_by_key(|r| std::cmp::Reverse(r.seq));
         all.truncate(limit);
         Ok(all)
     }
@@ -237,7 +237,7 @@ impl Store {
     pub fn unfinished_calls(&self) -> Result<Vec<CallRecord>, StoreError> {
         let mut all = self.all_calls()?;
         all.retain(CallRecord::is_in_progress);
-        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.call_id.cmp(&b.call_id)));
+        all.sort_by_key(|r| r.seq);
         Ok(all)
     }
 

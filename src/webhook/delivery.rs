@@ -79,24 +79,23 @@ impl DeliveryWorker {
 
     /// Run until [`WorkerHandle::stop`]; attempts in flight at that moment are finished first.
     pub async fn run(self) {
-        loop {
+        while !self.stop.is_closed() {
             let next = self.run_due().await;
             let wait = next.map_or(IDLE_RECHECK, |at| {
                 Duration::from_millis(at.millis_since(Timestamp::now())).min(IDLE_RECHECK)
             });
-            let woken = async {
-                let _ = self.wake.recv().await;
-                true
-            };
-            let timer = async {
-                smol::Timer::after(wait).await;
-                true
-            };
+            // Stop is checked first; a closed wake channel (every handle gone) also means stop,
+            // never "woken", or this loop would spin.
             let stopped = async {
                 let _ = self.stop.recv().await;
                 false
             };
-            if !woken.or(timer).or(stopped).await {
+            let woken = async { self.wake.recv().await.is_ok() };
+            let timer = async {
+                smol::Timer::after(wait).await;
+                true
+            };
+            if !stopped.or(woken).or(timer).await {
                 break;
             }
         }

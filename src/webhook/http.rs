@@ -76,13 +76,13 @@ impl HttpClient for Transport {
         req.set_peer_addr(stream.peer_addr().ok());
         req.set_local_addr(stream.local_addr().ok());
         match url.scheme() {
-            "http" => async_h1::connect(stream, req).await,
+            "http" => async_h1::connect(Http10Tolerant::new(stream), req).await,
             "https" => {
                 let tls = async_native_tls::TlsConnector::new()
                     .connect(host.as_str(), stream)
                     .await
                     .map_err(|e| HttpClientError::from_str(500, format!("TLS: {e}")))?;
-                async_h1::connect(tls, req).await
+                async_h1::connect(Http10Tolerant::new(tls), req).await
             }
             other => Err(HttpClientError::from_str(
                 400,
@@ -93,6 +93,79 @@ impl HttpClient for Transport {
 
     fn config(&self) -> &Config {
         &self.config
+    }
+}
+
+/// async-h1's client refuses responses whose status line says `HTTP/1.0`, which simple receivers
+/// (Python's `http.server`, many embedded devices) send. We make one request per connection and
+/// need only the status and headers, so the first status line's `HTTP/1.0` is read as `HTTP/1.1`.
+struct Http10Tolerant<S> {
+    inner: S,
+    /// Bytes of the response read so far, up to the version digit.
+    seen: [u8; 8],
+    offset: usize,
+}
+
+impl<S> Http10Tolerant<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            seen: [0; 8],
+            offset: 0,
+        }
+    }
+
+    /// Look at freshly read bytes; rewrite the minor version digit of `HTTP/1.0`.
+    fn inspect(&mut self, buf: &mut [u8]) {
+        for b in buf.iter_mut() {
+            if self.offset >= self.seen.len() {
+                return;
+            }
+            self.seen[self.offset] = *b;
+            if self.offset == 7 && &self.seen[..7] == b"HTTP/1." && *b == b'0' {
+                *b = b'1';
+            }
+            self.offset += 1;
+        }
+    }
+}
+
+impl<S: futures_lite::AsyncRead + Unpin> futures_lite::AsyncRead for Http10Tolerant<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll {
+            let n = *n;
+            self.inspect(&mut buf[..n]);
+        }
+        poll
+    }
+}
+
+impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Http10Tolerant<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 
@@ -155,5 +228,33 @@ impl WebhookClient {
             ))
         };
         exchange.or(timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Http10Tolerant;
+
+    fn feed(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut t = Http10Tolerant::new(());
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut b = c.to_vec();
+            t.inspect(&mut b);
+            out.extend(b);
+        }
+        out
+    }
+
+    #[test]
+    fn only_the_first_status_line_version_changes() {
+        assert_eq!(feed(&[b"HTTP/1.0 200 OK\r\n"]), b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(feed(&[b"HTT", b"P/1.", b"0 503 x"]), b"HTTP/1.1 503 x");
+        assert_eq!(feed(&[b"HTTP/1.1 200 OK"]), b"HTTP/1.1 200 OK");
+        assert_eq!(feed(&[b"HTTP/2.0 200"]), b"HTTP/2.0 200");
+        assert_eq!(
+            feed(&[b"HTTP/1.1 200 OK\r\nX: HTTP/1.0\r\n"]),
+            b"HTTP/1.1 200 OK\r\nX: HTTP/1.0\r\n"
+        );
     }
 }

@@ -1,0 +1,365 @@
+//! Configuration: file discovery, environment overrides (namespaced and the original project's
+//! names), `*_file` secrets, error messages that name the key and the rule, and the real binary's
+//! `check-config`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sip_assistant::config::{load, ConfigError, ConfigSource, LoadOptions, Transport};
+
+fn opts(path: Option<&Path>, env: &[(&str, &str)]) -> LoadOptions {
+    LoadOptions {
+        explicit_path: path.map(Path::to_path_buf),
+        search_paths: Vec::new(),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+fn error_text(r: Result<impl std::fmt::Debug, ConfigError>) -> String {
+    r.expect_err("should be rejected").to_string()
+}
+
+#[test]
+fn defaults_when_no_file_is_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut o = opts(None, &[]);
+    o.search_paths = vec![
+        dir.path().join("absent.toml"),
+        dir.path().join("also-absent.toml"),
+    ];
+    let (c, source) = load(&o).expect("defaults load");
+    assert_eq!(source, ConfigSource::Defaults);
+    assert_eq!(c.api.listen, "0.0.0.0:8080");
+    assert_eq!(c.calls.max_concurrent, 4);
+    assert!(c.sip.registrar.is_none());
+}
+
+#[test]
+fn search_paths_are_tried_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let second = write(dir.path(), "second.toml", "[api]\nlisten = \"127.0.0.1:7002\"\n");
+    let mut o = opts(None, &[]);
+    o.search_paths = vec![dir.path().join("first.toml"), second.clone()];
+    let (c, source) = load(&o).expect("loads");
+    assert_eq!(source, ConfigSource::File(second));
+    assert_eq!(c.api.listen, "127.0.0.1:7002");
+    let first = write(dir.path(), "first.toml", "[api]\nlisten = \"127.0.0.1:7001\"\n");
+    let (c, source) = load(&o).expect("loads");
+    assert_eq!(source, ConfigSource::File(first));
+    assert_eq!(c.api.listen, "127.0.0.1:7001");
+}
+
+#[test]
+fn an_explicit_path_must_exist() {
+    let text = error_text(load(&opts(Some(Path::new("/nonexistent/sip.toml")), &[])));
+    assert!(
+        text.starts_with("cannot read config file /nonexistent/sip.toml:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn env_overrides_the_file_and_namespaced_beats_legacy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        "[api]\nlisten = \"127.0.0.1:7000\"\n[calls]\nmax_concurrent = 2\n[sip]\nuser = \"filer\"\n",
+    );
+    let (c, _) = load(&opts(
+        Some(&file),
+        &[
+            ("SIP_ASSISTANT__API__LISTEN", "127.0.0.1:9090"),
+            ("SIP_ASSISTANT__CALLS__MAX_CONCURRENT", "8"),
+            ("SIP_ASSISTANT__SIP__USER", "1001"),
+            ("SIP_USER", "legacy"),
+            ("SIP_ASSISTANT__MEDIA__RTP_PORT_MIN", "30000"),
+        ],
+    ))
+    .expect("loads");
+    assert_eq!(c.api.listen, "127.0.0.1:9090");
+    assert_eq!(c.calls.max_concurrent, 8);
+    assert_eq!(
+        c.sip.user.as_deref(),
+        Some("1001"),
+        "a numeric user stays a string"
+    );
+    assert_eq!(c.media.rtp_port_min, 30000);
+}
+
+#[test]
+fn the_original_projects_variables_are_accepted() {
+    let (c, _) = load(&opts(
+        None,
+        &[
+            ("SIP_USER", "1050"),
+            ("SIP_PASSWORD", "pw-legacy"),
+            ("SIP_DOMAIN", "pbx.lan"),
+            ("SIP_PORT", "5080"),
+            ("SIP_TRANSPORT", "TCP"),
+        ],
+    ))
+    .expect("loads");
+    assert_eq!(c.sip.user.as_deref(), Some("1050"));
+    assert_eq!(c.sip.password.as_ref().map(|s| s.expose()), Some("pw-legacy"));
+    assert_eq!(c.sip.domain.as_deref(), Some("pbx.lan"));
+    assert_eq!(c.sip.registrar.as_deref(), Some("pbx.lan:5080"));
+    assert_eq!(c.sip.transport, Transport::Tcp);
+
+    let (c, _) = load(&opts(
+        None,
+        &[
+            ("SIP_USER", "1050"),
+            ("SIP_REGISTRAR", "10.1.1.1:5070"),
+            ("SIP_PORT", "5080"),
+        ],
+    ))
+    .expect("loads");
+    assert_eq!(
+        c.sip.registrar.as_deref(),
+        Some("10.1.1.1:5070"),
+        "an explicit port wins over SIP_PORT"
+    );
+}
+
+#[test]
+fn secrets_from_files_and_credentials_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).expect("mkdir");
+    write(&creds, "sip-password", "from-credential\n");
+    let token = write(dir.path(), "token", "abs-token-value\n");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[sip]\npassword_file = \"sip-password\"\n[api]\ntoken_file = \"{}\"\n",
+            token.display()
+        ),
+    );
+    let (c, _) = load(&opts(
+        Some(&file),
+        &[("CREDENTIALS_DIRECTORY", creds.to_str().expect("utf8"))],
+    ))
+    .expect("loads");
+    assert_eq!(
+        c.sip.password.as_ref().map(|s| s.expose()),
+        Some("from-credential")
+    );
+    assert_eq!(c.api.token.as_ref().map(|s| s.expose()), Some("abs-token-value"));
+
+    // The env var route for a secret.
+    let (c, _) = load(&opts(
+        None,
+        &[("SIP_ASSISTANT__WEBHOOK__SECRET", "an-env-secret-long-enough")],
+    ))
+    .expect("loads");
+    assert_eq!(
+        c.webhook.secret.as_ref().map(|s| s.expose()),
+        Some("an-env-secret-long-enough")
+    );
+}
+
+#[test]
+fn secret_errors_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let both = write(
+        dir.path(),
+        "both.toml",
+        "[sip]\npassword = \"x\"\npassword_file = \"/tmp/x\"\n",
+    );
+    assert_eq!(
+        error_text(load(&opts(Some(&both), &[]))),
+        "sip.password: set either sip.password or sip.password_file, not both"
+    );
+    let missing = write(
+        dir.path(),
+        "missing.toml",
+        "[webhook]\nsecret_file = \"/nonexistent/secret\"\n",
+    );
+    let text = error_text(load(&opts(Some(&missing), &[])));
+    assert!(
+        text.starts_with("webhook.secret_file: cannot read /nonexistent/secret:"),
+        "{text}"
+    );
+    let empty_file = write(dir.path(), "empty", "\n");
+    let empty = write(
+        dir.path(),
+        "empty.toml",
+        &format!("[api]\ntoken_file = \"{}\"\n", empty_file.display()),
+    );
+    assert_eq!(
+        error_text(load(&opts(Some(&empty), &[]))),
+        format!("api.token_file: {} is empty", empty_file.display())
+    );
+}
+
+#[test]
+fn invalid_values_name_the_key_and_the_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &str)] = &[
+        (
+            "[api]\nlisten = \"localhost\"\n",
+            "api.listen: must be IP:PORT such as 0.0.0.0:8080 (got 'localhost')",
+        ),
+        (
+            "[calls]\nmax_concurrent = 0\n",
+            "calls.max_concurrent: must be between 1 and 256 (got 0)",
+        ),
+        (
+            "[sip]\nlocal_port = 70000\n",
+            "sip.local_port: invalid value: integer `70000`, expected u16",
+        ),
+        (
+            "[sip]\ntransport = \"tls\"\n",
+            "sip.transport: unknown variant `tls`, expected `udp` or `tcp`",
+        ),
+        (
+            "[media]\nrtp_port_min = 40001\n",
+            "media.rtp_port_min: must be an even port of at least 1024 (got 40001)",
+        ),
+        (
+            "[speech]\ntts = \"sam\"\n",
+            "speech.tts: must be one of flite, espeak, piper, wyoming, openai (got 'sam')",
+        ),
+        (
+            "[sip]\nregistrar = \"pbx.lan\"\n",
+            "sip.user: is required when sip.registrar is set",
+        ),
+        (
+            "[webhook]\nsecret = \"short\"\n",
+            "webhook.secret: must be at least 16 characters long",
+        ),
+        (
+            "[api]\nlisen = \"x\"\n",
+            "api.lisen: unknown field `lisen`, expected one of `listen`, `token`, `token_file`",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let f = write(dir.path(), &format!("bad{i}.toml"), text);
+        assert_eq!(error_text(load(&opts(Some(&f), &[]))), *want, "{text}");
+    }
+    let syntax = write(dir.path(), "syntax.toml", "[api\n");
+    let text = error_text(load(&opts(Some(&syntax), &[])));
+    assert!(
+        text.starts_with(&format!("config file {} is not valid TOML:", syntax.display())),
+        "{text}"
+    );
+    // Several broken rules are all reported.
+    let many = write(
+        dir.path(),
+        "many.toml",
+        "[calls]\nmax_concurrent = 0\nqueue_limit = 200000\n",
+    );
+    let text = error_text(load(&opts(Some(&many), &[])));
+    assert!(
+        text.contains("calls.max_concurrent") && text.contains("calls.queue_limit"),
+        "{text}"
+    );
+}
+
+#[test]
+fn env_errors_name_the_variable() {
+    assert_eq!(
+        error_text(load(&opts(None, &[("SIP_ASSISTANT__CALLS__MAX_CONCURRENT", "lots")]))),
+        "environment variable SIP_ASSISTANT__CALLS__MAX_CONCURRENT: calls.max_concurrent must be an integer (got 'lots')"
+    );
+    assert_eq!(
+        error_text(load(&opts(None, &[("SIP_ASSISTANT__API__PORT", "1")]))),
+        "environment variable SIP_ASSISTANT__API__PORT: unknown config key api.port"
+    );
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/config.example.toml");
+    let (c, _) = load(&opts(Some(&example), &[])).expect("example config loads");
+    let (d, _) = load(&opts(None, &[])).expect("defaults");
+    assert_eq!(
+        c.to_redacted_toml(),
+        d.to_redacted_toml(),
+        "the example shows the defaults"
+    );
+}
+
+fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sip-assistant"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        "[sip]\nuser = \"1001\"\npassword = \"hunter2-password\"\nregistrar = \"127.0.0.1:5060\"\n",
+    );
+    let out = binary()
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .env("SIP_ASSISTANT__API__TOKEN", "token-value-from-env")
+        .env("SIP_ASSISTANT__CALLS__MAX_CONCURRENT", "3")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("# source: {}", file.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("max_concurrent = 3"), "{stdout}");
+    assert!(stdout.contains("registrar = \"127.0.0.1:5060\""), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2-password") && !stdout.contains("token-value-from-env"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("\"<redacted>\"").count(), 2, "{stdout}");
+    // What it prints is itself a loadable config.
+    let body: String = stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    toml::from_str::<toml::Table>(&body).expect("printed config is TOML");
+}
+
+#[test]
+fn check_config_rejects_invalid_values_with_exit_2() {
+    let out = binary()
+        .args(["check-config"])
+        .env("SIP_ASSISTANT__MEDIA__RTP_PORT_MAX", "1000")
+        .env("SIP_ASSISTANT__STORE__RETENTION_DAYS", "0")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("media.rtp_port_max: must be greater than media.rtp_port_min (got 1000 <= 40000)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("store.retention_days: must be between 1 and 3650 (got 0)"),
+        "{stderr}"
+    );
+
+    let version = binary().arg("--version").output().expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("sip-assistant {}", env!("CARGO_PKG_VERSION"))
+    );
+    let bad = binary().arg("--frobnicate").output().expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+}
