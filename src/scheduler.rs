@@ -287,9 +287,16 @@ impl Scheduler {
                 s.queue.remove(pos);
                 Found::Waiting
             } else if let Some(handle) = s.active.get(id) {
-                handle.cancel();
-                s.stop_reasons.insert(id.to_string(), CANCELLED);
-                Found::Active
+                // A call leaves the active set just after its final state is stored: in that
+                // window it is finished, not cancellable.
+                let stored_final = self.0.store.get_call(id)?.is_some_and(|r| r.status.is_final());
+                if stored_final {
+                    Found::Neither
+                } else {
+                    handle.cancel();
+                    s.stop_reasons.insert(id.to_string(), CANCELLED);
+                    Found::Active
+                }
             } else {
                 Found::Neither
             }
