@@ -508,3 +508,67 @@ fn without_a_sip_agent_calls_fail_honestly() {
     assert_eq!(r["duration_seconds"], 0.0);
     smol::block_on(app.shutdown());
 }
+
+/// Malformed and random bodies get a 4xx with a JSON `detail`, never a 5xx, and store nothing.
+#[test]
+fn hostile_bodies_never_cause_a_server_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    config.calls.queue_limit = 10_000;
+    let app = start_app(config, HoldEngine::new());
+    let server = router(&app);
+    let mut bodies: Vec<Vec<u8>> = vec![
+        "[".repeat(10_000).into_bytes(),
+        b"{\"message\": \"m\", \"extension\": \"1001\", \"ring_timeout\": 1e400}".to_vec(),
+        b"{\"message\": \"m\", \"extension\": \"1001\", \"ring_timeout\": -9223372036854775809}".to_vec(),
+        b"{\"message\": \"m\", \"extension\": \"\\ud800\"}".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x7b],
+        b"{\"message\": \"m\", \"extension\": \"1001\", \"choice\": {\"prompt\": \"p\", \"options\": [null]}, \"callback_url\": \"http://x/y\"}".to_vec(),
+        b"{\"message\": \"m\", \"extension\": \"sip:\\u0000@host\"}".to_vec(),
+        b"{\"message\": \"m\", \"extension\": \"sip:a@[::1\"}".to_vec(),
+        b"{\"message\": \"m\", \"extension\": \"1001\", \"callback_url\": \"http://[::1\"}".to_vec(),
+        b"null".to_vec(),
+        b"\"just a string\"".to_vec(),
+    ];
+    // Deterministic pseudo-random bodies: mutations of a valid one and raw noise.
+    let valid = br#"{"message":"hello","extension":"1001","ring_timeout":30,"callback_url":"http://127.0.0.1:9/x","choice":{"prompt":"p","options":[{"value":"a","synonyms":["b"]}]}}"#;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..300 {
+        let mut b = valid.to_vec();
+        for _ in 0..(next() % 4 + 1) {
+            let i = usize::try_from(next() % b.len() as u64).unwrap_or(0);
+            b[i] = (next() & 0xff) as u8;
+        }
+        bodies.push(b);
+        let len = usize::try_from(next() % 64).unwrap_or(0);
+        bodies.push((0..len).map(|_| (next() & 0xff) as u8).collect());
+    }
+    let mut accepted = 0;
+    for body in &bodies {
+        let reply = request(&server, "POST", "/call", Some(body), &[]);
+        assert!(
+            reply.status < 500,
+            "{} for {:?}: {}",
+            reply.status,
+            String::from_utf8_lossy(body),
+            reply.text
+        );
+        if reply.status == 200 {
+            accepted += 1;
+        } else {
+            assert_eq!(reply.content_type, "application/json", "{}", reply.text);
+            assert!(!reply.detail().is_empty());
+        }
+    }
+    let stored = request(&server, "GET", "/calls?limit=500", None, &[]).json()["count"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(stored, accepted, "only accepted calls are stored");
+    smol::block_on(app.shutdown());
+}

@@ -253,3 +253,31 @@ fn the_worker_returns_once_its_handles_are_gone() {
     );
     assert!(returned, "the worker kept running with no handle left");
 }
+
+#[test]
+fn a_stalled_receiver_hits_the_request_timeout_and_is_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::start_with(
+        dir.path(),
+        0,
+        503,
+        None,
+        None,
+        &["--delay", "3", "--delay-count", "1"],
+    );
+    let mut config = test_config(dir.path());
+    config.webhook.request_timeout_ms = 500;
+    let engine = HoldEngine::new();
+    let app = start_app(config, engine.clone());
+    complete_call(&app, &engine, "slow-1", &receiver.url("/x"));
+    assert!(wait_for(Duration::from_secs(15), || record(&app, "slow-1")
+        ["webhook"]["state"]
+        == "delivered"));
+    let r = record(&app, "slow-1");
+    let first = &r["webhook"]["attempts"][0];
+    assert_eq!(first["error"], "timed out after 500 ms", "{r}");
+    let took = first["duration_ms"].as_u64().expect("duration");
+    assert!((450..2000).contains(&took), "the timeout fired after {took} ms");
+    assert_eq!(r["webhook"]["attempts"][1]["status_code"], 200);
+    smol::block_on(app.shutdown());
+}

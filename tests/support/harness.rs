@@ -204,6 +204,18 @@ impl Receiver {
         retry_after: Option<&str>,
         secret: Option<&str>,
     ) -> Self {
+        Self::start_with(dir, fail, fail_status, retry_after, secret, &[])
+    }
+
+    /// As [`Receiver::start`], with extra command-line arguments for the receiver script.
+    pub fn start_with(
+        dir: &Path,
+        fail: u32,
+        fail_status: u16,
+        retry_after: Option<&str>,
+        secret: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let log = dir.join(format!("receiver-{}.jsonl", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/webhook_receiver.py");
         let mut cmd = Command::new("python3");
@@ -222,6 +234,7 @@ impl Receiver {
         if let Some(s) = secret {
             cmd.arg("--secret").arg(s);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()

@@ -5,7 +5,8 @@ Listens on 127.0.0.1 on a free port and prints "PORT <n>" on stdout once ready. 
 --fail requests with --fail-status (optionally with a Retry-After header), then 200. Every request is
 appended as one JSON line to --log: method, path, headers, body, the status answered, and whether
 the Webhook-Signature verified against --secret (HMAC-SHA256 over "id.timestamp.body", "v1,<base64>").
-Stops by itself after --max-seconds.
+The first --delay-count requests stall --delay seconds before answering. Stops by itself after
+--max-seconds.
 """
 import argparse
 import base64
@@ -14,6 +15,7 @@ import hmac
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -37,6 +39,8 @@ def main():
     ap.add_argument("--retry-after", default=None)
     ap.add_argument("--secret", default=None)
     ap.add_argument("--max-seconds", type=float, default=120.0)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to stall before answering")
+    ap.add_argument("--delay-count", type=int, default=0, help="how many first requests stall")
     args = ap.parse_args()
     lock = threading.Lock()
     state = {"seen": 0}
@@ -48,6 +52,9 @@ def main():
             with lock:
                 state["seen"] += 1
                 failing = state["seen"] <= args.fail
+                stalling = state["seen"] <= args.delay_count
+            if stalling:
+                time.sleep(args.delay)
             status = args.fail_status if failing else 200
             entry = {
                 "method": "POST",
