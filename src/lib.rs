@@ -10,6 +10,7 @@ pub mod call;
 pub mod config;
 pub mod logging;
 pub mod scheduler;
+pub mod sip;
 pub mod sip_addr;
 pub mod store;
 pub mod webhook;
