@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_lite::{FutureExt, StreamExt};
 
 use crate::api::{self, ApiState};
-use crate::call::{CallEngine, Timestamp, UnavailableEngine};
+use crate::call::{CallEngine, Timestamp};
 use crate::config::Config;
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
@@ -24,6 +24,8 @@ pub enum AppError {
     Listen(SocketAddr, std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Sip(#[from] crate::driver::DriverError),
 }
 
 /// How often finished records past retention are deleted.
@@ -93,6 +95,7 @@ impl App {
     pub async fn shutdown(&self) {
         let grace = Duration::from_secs(u64::from(self.config.calls.shutdown_grace_seconds));
         self.scheduler.drain(grace).await;
+        self.scheduler.engine().shutdown().await;
         // Give deliveries queued by the drain a moment to go out before stopping the worker.
         smol::Timer::after(Duration::from_millis(200)).await;
         self.webhooks.stop();
@@ -174,8 +177,8 @@ fn sd_notify(state: &str) {
 pub async fn run(config: Config) -> Result<(), AppError> {
     let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
         .map_err(AppError::Signals)?;
-    tracing::warn!("this build has no SIP user agent yet: every call ends failed with a clear error");
-    let app = App::start(config, Arc::new(UnavailableEngine))?;
+    let engine = crate::driver::SipEngine::start(&config).await?;
+    let app = App::start(config, Arc::new(engine))?;
     let addr = app.config.api_listen();
     let server = api::router(app.api_state());
     let (bound_tx, bound_rx) = async_channel::bounded(1);

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod call;
 pub mod config;
+pub mod driver;
 pub mod logging;
 pub mod scheduler;
 pub mod sip;

@@ -134,6 +134,11 @@ pub trait CallEngine: Send + Sync + 'static {
     fn sip_registered(&self) -> bool {
         false
     }
+
+    /// Release what the engine holds (the registration) before the process exits.
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async {})
+    }
 }
 
 /// The engine of a build without a SIP user agent: every call fails, saying why.

@@ -24,6 +24,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("sip", "local_port", KeyKind::Integer),
     ("sip", "public_address", KeyKind::Text),
     ("sip", "register_expires", KeyKind::Integer),
+    ("sip", "register_refresh_seconds", KeyKind::Integer),
     ("media", "rtp_port_min", KeyKind::Integer),
     ("media", "rtp_port_max", KeyKind::Integer),
     ("store", "data_dir", KeyKind::Text),

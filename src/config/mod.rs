@@ -112,6 +112,9 @@ pub struct SipConfig {
     pub public_address: Option<String>,
     /// Requested registration lifetime in seconds.
     pub register_expires: u32,
+    /// Longest time between two REGISTERs, so a restarted PBX has us back quickly; 0 = refresh
+    /// only before expiry.
+    pub register_refresh_seconds: u32,
 }
 
 impl Default for SipConfig {
@@ -126,6 +129,7 @@ impl Default for SipConfig {
             local_port: 5060,
             public_address: None,
             register_expires: 300,
+            register_refresh_seconds: 25,
         }
     }
 }

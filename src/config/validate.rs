@@ -161,6 +161,12 @@ fn check_sip(c: &Config, k: &mut Checker) {
         }
     }
     k.range("sip.register_expires", s.register_expires.into(), 60, 86_400);
+    k.range(
+        "sip.register_refresh_seconds",
+        s.register_refresh_seconds.into(),
+        0,
+        3600,
+    );
 }
 
 #[cfg(test)]

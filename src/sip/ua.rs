@@ -101,6 +101,8 @@ pub enum Command {
         id: CallKey,
         /// The Request-URI (`sip:1001@pbx` or a full URI from the request).
         uri: String,
+        /// Our address as the far end should see it (Via, Contact); the configured one if `None`.
+        local_host: Option<String>,
         ring_timeout: Duration,
         /// Our SDP offer.
         sdp: Vec<u8>,
@@ -208,6 +210,8 @@ struct ServerEntry {
 /// A request that may be sent again (with credentials, or redirected).
 #[derive(Debug, Clone)]
 pub(super) struct Spec {
+    /// Our host for Via and Contact in this request.
+    local: String,
     method: String,
     uri: String,
     dest: Dest,
@@ -368,15 +372,12 @@ impl UserAgent {
 
     // ----- requests we send -------------------------------------------------------------------
 
-    fn contact(&self) -> String {
+    fn contact(&self, host: &str) -> String {
         let t = match self.cfg.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
         };
-        format!(
-            "<sip:{}@{}:{}{t}>",
-            self.cfg.user, self.cfg.local_host, self.cfg.local_port
-        )
+        format!("<sip:{}@{host}:{}{t}>", self.cfg.user, self.cfg.local_port)
     }
 
     fn aor(&self) -> String {
@@ -420,7 +421,7 @@ impl UserAgent {
             format!(
                 "SIP/2.0/{} {}:{};branch={branch};rport",
                 spec.dest.transport.token(),
-                self.cfg.local_host,
+                spec.local,
                 self.cfg.local_port
             ),
         )
@@ -433,7 +434,7 @@ impl UserAgent {
             h.add("Route", r.as_str());
         }
         if matches!(spec.method.as_str(), "INVITE" | "REGISTER") {
-            h.add("Contact", self.contact());
+            h.add("Contact", self.contact(&spec.local));
         }
         if let Some((name, value)) = auth {
             h.add(name, value.as_str());
@@ -547,9 +548,13 @@ impl UserAgent {
             Command::Call {
                 id,
                 uri,
+                local_host,
                 ring_timeout,
                 sdp,
-            } => self.start_call(now, id, uri, ring_timeout, sdp),
+            } => {
+                let local = local_host.unwrap_or_else(|| self.cfg.local_host.clone());
+                self.start_call(now, id, uri, local, ring_timeout, sdp)
+            }
             Command::Hangup { id } => self.hangup(now, id, CallEnd::Cancelled),
         }
     }
@@ -693,7 +698,7 @@ impl UserAgent {
         let cfg_via = format!(
             "SIP/2.0/{} {}:{};branch={};rport",
             spec.dest.transport.token(),
-            self.cfg.local_host,
+            spec.local,
             self.cfg.local_port,
             key.0
         );

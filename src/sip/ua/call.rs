@@ -28,6 +28,7 @@ impl UserAgent {
         now: Instant,
         id: CallKey,
         uri: String,
+        local: String,
         ring_timeout: Duration,
         sdp: Vec<u8>,
     ) {
@@ -40,9 +41,10 @@ impl UserAgent {
             });
             return;
         };
-        let call_id = self.ids.call_id(&self.cfg.local_host.clone());
+        let call_id = self.ids.call_id(&local);
         let tag = self.ids.tag();
         let spec = Spec {
+            local,
             method: "INVITE".into(),
             uri: uri.clone(),
             dest,
@@ -293,6 +295,7 @@ impl UserAgent {
             self.next_hop(&uri, &route_uris)
         }?;
         Some(Spec {
+            local: spec.local.clone(),
             method: method.into(),
             uri,
             dest,

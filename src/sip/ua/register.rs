@@ -14,6 +14,7 @@ impl UserAgent {
         let dest = self.cfg.outbound_proxy.clone()?;
         let aor = self.aor();
         Some(Spec {
+            local: self.cfg.local_host.clone(),
             method: "REGISTER".into(),
             uri: format!("sip:{}", self.cfg.domain),
             dest,

@@ -137,14 +137,14 @@ impl UserAgent {
                 }
             }
             ("UPDATE", Some(id)) => {
-                let sdp = self
+                let (sdp, host) = self
                     .calls
                     .get(&id)
-                    .map(|c| c.local_sdp.clone())
+                    .map(|c| (c.local_sdp.clone(), c.spec.local.clone()))
                     .unwrap_or_default();
                 if req.content_type().as_deref() == Some("application/sdp") && !req.body.is_empty() {
                     let mut h = Headers::new();
-                    h.add("Contact", self.contact())
+                    h.add("Contact", self.contact(&host))
                         .add("Content-Type", "application/sdp");
                     self.respond(now, &req, &dest, 200, h, &sdp);
                 } else {
@@ -164,11 +164,15 @@ impl UserAgent {
     /// A re-INVITE (hold, resume, session refresh): 200 with our current SDP, retransmitted with
     /// T1 doubling up to T2 until the ACK arrives or 64·T1 pass.
     fn on_reinvite(&mut self, now: Instant, req: &Message, dest: &Dest, id: CallKey) {
-        let Some(sdp) = self.calls.get(&id).map(|c| c.local_sdp.clone()) else {
+        let Some((sdp, host)) = self
+            .calls
+            .get(&id)
+            .map(|c| (c.local_sdp.clone(), c.spec.local.clone()))
+        else {
             return;
         };
         let mut h = Headers::new();
-        h.add("Contact", self.contact())
+        h.add("Contact", self.contact(&host))
             .add("Allow", ALLOW)
             .add("Content-Type", "application/sdp");
         let branch = req.top_via.branch().unwrap_or_default().to_string();

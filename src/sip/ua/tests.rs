@@ -369,6 +369,7 @@ fn start_call(h: &mut Harness, ring: u64) -> Message {
     h.command(Command::Call {
         id: 7,
         uri: "sip:1001@127.0.0.1".into(),
+        local_host: None,
         ring_timeout: Duration::from_secs(ring),
         sdp: sdp_offer_g711("127.0.0.1", 40000, 1),
     });

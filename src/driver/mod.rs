@@ -1,0 +1,6 @@
+//! The I/O shell around the sans-IO cores: sockets, connections, timers.
+
+pub mod framing;
+pub mod sip;
+
+pub use sip::{DriverError, SipEngine};

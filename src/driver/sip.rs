@@ -1,0 +1,628 @@
+//! The SIP shell: one smol task owns the UDP socket, the TCP connections and the one timer, and
+//! drives the sans-IO [`UserAgent`]. [`SipEngine`] is the [`CallEngine`] the scheduler uses.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use smol::net::{TcpListener, TcpStream, UdpSocket};
+
+use super::framing::Framer;
+use crate::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus};
+use crate::config::{Config, Transport as CfgTransport};
+use crate::sip::ua::{
+    sdp_offer_g711, CallEnd, CallKey, Command, Dest, Event, Input, Output, Transport, UaConfig, UserAgent,
+};
+use crate::sip_addr::{parse_extension, parse_host_port, Target};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("cannot bind SIP {transport} on {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("sip.registrar '{0}' cannot be used: {1}")]
+    Registrar(String, String),
+}
+
+/// Longest a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long shutdown waits for the un-REGISTER to be answered.
+const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
+
+enum Cmd {
+    Ua(Command),
+    Watch(CallKey, async_channel::Sender<Event>),
+    Unregister(async_channel::Sender<()>),
+}
+
+enum Net {
+    Message {
+        from: SocketAddr,
+        transport: Transport,
+        bytes: Vec<u8>,
+    },
+    Accepted(SocketAddr, TcpStream),
+    Closed {
+        from: SocketAddr,
+        reason: String,
+    },
+}
+
+struct Shared {
+    cmds: async_channel::Sender<Cmd>,
+    registered: AtomicBool,
+    next_id: AtomicU64,
+    domain: Option<String>,
+    registrar: Option<Dest>,
+    public_address: Option<String>,
+    rtp_next: Mutex<u16>,
+    rtp_range: (u16, u16),
+}
+
+/// Places calls over SIP.
+#[derive(Clone)]
+pub struct SipEngine {
+    shared: Arc<Shared>,
+    /// The SIP port actually bound (useful when configured as 0).
+    pub local_port: u16,
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// The registrar as a destination: `host[:port]` or `sip:host[:port][;transport=tcp]`.
+fn registrar_dest(registrar: &str, default: Transport) -> Result<Dest, String> {
+    let (host, port) = parse_host_port(registrar)?;
+    let transport = match crate::sip::header::uri_host_port(registrar).and_then(|(_, _, t)| t) {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
+        _ => default,
+    };
+    Ok(Dest {
+        host,
+        port: port.unwrap_or(5060),
+        transport,
+    })
+}
+
+async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    smol::net::resolve((host, port)).await.ok()?.into_iter().next()
+}
+
+/// Our address as seen from `host`: the source address the kernel would pick (no packet is sent).
+async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
+    let target = resolve(host, port).await?;
+    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .ok()?;
+    let sock = std::net::UdpSocket::bind(bind).ok()?;
+    sock.connect(target).ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+impl SipEngine {
+    /// Bind the SIP sockets, start the driver and, with a registrar, register.
+    pub async fn start(config: &Config) -> Result<Self, DriverError> {
+        let s = &config.sip;
+        let transport = match s.transport {
+            CfgTransport::Udp => Transport::Udp,
+            CfgTransport::Tcp => Transport::Tcp,
+        };
+        let registrar = match &s.registrar {
+            Some(r) => Some(registrar_dest(r, transport).map_err(|e| DriverError::Registrar(r.clone(), e))?),
+            None => None,
+        };
+        let bind_addr = SocketAddr::from(([0, 0, 0, 0], s.local_port));
+        let udp = UdpSocket::bind(bind_addr)
+            .await
+            .map_err(|source| DriverError::Bind {
+                transport: "UDP",
+                addr: bind_addr,
+                source,
+            })?;
+        let local_port = udp.local_addr().map(|a| a.port()).unwrap_or(s.local_port);
+        let listen = SocketAddr::from(([0, 0, 0, 0], local_port));
+        let tcp = match transport {
+            Transport::Tcp => Some(
+                TcpListener::bind(listen)
+                    .await
+                    .map_err(|source| DriverError::Bind {
+                        transport: "TCP",
+                        addr: listen,
+                        source,
+                    })?,
+            ),
+            Transport::Udp => None,
+        };
+        let local_host = match (&s.public_address, &registrar) {
+            (Some(p), _) => p.clone(),
+            (None, Some(r)) => local_ip_towards(&r.host, r.port)
+                .await
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            (None, None) => "127.0.0.1".into(),
+        };
+        let domain = s
+            .domain
+            .clone()
+            .or_else(|| registrar.as_ref().map(|r| r.host.clone()));
+        let ua_cfg = UaConfig {
+            user: s.user.clone().unwrap_or_else(|| "sip-assistant".into()),
+            password: s.password.as_ref().map(|p| p.expose().to_string()),
+            domain: domain.clone().unwrap_or_else(|| local_host.clone()),
+            outbound_proxy: registrar.clone(),
+            transport,
+            local_host,
+            local_port,
+            register_expires: s.register_expires,
+            register_refresh_max: (s.register_refresh_seconds > 0)
+                .then(|| Duration::from_secs(u64::from(s.register_refresh_seconds))),
+            user_agent: concat!("sip-assistant/", env!("CARGO_PKG_VERSION")).into(),
+        };
+        let (cmds, cmd_rx) = async_channel::unbounded();
+        let first = config.media.rtp_port_min;
+        let shared = Arc::new(Shared {
+            cmds,
+            registered: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            domain,
+            registrar: registrar.clone(),
+            public_address: s.public_address.clone(),
+            rtp_next: Mutex::new(first),
+            rtp_range: (config.media.rtp_port_min, config.media.rtp_port_max),
+        });
+        let ua = UserAgent::new(ua_cfg, seed(), Instant::now());
+        let driver = Driver {
+            ua,
+            udp,
+            shared: shared.clone(),
+            conns: HashMap::new(),
+            watchers: HashMap::new(),
+            unregister_waiters: Vec::new(),
+        };
+        smol::spawn(driver.run(cmd_rx, tcp)).detach();
+        tracing::info!(port = local_port, transport = transport.token(), "SIP listening");
+        if registrar.is_some() {
+            let _ = shared.cmds.send(Cmd::Ua(Command::Register)).await;
+        }
+        Ok(Self { shared, local_port })
+    }
+}
+
+impl Shared {
+    fn next_rtp_port(&self) -> u16 {
+        let (lo, hi) = self.rtp_range;
+        let mut next = self.rtp_next.lock().unwrap_or_else(|p| p.into_inner());
+        let port = *next;
+        *next = if port.saturating_add(2) > hi.saturating_sub(1) {
+            lo
+        } else {
+            port + 2
+        };
+        port
+    }
+
+    /// The Request-URI for an `extension`.
+    fn target_uri(&self, extension: &str) -> Result<String, String> {
+        match parse_extension(extension)? {
+            Target::Uri(u) => Ok(u),
+            Target::User(u) => match &self.domain {
+                Some(d) => Ok(format!("sip:{u}@{d}")),
+                None => Err(format!(
+                    "cannot dial extension '{u}' without sip.registrar or sip.domain; give a full sip: URI instead"
+                )),
+            },
+        }
+    }
+
+    async fn run_call(self: Arc<Self>, call: ActiveCall) -> CallOutcome {
+        let uri = match self.target_uri(&call.request.extension) {
+            Ok(u) => u,
+            Err(e) => return CallOutcome::failed(e),
+        };
+        let local_host = match (&self.public_address, &self.registrar) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(_)) => None,
+            (None, None) => match crate::sip::header::uri_host_port(&uri) {
+                Some((h, p, _)) => local_ip_towards(h.trim_matches(['[', ']']), p.unwrap_or(5060)).await,
+                None => None,
+            },
+        };
+        let sdp_host = local_host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sdp = sdp_offer_g711(&sdp_host, self.next_rtp_port(), id);
+        let (tx, rx) = async_channel::unbounded();
+        let ring_timeout = Duration::from_secs(u64::from(call.request.ring_timeout));
+        let started = self.cmds.send(Cmd::Watch(id, tx)).await.is_ok()
+            && self
+                .cmds
+                .send(Cmd::Ua(Command::Call {
+                    id,
+                    uri,
+                    local_host,
+                    ring_timeout,
+                    sdp,
+                }))
+                .await
+                .is_ok();
+        if !started {
+            return CallOutcome::failed("the SIP driver has stopped");
+        }
+        // However the far end behaves, the call ends: ring time + a transaction timeout + margin.
+        let give_up = Instant::now() + ring_timeout + Duration::from_secs(32 + 60);
+        let mut hangup_sent = false;
+        loop {
+            enum Next {
+                Event(Option<Event>),
+                Cancel,
+                GiveUp,
+            }
+            let event = async { Next::Event(rx.recv().await.ok()) };
+            let cancel = async {
+                if hangup_sent {
+                    std::future::pending::<()>().await;
+                }
+                call.cancel.cancelled().await;
+                Next::Cancel
+            };
+            let timer = async {
+                smol::Timer::at(give_up).await;
+                Next::GiveUp
+            };
+            match event.or(cancel).or(timer).await {
+                Next::Cancel => {
+                    hangup_sent = true;
+                    let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+                }
+                Next::GiveUp => {
+                    let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+                    return CallOutcome::failed("the call did not end in time; hung up");
+                }
+                Next::Event(None) => return CallOutcome::failed("the SIP driver has stopped"),
+                Next::Event(Some(e)) => match e {
+                    Event::Ringing { .. } => call.events.ringing(),
+                    Event::Answered { .. } => {
+                        call.events.answered();
+                        call.events.event(
+                            "media_unavailable",
+                            Some("this build has no media layer: the message was not played".into()),
+                        );
+                        hangup_sent = true;
+                        let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+                    }
+                    Event::Dtmf { digit, .. } => call.events.event("dtmf", Some(digit.to_string())),
+                    Event::Ended { end, .. } => {
+                        let by = match &end {
+                            CallEnd::HungUpLocal => Some("local"),
+                            CallEnd::HungUpRemote => Some("remote"),
+                            _ => None,
+                        };
+                        if let Some(by) = by {
+                            call.events.event("hangup", Some(format!("by {by}")));
+                        }
+                        return outcome(end);
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+}
+
+fn outcome(end: CallEnd) -> CallOutcome {
+    let (status, error) = match end {
+        CallEnd::HungUpLocal | CallEnd::HungUpRemote => (FinalStatus::Completed, None),
+        CallEnd::Busy { code, reason } => (FinalStatus::Busy, Some(format!("{code} {reason}"))),
+        CallEnd::NoAnswer => (FinalStatus::NoAnswer, None),
+        CallEnd::Cancelled => (FinalStatus::Failed, Some("cancelled".into())),
+        CallEnd::Failed { reason } => (FinalStatus::Failed, Some(reason)),
+    };
+    CallOutcome {
+        status,
+        error,
+        message_played: false,
+        choice_response: None,
+        choice_raw_text: None,
+    }
+}
+
+impl CallEngine for SipEngine {
+    fn place_call(&self, call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>> {
+        Box::pin(self.shared.clone().run_call(call))
+    }
+
+    fn sip_registered(&self) -> bool {
+        self.shared.registered.load(Ordering::Relaxed)
+    }
+
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            if shared.registrar.is_none() {
+                return;
+            }
+            let (tx, rx) = async_channel::bounded(1);
+            if shared.cmds.send(Cmd::Unregister(tx)).await.is_ok() {
+                let done = async {
+                    let _ = rx.recv().await;
+                };
+                let timeout = async {
+                    smol::Timer::after(UNREGISTER_WAIT).await;
+                    tracing::warn!("the registrar did not answer the un-REGISTER in time");
+                };
+                done.or(timeout).await;
+            }
+        })
+    }
+}
+
+struct Driver {
+    ua: UserAgent,
+    udp: UdpSocket,
+    shared: Arc<Shared>,
+    conns: HashMap<SocketAddr, TcpStream>,
+    watchers: HashMap<CallKey, async_channel::Sender<Event>>,
+    unregister_waiters: Vec<async_channel::Sender<()>>,
+}
+
+fn first_line(bytes: &[u8]) -> String {
+    let line = bytes
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    String::from_utf8_lossy(line).into_owned()
+}
+
+fn spawn_reader(stream: TcpStream, from: SocketAddr, net: async_channel::Sender<Net>) {
+    smol::spawn(async move {
+        let mut stream = stream;
+        let mut framer = Framer::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        let reason = loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break "connection closed".to_string(),
+                Ok(n) => {
+                    framer.push(&buf[..n]);
+                    loop {
+                        match framer.next_message() {
+                            Ok(Some(bytes)) => {
+                                let _ = net
+                                    .send(Net::Message {
+                                        from,
+                                        transport: Transport::Tcp,
+                                        bytes,
+                                    })
+                                    .await;
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                let _ = net
+                                    .send(Net::Closed {
+                                        from,
+                                        reason: e.to_string(),
+                                    })
+                                    .await;
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => break e.to_string(),
+            }
+        };
+        let _ = net.send(Net::Closed { from, reason }).await;
+    })
+    .detach();
+}
+
+impl Driver {
+    async fn run(mut self, cmds: async_channel::Receiver<Cmd>, listener: Option<TcpListener>) {
+        let (net_tx, net_rx) = async_channel::unbounded::<Net>();
+        if let Some(listener) = listener {
+            let net = net_tx.clone();
+            smol::spawn(async move {
+                while let Ok((stream, from)) = listener.accept().await {
+                    if net.send(Net::Accepted(from, stream)).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let deadline = self.flush(&net_tx).await;
+            enum Wake {
+                Udp(std::io::Result<(usize, SocketAddr)>),
+                Net(Option<Net>),
+                Cmd(Option<Cmd>),
+                Timer,
+            }
+            let udp = async { Wake::Udp(self.udp.recv_from(&mut buf).await) };
+            let net = async { Wake::Net(net_rx.recv().await.ok()) };
+            let cmd = async { Wake::Cmd(cmds.recv().await.ok()) };
+            let timer = async {
+                smol::Timer::at(deadline).await;
+                Wake::Timer
+            };
+            let wake = cmd.or(udp).or(net).or(timer).await;
+            let now = Instant::now();
+            match wake {
+                Wake::Udp(Ok((n, from))) => {
+                    let bytes = buf.get(..n).unwrap_or_default().to_vec();
+                    tracing::debug!(%from, "SIP << {}", first_line(&bytes));
+                    self.ua.handle_input(
+                        now,
+                        Input::Message {
+                            from,
+                            transport: Transport::Udp,
+                            bytes: &bytes,
+                        },
+                    );
+                }
+                Wake::Udp(Err(e)) => {
+                    // ICMP errors from earlier sends show up here on Linux; nothing to do but log.
+                    tracing::debug!(error = %e, "UDP receive error");
+                }
+                Wake::Net(Some(Net::Message {
+                    from,
+                    transport,
+                    bytes,
+                })) => {
+                    tracing::debug!(%from, "SIP << {}", first_line(&bytes));
+                    self.ua.handle_input(
+                        now,
+                        Input::Message {
+                            from,
+                            transport,
+                            bytes: &bytes,
+                        },
+                    );
+                }
+                Wake::Net(Some(Net::Accepted(from, stream))) => {
+                    spawn_reader(stream.clone(), from, net_tx.clone());
+                    self.conns.insert(from, stream);
+                }
+                Wake::Net(Some(Net::Closed { from, reason })) => {
+                    self.conns.remove(&from);
+                    let dest = Dest {
+                        host: from.ip().to_string(),
+                        port: from.port(),
+                        transport: Transport::Tcp,
+                    };
+                    self.ua.handle_input(
+                        now,
+                        Input::TransportError {
+                            dest,
+                            reason: reason.clone(),
+                        },
+                    );
+                    if let Some(r) = self.shared.registrar.clone() {
+                        if resolve(&r.host, r.port).await == Some(from) && r.transport == Transport::Tcp {
+                            self.ua
+                                .handle_input(now, Input::TransportError { dest: r, reason });
+                        }
+                    }
+                }
+                Wake::Net(None) => {}
+                Wake::Cmd(None) => break,
+                Wake::Cmd(Some(Cmd::Ua(c))) => self.ua.handle_command(now, c),
+                Wake::Cmd(Some(Cmd::Watch(id, tx))) => {
+                    self.watchers.insert(id, tx);
+                }
+                Wake::Cmd(Some(Cmd::Unregister(done))) => {
+                    self.unregister_waiters.push(done);
+                    self.ua.handle_command(now, Command::Unregister);
+                }
+                Wake::Timer => {}
+            }
+            self.ua.handle_timeout(Instant::now());
+        }
+    }
+
+    /// Send and dispatch everything the user agent has; returns its next deadline.
+    async fn flush(&mut self, net: &async_channel::Sender<Net>) -> Instant {
+        loop {
+            match self.ua.poll_output() {
+                Output::Transmit { dest, bytes } => {
+                    if let Err(reason) = self.send(&dest, &bytes, net).await {
+                        tracing::warn!(%dest, %reason, "cannot send a SIP message");
+                        self.ua
+                            .handle_input(Instant::now(), Input::TransportError { dest, reason });
+                    }
+                }
+                Output::Event(e) => self.dispatch(e),
+                Output::Timeout(at) => return at.min(Instant::now() + Duration::from_secs(60)),
+            }
+        }
+    }
+
+    async fn send(
+        &mut self,
+        dest: &Dest,
+        bytes: &[u8],
+        net: &async_channel::Sender<Net>,
+    ) -> Result<(), String> {
+        let addr = resolve(&dest.host, dest.port)
+            .await
+            .ok_or_else(|| format!("cannot resolve {}", dest.host))?;
+        tracing::debug!(to = %addr, "SIP >> {}", first_line(bytes));
+        match dest.transport {
+            Transport::Udp => self
+                .udp
+                .send_to(bytes, addr)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Transport::Tcp => {
+                if let Some(stream) = self.conns.get_mut(&addr) {
+                    if stream.write_all(bytes).await.is_ok() {
+                        return Ok(());
+                    }
+                    self.conns.remove(&addr);
+                }
+                let connect = async { TcpStream::connect(addr).await.map_err(|e| e.to_string()) };
+                let timeout = async {
+                    smol::Timer::after(CONNECT_TIMEOUT).await;
+                    Err(format!("TCP connect to {addr} timed out"))
+                };
+                let mut stream = connect.or(timeout).await?;
+                stream.write_all(bytes).await.map_err(|e| e.to_string())?;
+                spawn_reader(stream.clone(), addr, net.clone());
+                self.conns.insert(addr, stream);
+                Ok(())
+            }
+        }
+    }
+
+    fn dispatch(&mut self, e: Event) {
+        match e {
+            Event::Registered { expires } => {
+                if !self.shared.registered.swap(true, Ordering::Relaxed) {
+                    tracing::info!(expires, "registered with the registrar");
+                }
+            }
+            Event::RegistrationFailed { reason } => {
+                self.shared.registered.store(false, Ordering::Relaxed);
+                tracing::warn!(%reason, "registration failed; retrying");
+            }
+            Event::Unregistered => {
+                self.shared.registered.store(false, Ordering::Relaxed);
+                tracing::info!("registration removed");
+                for w in self.unregister_waiters.drain(..) {
+                    let _ = w.try_send(());
+                }
+            }
+            Event::Dropped { reason } => tracing::debug!(%reason, "dropped a SIP message"),
+            Event::Ended { id, .. } => {
+                if let Some(w) = self.watchers.remove(&id) {
+                    let _ = w.try_send(e);
+                }
+            }
+            Event::Ringing { id } | Event::Answered { id, .. } | Event::Dtmf { id, .. } => {
+                if let Some(w) = self.watchers.get(&id) {
+                    let _ = w.try_send(e);
+                }
+            }
+        }
+    }
+}
