@@ -129,7 +129,7 @@ impl Default for SipConfig {
             local_port: 5060,
             public_address: None,
             register_expires: 300,
-            register_refresh_seconds: 25,
+            register_refresh_seconds: 20,
         }
     }
 }
