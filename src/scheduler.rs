@@ -256,6 +256,7 @@ impl Scheduler {
                 r.message_played = outcome.message_played;
                 r.choice_response = outcome.choice_response.clone();
                 r.choice_raw_text = outcome.choice_raw_text.clone();
+                r.media = outcome.media.clone();
                 r.ended_at = Some(now);
                 r.duration_seconds = r.answered_at.map_or(0.0, |a| now.millis_since(a) as f64 / 1000.0);
                 let event = r.status.as_str();

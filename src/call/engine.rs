@@ -29,13 +29,15 @@ impl From<FinalStatus> for CallStatus {
 }
 
 /// The result an engine hands back when a call is over.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallOutcome {
     pub status: FinalStatus,
     pub error: Option<String>,
     pub message_played: bool,
     pub choice_response: Option<String>,
     pub choice_raw_text: Option<String>,
+    /// Media health, when the call had media.
+    pub media: Option<super::model::MediaHealth>,
 }
 
 impl CallOutcome {
@@ -46,6 +48,7 @@ impl CallOutcome {
             message_played: false,
             choice_response: None,
             choice_raw_text: None,
+            media: None,
         }
     }
 }

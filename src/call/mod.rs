@@ -10,7 +10,7 @@ pub use engine::{
     UnavailableEngine, UNAVAILABLE,
 };
 pub use model::{
-    CallRecord, CallRequest, CallStatus, Choice, ChoiceOption, TimelineEvent, WebhookAttempt, WebhookState,
-    WebhookView,
+    CallRecord, CallRequest, CallStatus, Choice, ChoiceOption, MediaHealth, TimelineEvent, WebhookAttempt,
+    WebhookState, WebhookView,
 };
 pub use time::Timestamp;

@@ -118,6 +118,21 @@ pub struct WebhookView {
     pub last_error: Option<String>,
 }
 
+/// Media health of a call: stored with it and sent in the webhook's `media` object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaHealth {
+    /// Negotiated codec: PCMU, PCMA or opus.
+    pub codec: String,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    pub packets_received: u64,
+    pub bytes_received: u64,
+    pub loss_percent: f64,
+    pub jitter_ms: f64,
+    /// No RTP arrived within 5 s of the answer: one-way audio.
+    pub no_rtp_received: bool,
+}
+
 /// Everything stored about one call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -139,6 +154,9 @@ pub struct CallRecord {
     pub error: Option<String>,
     pub timeline: Vec<TimelineEvent>,
     pub webhook: Option<WebhookView>,
+    /// Media health once the call had media (absent in records written before it existed).
+    #[serde(default)]
+    pub media: Option<MediaHealth>,
 }
 
 impl CallRecord {
@@ -166,6 +184,7 @@ impl CallRecord {
                 detail: None,
             }],
             webhook: None,
+            media: None,
         }
     }
 

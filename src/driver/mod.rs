@@ -1,6 +1,7 @@
 //! The I/O shell around the sans-IO cores: sockets, connections, timers.
 
 pub mod framing;
+pub mod media;
 pub mod sip;
 
 pub use sip::{DriverError, SipEngine};

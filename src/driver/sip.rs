@@ -342,6 +342,7 @@ fn outcome(end: CallEnd) -> CallOutcome {
         message_played: false,
         choice_response: None,
         choice_raw_text: None,
+        media: None,
     }
 }
 

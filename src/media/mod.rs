@@ -6,3 +6,4 @@ pub mod g711;
 pub mod opus_codec;
 pub mod pacer;
 pub mod resample;
+pub mod session;

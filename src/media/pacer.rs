@@ -97,9 +97,20 @@ mod tests {
         for n in 0..100u64 {
             let at = p.deadline();
             assert_eq!(at, t0 + P * n as u32);
-            assert_eq!(p.due(at), Due { first: n, count: 1, skipped: 0 });
+            assert_eq!(
+                p.due(at),
+                Due {
+                    first: n,
+                    count: 1,
+                    skipped: 0
+                }
+            );
         }
-        assert_eq!(p.due(p.deadline() - Duration::from_micros(1)).count, 0, "early wake-up runs nothing");
+        assert_eq!(
+            p.due(p.deadline() - Duration::from_micros(1)).count,
+            0,
+            "early wake-up runs nothing"
+        );
     }
 
     #[test]
@@ -107,9 +118,23 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0, P, 3);
         // 45 ms late: ticks 0, 1, 2 are due, run all three.
-        assert_eq!(p.due(t0 + Duration::from_millis(45)), Due { first: 0, count: 3, skipped: 0 });
+        assert_eq!(
+            p.due(t0 + Duration::from_millis(45)),
+            Due {
+                first: 0,
+                count: 3,
+                skipped: 0
+            }
+        );
         // A 500 ms stall: ticks 3..=27 due; 22 skipped, 25, 26, 27 run.
-        assert_eq!(p.due(t0 + Duration::from_millis(545)), Due { first: 25, count: 3, skipped: 22 });
+        assert_eq!(
+            p.due(t0 + Duration::from_millis(545)),
+            Due {
+                first: 25,
+                count: 3,
+                skipped: 22
+            }
+        );
         // Back on the grid: the next deadline is exactly start + 28 · 20 ms.
         assert_eq!(p.deadline(), t0 + Duration::from_millis(560));
         assert_eq!(p.skipped_total(), 22);
@@ -133,7 +158,11 @@ mod tests {
             burst_max = burst_max.max(due.count);
             assert_eq!(p.deadline(), t0 + P * u32::try_from(p.next_tick()).expect("fits"));
         }
-        assert_eq!(ran + p.skipped_total(), p.next_tick(), "every tick ran or was skipped, once");
+        assert_eq!(
+            ran + p.skipped_total(),
+            p.next_tick(),
+            "every tick ran or was skipped, once"
+        );
         assert!(burst_max <= 3);
     }
 }

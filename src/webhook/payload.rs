@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::call::{CallRecord, CallStatus, Timestamp};
+use crate::call::{CallRecord, CallStatus, MediaHealth, Timestamp};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookPayload<'a> {
@@ -15,6 +15,9 @@ pub struct WebhookPayload<'a> {
     pub choice_raw_text: Option<&'a str>,
     pub error: Option<&'a str>,
     pub ended_at: Option<Timestamp>,
+    /// Present once the call had media.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<&'a MediaHealth>,
 }
 
 impl<'a> WebhookPayload<'a> {
@@ -29,6 +32,7 @@ impl<'a> WebhookPayload<'a> {
             choice_raw_text: r.choice_raw_text.as_deref(),
             error: r.error.as_deref(),
             ended_at: r.ended_at,
+            media: r.media.as_ref(),
         }
     }
 

@@ -82,6 +82,7 @@ pub fn completed() -> CallOutcome {
         message_played: true,
         choice_response: Some("confirmed".into()),
         choice_raw_text: Some("yes I confirm".into()),
+        media: None,
     }
 }
 

@@ -1,0 +1,336 @@
+//! The media thread: one dedicated OS thread runs every call's 20 ms ticks. Each session has an
+//! absolute-deadline [`Pacer`] whose start is rounded up to a 5 ms slot of the thread's grid, so all
+//! sessions share four phases: the thread wakes at most four times per 20 ms, and each wake touches
+//! only the sessions that are due (receive what arrived, send what is due, forward events). Work is
+//! O(sessions) per frame period, the first packet leaves within 5 ms of the answer, and pacing does
+//! not depend on how busy the async executor is.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::media::pacer::Pacer;
+use crate::media::session::{MediaEvent, MediaHealth, MediaSession, SessionParams};
+
+/// Frames a session may send at once after a late wake-up.
+const MAX_BURST: u32 = 3;
+/// The thread never sleeps longer than this (to receive and to take commands).
+const MAX_SLEEP: Duration = Duration::from_millis(10);
+const FRAME: Duration = Duration::from_millis(20);
+/// Session starts are rounded up to this grid.
+const SLOT: Duration = Duration::from_millis(5);
+
+/// The first slot boundary at or after `now`.
+fn slot_start(epoch: Instant, now: Instant) -> Instant {
+    let since = now.saturating_duration_since(epoch).as_nanos();
+    let slot = SLOT.as_nanos();
+    let slots = since.div_ceil(slot);
+    epoch + Duration::from_nanos(u64::try_from(slots * slot).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no free RTP port pair in {0}-{1}")]
+    NoPorts(u16, u16),
+    #[error("the media thread has stopped")]
+    Stopped,
+    #[error("cannot start the media session: {0}")]
+    Session(String),
+    #[error("cannot start the media thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// An RTP/RTCP socket pair bound before the offer, so the SDP names a port we own.
+pub struct PortPair {
+    pub rtp: UdpSocket,
+    pub rtcp: UdpSocket,
+    pub port: u16,
+}
+
+enum Cmd {
+    Start {
+        id: u64,
+        ports: PortPair,
+        params: SessionParams,
+        silence: Vec<u8>,
+        events: async_channel::Sender<MediaEvent>,
+        started: mpsc::Sender<Result<(), String>>,
+    },
+    Play {
+        id: u64,
+        play_id: u64,
+        frames: Arc<Vec<Vec<u8>>>,
+    },
+    StopPlayback {
+        id: u64,
+    },
+    Stop {
+        id: u64,
+        reply: async_channel::Sender<MediaHealth>,
+    },
+    Health {
+        id: u64,
+        reply: async_channel::Sender<MediaHealth>,
+    },
+}
+
+struct Live {
+    session: MediaSession,
+    pacer: Pacer,
+    rtp: UdpSocket,
+    _rtcp: UdpSocket,
+    events: async_channel::Sender<MediaEvent>,
+}
+
+/// Handle to the media thread; cheap to clone.
+#[derive(Clone)]
+pub struct MediaThread {
+    cmds: mpsc::Sender<Cmd>,
+    waker: Arc<Mutex<Option<std::thread::Thread>>>,
+    next_id: Arc<AtomicU64>,
+    ports: Arc<Mutex<(u16, u16, u16)>>,
+}
+
+impl MediaThread {
+    /// Start the thread; RTP ports come from `min..=max` (even ports, RTCP on the next one).
+    pub fn start(min: u16, max: u16) -> Result<(Self, JoinHandle<()>), MediaError> {
+        let (tx, rx) = mpsc::channel();
+        let waker = Arc::new(Mutex::new(None));
+        let w = waker.clone();
+        let handle = std::thread::Builder::new()
+            .name("media".into())
+            .spawn(move || {
+                if let Ok(mut slot) = w.lock() {
+                    *slot = Some(std::thread::current());
+                }
+                run(rx);
+            })
+            .map_err(MediaError::Thread)?;
+        let first = if min % 2 == 0 { min } else { min + 1 };
+        Ok((
+            Self {
+                cmds: tx,
+                waker,
+                next_id: Arc::new(AtomicU64::new(1)),
+                ports: Arc::new(Mutex::new((first, first, max))),
+            },
+            handle,
+        ))
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<(), MediaError> {
+        self.cmds.send(cmd).map_err(|_| MediaError::Stopped)?;
+        if let Ok(slot) = self.waker.lock() {
+            if let Some(t) = slot.as_ref() {
+                t.unpark();
+            }
+        }
+        Ok(())
+    }
+
+    /// Bind the next free even RTP port and the RTCP port above it on all interfaces.
+    pub fn bind_ports(&self) -> Result<PortPair, MediaError> {
+        let mut guard = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        let (min, cursor, max) = *guard;
+        let span = u32::from(max.saturating_sub(min)) / 2 + 1;
+        let mut port = cursor;
+        for _ in 0..span {
+            if port.saturating_add(1) > max {
+                port = min;
+            }
+            let rtp = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)));
+            let rtcp = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port + 1)));
+            let next = if port.saturating_add(3) > max {
+                min
+            } else {
+                port + 2
+            };
+            if let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) {
+                if rtp.set_nonblocking(true).is_ok() && rtcp.set_nonblocking(true).is_ok() {
+                    guard.1 = next;
+                    return Ok(PortPair { rtp, rtcp, port });
+                }
+            }
+            port = next;
+        }
+        Err(MediaError::NoPorts(min, max))
+    }
+
+    /// Start sending and receiving on `ports` as `params` say.
+    pub fn open(
+        &self,
+        ports: PortPair,
+        params: SessionParams,
+        silence: Vec<u8>,
+    ) -> Result<MediaHandle, MediaError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (events_tx, events) = async_channel::unbounded();
+        let (started_tx, started) = mpsc::channel();
+        self.send(Cmd::Start {
+            id,
+            ports,
+            params,
+            silence,
+            events: events_tx,
+            started: started_tx,
+        })?;
+        match started.recv_timeout(Duration::from_secs(2)) {
+            Ok(Ok(())) => Ok(MediaHandle {
+                thread: self.clone(),
+                id,
+                events,
+                next_play: Arc::new(AtomicU64::new(1)),
+            }),
+            Ok(Err(e)) => Err(MediaError::Session(e)),
+            Err(_) => Err(MediaError::Stopped),
+        }
+    }
+}
+
+/// One call's media, as the call script sees it.
+pub struct MediaHandle {
+    thread: MediaThread,
+    id: u64,
+    /// Playback completions, digits and 16 kHz caller audio, in order.
+    pub events: async_channel::Receiver<MediaEvent>,
+    next_play: Arc<AtomicU64>,
+}
+
+impl MediaHandle {
+    /// Queue encoded frames; returns the id its `PlaybackDone` will carry.
+    pub fn play(&self, frames: Arc<Vec<Vec<u8>>>) -> Result<u64, MediaError> {
+        let play_id = self.next_play.fetch_add(1, Ordering::Relaxed);
+        self.thread.send(Cmd::Play {
+            id: self.id,
+            play_id,
+            frames,
+        })?;
+        Ok(play_id)
+    }
+
+    pub fn stop_playback(&self) -> Result<(), MediaError> {
+        self.thread.send(Cmd::StopPlayback { id: self.id })
+    }
+
+    pub async fn health(&self) -> Result<MediaHealth, MediaError> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.thread.send(Cmd::Health {
+            id: self.id,
+            reply: tx,
+        })?;
+        rx.recv().await.map_err(|_| MediaError::Stopped)
+    }
+
+    /// Stop the session; its final health.
+    pub async fn close(self) -> Result<MediaHealth, MediaError> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.thread.send(Cmd::Stop {
+            id: self.id,
+            reply: tx,
+        })?;
+        rx.recv().await.map_err(|_| MediaError::Stopped)
+    }
+}
+
+fn run(rx: mpsc::Receiver<Cmd>) {
+    let epoch = Instant::now();
+    let mut live: HashMap<u64, Live> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    let mut packet = Vec::with_capacity(1500);
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(cmd) => handle(cmd, &mut live, epoch),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let now = Instant::now();
+        let since = now.saturating_duration_since(epoch);
+        for s in live.values_mut() {
+            if s.pacer.deadline() > now {
+                continue;
+            }
+            while let Ok((n, from)) = s.rtp.recv_from(&mut buf) {
+                s.session
+                    .on_datagram(from, buf.get(..n).unwrap_or_default(), since);
+            }
+            let due = s.pacer.due(now);
+            for i in 0..u64::from(due.count) {
+                s.session.on_tick(due.first + i, &mut packet);
+                if let Err(e) = s.rtp.send_to(&packet, s.session.remote()) {
+                    tracing::debug!(error = %e, "RTP send failed");
+                }
+            }
+            while let Some(ev) = s.session.poll_event() {
+                let _ = s.events.try_send(ev);
+            }
+        }
+        let next = live
+            .values()
+            .map(|s| s.pacer.deadline())
+            .min()
+            .unwrap_or(now + MAX_SLEEP);
+        let wait = next.saturating_duration_since(Instant::now()).min(MAX_SLEEP);
+        if !wait.is_zero() {
+            std::thread::park_timeout(wait);
+        }
+    }
+}
+
+fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
+    let now = Instant::now();
+    match cmd {
+        Cmd::Start {
+            id,
+            ports,
+            params,
+            silence,
+            events,
+            started,
+        } => match MediaSession::new(params, silence, now.saturating_duration_since(epoch)) {
+            Ok(session) => {
+                live.insert(
+                    id,
+                    Live {
+                        session,
+                        pacer: Pacer::new(slot_start(epoch, now), FRAME, MAX_BURST),
+                        rtp: ports.rtp,
+                        _rtcp: ports.rtcp,
+                        events,
+                    },
+                );
+                let _ = started.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = started.send(Err(e));
+            }
+        },
+        Cmd::Play { id, play_id, frames } => {
+            if let Some(s) = live.get_mut(&id) {
+                s.session.play(play_id, frames);
+            }
+        }
+        Cmd::StopPlayback { id } => {
+            if let Some(s) = live.get_mut(&id) {
+                s.session.stop_playback();
+                while let Some(ev) = s.session.poll_event() {
+                    let _ = s.events.try_send(ev);
+                }
+            }
+        }
+        Cmd::Health { id, reply } => {
+            if let Some(s) = live.get(&id) {
+                let _ = reply.try_send(s.session.health(now.saturating_duration_since(epoch)));
+            }
+        }
+        Cmd::Stop { id, reply } => {
+            if let Some(s) = live.remove(&id) {
+                let _ = reply.try_send(s.session.health(now.saturating_duration_since(epoch)));
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! One call's media, sans-IO: what to send on each 20 ms tick (prompt frames, else silence) and
+//! what to make of each datagram that arrives (symmetric RTP latching, statistics, reordering,
+//! RFC 4733 digits, decoding to 16 kHz for the recogniser). The media thread owns the socket and
+//! the clock and calls [`MediaSession::on_tick`] / [`MediaSession::on_datagram`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use crate::call::MediaHealth;
+
+use super::dtmf::DtmfReceiver;
+use super::g711::{self, Law};
+use super::opus_codec::OpusDecoder;
+use super::resample::Resampler;
+use crate::rtp::packet::{parse as parse_rtp, RtpSender};
+use crate::rtp::reorder::Reorder;
+use crate::rtp::stats::ReceiverStats;
+
+/// The audio codec of a session, as negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioCodec {
+    Pcmu,
+    Pcma,
+    Opus,
+}
+
+impl AudioCodec {
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            AudioCodec::Pcmu | AudioCodec::Pcma => 8000,
+            AudioCodec::Opus => 48_000,
+        }
+    }
+
+    /// RTP timestamp units per 20 ms frame.
+    pub fn samples_per_frame(self) -> u32 {
+        self.clock_rate() / 50
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioCodec::Pcmu => "PCMU",
+            AudioCodec::Pcma => "PCMA",
+            AudioCodec::Opus => "opus",
+        }
+    }
+}
+
+/// What the SDP answer settled.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub codec: AudioCodec,
+    pub payload_type: u8,
+    pub dtmf_payload_type: Option<u8>,
+    pub remote: SocketAddr,
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_timestamp: u32,
+}
+
+/// Something the call script wants to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// Every frame of playback `id` was sent (`complete`) or it was stopped early.
+    PlaybackDone {
+        id: u64,
+        complete: bool,
+    },
+    Digit(char),
+    /// Decoded caller audio, 16 kHz mono, in arrival order.
+    Audio16k(Vec<i16>),
+}
+
+/// How long without a single inbound packet before the session is flagged one-way.
+pub const NO_RTP_AFTER: Duration = Duration::from_secs(5);
+
+struct Playback {
+    id: u64,
+    frames: Arc<Vec<Vec<u8>>>,
+    next: usize,
+}
+
+enum Decoder {
+    G711(Law),
+    Opus(Box<OpusDecoder>),
+}
+
+pub struct MediaSession {
+    params: SessionParams,
+    sender: RtpSender,
+    silence: Vec<u8>,
+    queue: VecDeque<Playback>,
+    talking: bool,
+    remote: SocketAddr,
+    latched: bool,
+    stats: ReceiverStats,
+    reorder: Reorder,
+    dtmf: DtmfReceiver,
+    decoder: Decoder,
+    to_16k: Option<Resampler>,
+    packets_sent: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    started: Duration,
+    first_rx: Option<Duration>,
+    out: VecDeque<MediaEvent>,
+    pcm: Vec<i16>,
+}
+
+impl MediaSession {
+    /// A session started at `now` (time since the media thread's epoch). `silence` is one
+    /// encoded frame of silence for the codec.
+    pub fn new(params: SessionParams, silence: Vec<u8>, now: Duration) -> Result<Self, String> {
+        let decoder = match params.codec {
+            AudioCodec::Pcmu => Decoder::G711(Law::Ulaw),
+            AudioCodec::Pcma => Decoder::G711(Law::Alaw),
+            AudioCodec::Opus => Decoder::Opus(Box::new(OpusDecoder::new().map_err(|e| e.to_string())?)),
+        };
+        let rate = params.codec.clock_rate();
+        let to_16k = if rate == 16_000 {
+            None
+        } else {
+            Some(Resampler::new(rate, 16_000).map_err(|e| e.to_string())?)
+        };
+        Ok(Self {
+            sender: RtpSender::new(params.ssrc, params.initial_seq, params.initial_timestamp),
+            silence,
+            queue: VecDeque::new(),
+            talking: false,
+            remote: params.remote,
+            latched: false,
+            stats: ReceiverStats::new(rate),
+            reorder: Reorder::new(4),
+            dtmf: DtmfReceiver::new(),
+            decoder,
+            to_16k,
+            packets_sent: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            started: now,
+            first_rx: None,
+            out: VecDeque::new(),
+            pcm: Vec::with_capacity(960),
+            params,
+        })
+    }
+
+    /// Where packets go now (the latched source once the far end has sent from it).
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Queue pre-encoded frames to play after what is queued; `id` comes back in `PlaybackDone`.
+    pub fn play(&mut self, id: u64, frames: Arc<Vec<Vec<u8>>>) {
+        self.queue.push_back(Playback { id, frames, next: 0 });
+    }
+
+    /// Stop all playback now (barge-in).
+    pub fn stop_playback(&mut self) {
+        for p in self.queue.drain(..) {
+            self.out.push_back(MediaEvent::PlaybackDone {
+                id: p.id,
+                complete: false,
+            });
+        }
+    }
+
+    pub fn is_playing(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The packet for tick `frame_index`: the next prompt frame, else silence.
+    pub fn on_tick(&mut self, frame_index: u64, out: &mut Vec<u8>) {
+        out.clear();
+        let spf = self.params.codec.samples_per_frame();
+        let (payload, marker) = match self.queue.front_mut() {
+            Some(p) => {
+                let marker = !self.talking;
+                self.talking = true;
+                let frame = p
+                    .frames
+                    .get(p.next)
+                    .cloned()
+                    .unwrap_or_else(|| self.silence.clone());
+                p.next += 1;
+                if p.next >= p.frames.len() {
+                    let id = p.id;
+                    self.queue.pop_front();
+                    self.out
+                        .push_back(MediaEvent::PlaybackDone { id, complete: true });
+                }
+                (frame, marker)
+            }
+            None => {
+                self.talking = false;
+                (self.silence.clone(), false)
+            }
+        };
+        self.sender
+            .packet(frame_index, spf, marker, self.params.payload_type, &payload, out);
+        self.packets_sent += 1;
+        self.bytes_sent += payload.len() as u64;
+    }
+
+    /// A datagram arrived on the RTP socket from `from` at `now`.
+    pub fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Duration) {
+        let Ok((header, payload)) = parse_rtp(bytes) else {
+            return;
+        };
+        if !self.latched {
+            // Symmetric RTP: answer to where the far end really sends from.
+            self.remote = from;
+            self.latched = true;
+        }
+        self.first_rx.get_or_insert(now);
+        self.bytes_received += payload.len() as u64;
+        self.stats
+            .on_packet(header.ssrc, header.seq, header.timestamp, now);
+        if Some(header.payload_type) == self.params.dtmf_payload_type {
+            if let Some(digit) = self.dtmf.on_packet(header.timestamp, header.marker, payload, now) {
+                self.out.push_back(MediaEvent::Digit(digit));
+            }
+            return;
+        }
+        if header.payload_type != self.params.payload_type {
+            return;
+        }
+        for (_, frame) in self.reorder.push(header.seq, payload.to_vec()) {
+            self.decode(&frame);
+        }
+    }
+
+    fn decode(&mut self, frame: &[u8]) {
+        self.pcm.clear();
+        match &mut self.decoder {
+            Decoder::G711(law) => g711::decode(*law, frame, &mut self.pcm),
+            Decoder::Opus(d) => {
+                if d.decode(frame, &mut self.pcm).is_err() {
+                    return;
+                }
+            }
+        }
+        let mut out16 = Vec::with_capacity(320);
+        match &mut self.to_16k {
+            Some(r) => r.process(&self.pcm, &mut out16),
+            None => out16.extend_from_slice(&self.pcm),
+        }
+        if !out16.is_empty() {
+            self.out.push_back(MediaEvent::Audio16k(out16));
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.out.pop_front()
+    }
+
+    /// Health as of `now`.
+    pub fn health(&self, now: Duration) -> MediaHealth {
+        MediaHealth {
+            codec: self.params.codec.name().to_string(),
+            packets_sent: self.packets_sent,
+            bytes_sent: self.bytes_sent,
+            packets_received: self.stats.packets_received(),
+            bytes_received: self.bytes_received,
+            loss_percent: (self.stats.loss_percent() * 100.0).round() / 100.0,
+            jitter_ms: (self.stats.jitter_ms() * 100.0).round() / 100.0,
+            no_rtp_received: self.first_rx.is_none() && now.saturating_sub(self.started) >= NO_RTP_AFTER,
+        }
+    }
+}
