@@ -678,7 +678,12 @@ fn always_present_fields_are_required() {
     ] {
         let schema = spec.schema(name);
         let required = schema["required"].as_array().cloned().unwrap_or_default();
+        // Sent only once the call had media, so the seed's payload stays as it was without it.
+        let optional = [("WebhookPayload", "media")];
         for property in schema["properties"].as_object().expect("properties").keys() {
+            if optional.contains(&(name, property.as_str())) {
+                continue;
+            }
             if !required.contains(&Value::String(property.clone())) {
                 problems.push(format!("{name}.{property} is not required"));
             }

@@ -151,10 +151,17 @@ fn pbx_scenarios(transport: Transport, transport_name: &str) {
     );
     assert!(answered.answered_at.is_some());
     let ev = events(&answered);
-    assert!(
-        ev.contains(&"answered".to_string()) && ev.contains(&"hangup".to_string()),
-        "{ev:?}"
-    );
+    for step in [
+        "ringing",
+        "answered",
+        "media_started",
+        "speech_unavailable",
+        "hangup",
+    ] {
+        assert!(ev.contains(&step.to_string()), "{step} missing from {ev:?}");
+    }
+    let media = answered.media.clone().expect("media health recorded");
+    assert_eq!(media.codec, "PCMU", "{media:?}");
     assert!(
         !answered.message_played,
         "no media layer yet: the message cannot have been played"

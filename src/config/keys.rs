@@ -27,6 +27,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("sip", "register_refresh_seconds", KeyKind::Integer),
     ("media", "rtp_port_min", KeyKind::Integer),
     ("media", "rtp_port_max", KeyKind::Integer),
+    ("media", "codecs", KeyKind::Text),
     ("store", "data_dir", KeyKind::Text),
     ("store", "retention_days", KeyKind::Integer),
     ("calls", "max_concurrent", KeyKind::Integer),

@@ -139,6 +139,8 @@ impl Default for SipConfig {
 pub struct MediaConfig {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// Codecs offered, in order of preference: comma-separated PCMU, PCMA, opus.
+    pub codecs: String,
 }
 
 impl Default for MediaConfig {
@@ -146,7 +148,26 @@ impl Default for MediaConfig {
         Self {
             rtp_port_min: 40000,
             rtp_port_max: 40999,
+            codecs: "PCMU,PCMA,opus".into(),
         }
+    }
+}
+
+impl MediaConfig {
+    /// The codec preference list (validated at load time).
+    pub fn codec_list(&self) -> Result<Vec<crate::sdp::Codec>, String> {
+        let mut out = Vec::new();
+        for name in self.codecs.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let codec = crate::sdp::Codec::from_name(name)
+                .ok_or_else(|| format!("unknown codec '{name}' (known: PCMU, PCMA, opus)"))?;
+            if !out.contains(&codec) {
+                out.push(codec);
+            }
+        }
+        if out.is_empty() {
+            return Err("must name at least one codec (PCMU, PCMA, opus)".into());
+        }
+        Ok(out)
     }
 }
 

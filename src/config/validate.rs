@@ -70,6 +70,9 @@ pub fn check(c: &Config) -> Vec<Problem> {
         }
     }
 
+    if let Err(rule) = c.media.codec_list() {
+        k.fail("media.codecs", rule);
+    }
     if c.store.data_dir.as_os_str().is_empty() {
         k.fail("store.data_dir", "must not be empty");
     }

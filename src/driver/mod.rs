@@ -2,6 +2,7 @@
 
 pub mod framing;
 pub mod media;
+pub mod script;
 pub mod sip;
 
 pub use sip::{DriverError, SipEngine};

@@ -13,11 +13,13 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use smol::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::framing::Framer;
-use crate::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus};
+use super::media::{MediaThread, PortPair};
+use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptResult};
+use crate::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus, MediaHealth};
 use crate::config::{Config, Transport as CfgTransport};
-use crate::sip::ua::{
-    sdp_offer_g711, CallEnd, CallKey, Command, Dest, Event, Input, Output, Transport, UaConfig, UserAgent,
-};
+use crate::media::session::{AudioCodec, SessionParams};
+use crate::sdp;
+use crate::sip::ua::{CallEnd, CallKey, Command, Dest, Event, Input, Output, Transport, UaConfig, UserAgent};
 use crate::sip_addr::{parse_extension, parse_host_port, Target};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,10 @@ pub enum DriverError {
     },
     #[error("sip.registrar '{0}' cannot be used: {1}")]
     Registrar(String, String),
+    #[error("media.codecs: {0}")]
+    Codecs(String),
+    #[error(transparent)]
+    Media(#[from] super::media::MediaError),
 }
 
 /// Longest a TCP connect may take.
@@ -63,8 +69,10 @@ struct Shared {
     domain: Option<String>,
     registrar: Option<Dest>,
     public_address: Option<String>,
-    rtp_next: Mutex<u16>,
-    rtp_range: (u16, u16),
+    media: MediaThread,
+    script: Arc<dyn CallScript>,
+    codecs: Vec<sdp::Codec>,
+    rng: Mutex<u64>,
 }
 
 /// Places calls over SIP.
@@ -121,8 +129,17 @@ async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
 }
 
 impl SipEngine {
-    /// Bind the SIP sockets, start the driver and, with a registrar, register.
+    /// Bind the SIP sockets, start the driver and the media thread and, with a registrar, register.
+    /// Answered calls run [`NoSpeechScript`].
     pub async fn start(config: &Config) -> Result<Self, DriverError> {
+        Self::start_with_script(config, Arc::new(NoSpeechScript)).await
+    }
+
+    /// As [`SipEngine::start`], with the script answered calls run.
+    pub async fn start_with_script(
+        config: &Config,
+        script: Arc<dyn CallScript>,
+    ) -> Result<Self, DriverError> {
         let s = &config.sip;
         let transport = match s.transport {
             CfgTransport::Udp => Transport::Udp,
@@ -179,7 +196,9 @@ impl SipEngine {
             user_agent: concat!("sip-assistant/", env!("CARGO_PKG_VERSION")).into(),
         };
         let (cmds, cmd_rx) = async_channel::unbounded();
-        let first = config.media.rtp_port_min;
+        let codecs = config.media.codec_list().map_err(DriverError::Codecs)?;
+        let (media, _media_thread) =
+            MediaThread::start(config.media.rtp_port_min, config.media.rtp_port_max)?;
         let shared = Arc::new(Shared {
             cmds,
             registered: AtomicBool::new(false),
@@ -187,8 +206,10 @@ impl SipEngine {
             domain,
             registrar: registrar.clone(),
             public_address: s.public_address.clone(),
-            rtp_next: Mutex::new(first),
-            rtp_range: (config.media.rtp_port_min, config.media.rtp_port_max),
+            media,
+            script,
+            codecs,
+            rng: Mutex::new(seed() | 1),
         });
         let ua = UserAgent::new(ua_cfg, seed(), Instant::now());
         let driver = Driver {
@@ -209,16 +230,12 @@ impl SipEngine {
 }
 
 impl Shared {
-    fn next_rtp_port(&self) -> u16 {
-        let (lo, hi) = self.rtp_range;
-        let mut next = self.rtp_next.lock().unwrap_or_else(|p| p.into_inner());
-        let port = *next;
-        *next = if port.saturating_add(2) > hi.saturating_sub(1) {
-            lo
-        } else {
-            port + 2
-        };
-        port
+    fn random(&self) -> u64 {
+        let mut x = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
     }
 
     /// The Request-URI for an `extension`.
@@ -249,7 +266,18 @@ impl Shared {
         };
         let sdp_host = local_host.clone().unwrap_or_else(|| "127.0.0.1".into());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let sdp = sdp_offer_g711(&sdp_host, self.next_rtp_port(), id);
+        let ports = match self.media.bind_ports() {
+            Ok(p) => p,
+            Err(e) => return CallOutcome::failed(e.to_string()),
+        };
+        let offer = sdp::build_offer(&sdp::OfferParams {
+            address: sdp_host,
+            rtp_port: ports.port,
+            session_id: id,
+            session_version: 1,
+            codecs: self.codecs.clone(),
+            ptime_ms: 20,
+        });
         let (tx, rx) = async_channel::unbounded();
         let ring_timeout = Duration::from_secs(u64::from(call.request.ring_timeout));
         let started = self.cmds.send(Cmd::Watch(id, tx)).await.is_ok()
@@ -260,35 +288,19 @@ impl Shared {
                     uri,
                     local_host,
                     ring_timeout,
-                    sdp,
+                    sdp: offer.into_bytes(),
                 }))
                 .await
                 .is_ok();
         if !started {
             return CallOutcome::failed("the SIP driver has stopped");
         }
+        let mut ports = Some(ports);
         // However the far end behaves, the call ends: ring time + a transaction timeout + margin.
         let give_up = Instant::now() + ring_timeout + Duration::from_secs(32 + 60);
         let mut hangup_sent = false;
         loop {
-            enum Next {
-                Event(Option<Event>),
-                Cancel,
-                GiveUp,
-            }
-            let event = async { Next::Event(rx.recv().await.ok()) };
-            let cancel = async {
-                if hangup_sent {
-                    std::future::pending::<()>().await;
-                }
-                call.cancel.cancelled().await;
-                Next::Cancel
-            };
-            let timer = async {
-                smol::Timer::at(give_up).await;
-                Next::GiveUp
-            };
-            match event.or(cancel).or(timer).await {
+            match self.next_event(&rx, &call, hangup_sent, give_up).await {
                 Next::Cancel => {
                     hangup_sent = true;
                     let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
@@ -300,37 +312,198 @@ impl Shared {
                 Next::Event(None) => return CallOutcome::failed("the SIP driver has stopped"),
                 Next::Event(Some(e)) => match e {
                     Event::Ringing { .. } => call.events.ringing(),
-                    Event::Answered { .. } => {
+                    Event::Answered { sdp, .. } => {
                         call.events.answered();
-                        call.events.event(
-                            "media_unavailable",
-                            Some("this build has no media layer: the message was not played".into()),
-                        );
-                        hangup_sent = true;
-                        let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+                        let Some(ports) = ports.take() else { continue };
+                        return self.answered(id, &call, &rx, ports, &sdp, give_up).await;
                     }
-                    Event::Dtmf { digit, .. } => call.events.event("dtmf", Some(digit.to_string())),
-                    Event::Ended { end, .. } => {
-                        let by = match &end {
-                            CallEnd::HungUpLocal => Some("local"),
-                            CallEnd::HungUpRemote => Some("remote"),
-                            _ => None,
-                        };
-                        if let Some(by) = by {
-                            call.events.event("hangup", Some(format!("by {by}")));
-                        }
-                        return outcome(end);
-                    }
+                    Event::Ended { end, .. } => return outcome(end, ScriptResult::default(), None),
                     _ => {}
                 },
             }
         }
     }
+
+    async fn next_event(
+        &self,
+        rx: &async_channel::Receiver<Event>,
+        call: &ActiveCall,
+        hangup_sent: bool,
+        give_up: Instant,
+    ) -> Next {
+        let event = async { Next::Event(rx.recv().await.ok()) };
+        let cancel = async {
+            if hangup_sent {
+                std::future::pending::<()>().await;
+            }
+            call.cancel.cancelled().await;
+            Next::Cancel
+        };
+        let timer = async {
+            smol::Timer::at(give_up).await;
+            Next::GiveUp
+        };
+        event.or(cancel).or(timer).await
+    }
+
+    /// The call was answered: start media, run the script while watching SIP, hang up, report.
+    async fn answered(
+        &self,
+        id: CallKey,
+        call: &ActiveCall,
+        rx: &async_channel::Receiver<Event>,
+        ports: PortPair,
+        answer: &[u8],
+        give_up: Instant,
+    ) -> CallOutcome {
+        let negotiated = match sdp::parse_answer(answer, &self.codecs) {
+            Ok(n) => n,
+            Err(e) => {
+                let why = format!("unusable SDP answer: {e}");
+                call.events.event("media_failed", Some(why.clone()));
+                let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+                self.wait_ended(rx, give_up).await;
+                return CallOutcome::failed(why);
+            }
+        };
+        let codec = match negotiated.codec {
+            sdp::Codec::Pcmu => AudioCodec::Pcmu,
+            sdp::Codec::Pcma => AudioCodec::Pcma,
+            sdp::Codec::Opus => AudioCodec::Opus,
+        };
+        let params = SessionParams {
+            codec,
+            payload_type: negotiated.payload_type,
+            dtmf_payload_type: negotiated.dtmf_payload_type,
+            remote: SocketAddr::new(negotiated.remote_ip, negotiated.remote_port),
+            ssrc: self.random() as u32,
+            initial_seq: self.random() as u16,
+            initial_timestamp: self.random() as u32,
+        };
+        call.events.event(
+            "media_started",
+            Some(format!("{} to {}", codec.name(), params.remote)),
+        );
+        let media = match silence_frame(codec)
+            .and_then(|s| self.media.open(ports, params, s).map_err(|e| e.to_string()))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                call.events.event("media_failed", Some(e.clone()));
+                let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+                self.wait_ended(rx, give_up).await;
+                return CallOutcome::failed(format!("cannot start media: {e}"));
+            }
+        };
+        let (digits_tx, digits_rx) = async_channel::unbounded();
+        let ctx = ScriptContext {
+            call,
+            media: &media,
+            codec,
+            sip_digits: digits_rx,
+        };
+        // The script runs until done; meanwhile SIP may end the call (remote BYE) or the API may
+        // cancel it. Whichever comes first decides.
+        enum Race {
+            Script(ScriptResult),
+            Ended(Option<CallEnd>),
+            Cancelled,
+        }
+        let script = async { Race::Script(self.script.run(ctx).await) };
+        let sip = async {
+            loop {
+                match self.next_event(rx, call, false, give_up).await {
+                    Next::Event(Some(Event::Dtmf { digit, .. })) => {
+                        call.events.event("dtmf", Some(digit.to_string()));
+                        let _ = digits_tx.try_send(digit);
+                    }
+                    Next::Event(Some(Event::Ended { end, .. })) => return Race::Ended(Some(end)),
+                    Next::Event(Some(_)) => {}
+                    Next::Event(None) | Next::GiveUp => return Race::Ended(None),
+                    Next::Cancel => return Race::Cancelled,
+                }
+            }
+        };
+        let (result, end) = match script.or(sip).await {
+            Race::Script(r) => (r, self.finish(id, rx, give_up).await),
+            Race::Ended(end) => (ScriptResult::default(), end),
+            Race::Cancelled => (ScriptResult::default(), self.finish(id, rx, give_up).await),
+        };
+        let end = end.unwrap_or(CallEnd::Failed {
+            reason: "the call did not end cleanly".into(),
+        });
+        match &end {
+            CallEnd::HungUpLocal => call.events.event("hangup", Some("by us".into())),
+            CallEnd::HungUpRemote => call.events.event("hangup", Some("by the far end".into())),
+            _ => {}
+        }
+        let health = media.close().await.ok();
+        if let Some(h) = &health {
+            if h.no_rtp_received {
+                call.events.event(
+                    "no_rtp_received",
+                    Some("nothing arrived from the far end within 5 s of the answer".into()),
+                );
+            }
+        }
+        outcome(end, result, health)
+    }
+
+    /// Hang up unless the call already ended, and wait for the end.
+    async fn finish(
+        &self,
+        id: CallKey,
+        rx: &async_channel::Receiver<Event>,
+        give_up: Instant,
+    ) -> Option<CallEnd> {
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Ended { end, .. } = e {
+                return Some(end);
+            }
+        }
+        let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+        self.wait_ended(rx, give_up).await
+    }
+
+    async fn wait_ended(&self, rx: &async_channel::Receiver<Event>, give_up: Instant) -> Option<CallEnd> {
+        let wait = async {
+            while let Ok(e) = rx.recv().await {
+                if let Event::Ended { end, .. } = e {
+                    return Some(end);
+                }
+            }
+            None
+        };
+        let timer = async {
+            smol::Timer::at(give_up).await;
+            None
+        };
+        wait.or(timer).await
+    }
 }
 
-fn outcome(end: CallEnd) -> CallOutcome {
+enum Next {
+    Event(Option<Event>),
+    Cancel,
+    GiveUp,
+}
+
+/// One 20 ms frame of silence in `codec`.
+fn silence_frame(codec: AudioCodec) -> Result<Vec<u8>, String> {
+    match codec {
+        AudioCodec::Pcmu => Ok(vec![0xFF; 160]),
+        AudioCodec::Pcma => Ok(vec![0xD5; 160]),
+        AudioCodec::Opus => crate::media::opus_codec::encode_prompt(&[0i16; 960])
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| "the Opus encoder produced no frame".into()),
+    }
+}
+
+fn outcome(end: CallEnd, script: ScriptResult, media: Option<MediaHealth>) -> CallOutcome {
     let (status, error) = match end {
-        CallEnd::HungUpLocal | CallEnd::HungUpRemote => (FinalStatus::Completed, None),
+        CallEnd::HungUpLocal | CallEnd::HungUpRemote => (FinalStatus::Completed, script.error),
         CallEnd::Busy { code, reason } => (FinalStatus::Busy, Some(format!("{code} {reason}"))),
         CallEnd::NoAnswer => (FinalStatus::NoAnswer, None),
         CallEnd::Cancelled => (FinalStatus::Failed, Some("cancelled".into())),
@@ -339,10 +512,10 @@ fn outcome(end: CallEnd) -> CallOutcome {
     CallOutcome {
         status,
         error,
-        message_played: false,
-        choice_response: None,
-        choice_raw_text: None,
-        media: None,
+        message_played: script.message_played,
+        choice_response: script.choice_response,
+        choice_raw_text: script.choice_raw_text,
+        media,
     }
 }
 
