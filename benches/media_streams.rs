@@ -73,7 +73,8 @@ fn main() {
                 continue;
             };
             let now = Instant::now();
-            if n < 12 {
+            // Skip RTCP (payload types 200-204 in the second byte).
+            if n < 12 || (200..=204).contains(&buf[1]) {
                 continue;
             }
             let seq = u16::from_be_bytes([buf[2], buf[3]]);
@@ -123,6 +124,7 @@ fn main() {
             payload_type: if opus { 111 } else { 0 },
             dtmf_payload_type: Some(101),
             remote: sink_addr,
+            remote_rtcp: sink_addr,
             ssrc: 0x1000_0000 + i as u32,
             initial_seq: 0,
             initial_timestamp: 0,

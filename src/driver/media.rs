@@ -20,6 +20,8 @@ const MAX_BURST: u32 = 3;
 /// The thread never sleeps longer than this (to receive and to take commands).
 const MAX_SLEEP: Duration = Duration::from_millis(10);
 const FRAME: Duration = Duration::from_millis(20);
+/// RTCP report interval (RFC 3550's minimum of 5 s).
+const RTCP_EVERY: Duration = Duration::from_secs(5);
 /// Session starts are rounded up to this grid.
 const SLOT: Duration = Duration::from_millis(5);
 
@@ -81,8 +83,24 @@ struct Live {
     session: MediaSession,
     pacer: Pacer,
     rtp: UdpSocket,
-    _rtcp: UdpSocket,
+    rtcp: UdpSocket,
+    next_rtcp: Instant,
     events: async_channel::Sender<MediaEvent>,
+}
+
+fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl Live {
+    fn send_rtcp(&mut self, now: Duration, bye: bool, buf: &mut Vec<u8>) {
+        self.session.rtcp(now, wall_clock(), bye, buf);
+        if let Err(e) = self.rtcp.send_to(buf, self.session.remote_rtcp()) {
+            tracing::debug!(error = %e, "RTCP send failed");
+        }
+    }
 }
 
 /// Handle to the media thread; cheap to clone.
@@ -268,6 +286,12 @@ fn run(rx: mpsc::Receiver<Cmd>) {
             while let Some(ev) = s.session.poll_event() {
                 let _ = s.events.try_send(ev);
             }
+            // Incoming RTCP is read to keep the socket drained; its reports are not used yet.
+            while s.rtcp.recv_from(&mut buf).is_ok() {}
+            if now >= s.next_rtcp {
+                s.next_rtcp = now + RTCP_EVERY;
+                s.send_rtcp(since, false, &mut packet);
+            }
         }
         let next = live
             .values()
@@ -299,7 +323,8 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
                         session,
                         pacer: Pacer::new(slot_start(epoch, now), FRAME, MAX_BURST),
                         rtp: ports.rtp,
-                        _rtcp: ports.rtcp,
+                        rtcp: ports.rtcp,
+                        next_rtcp: now + RTCP_EVERY,
                         events,
                     },
                 );
@@ -328,8 +353,10 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
             }
         }
         Cmd::Stop { id, reply } => {
-            if let Some(s) = live.remove(&id) {
-                let _ = reply.try_send(s.session.health(now.saturating_duration_since(epoch)));
+            if let Some(mut s) = live.remove(&id) {
+                let since = now.saturating_duration_since(epoch);
+                s.send_rtcp(since, true, &mut Vec::with_capacity(256));
+                let _ = reply.try_send(s.session.health(since));
             }
         }
     }

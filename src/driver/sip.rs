@@ -376,6 +376,7 @@ impl Shared {
             payload_type: negotiated.payload_type,
             dtmf_payload_type: negotiated.dtmf_payload_type,
             remote: SocketAddr::new(negotiated.remote_ip, negotiated.remote_port),
+            remote_rtcp: SocketAddr::new(negotiated.remote_ip, negotiated.remote_rtcp_port),
             ssrc: self.random() as u32,
             initial_seq: self.random() as u16,
             initial_timestamp: self.random() as u32,

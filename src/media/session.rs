@@ -16,8 +16,9 @@ use super::dtmf::DtmfReceiver;
 use super::g711::{self, Law};
 use super::opus_codec::OpusDecoder;
 use super::resample::Resampler;
-use crate::rtp::packet::{parse as parse_rtp, RtpSender};
+use crate::rtp::packet::{parse as parse_rtp, RtpSender, Ssrc};
 use crate::rtp::reorder::Reorder;
+use crate::rtp::rtcp::{Compound, NtpTimestamp, SenderInfo};
 use crate::rtp::stats::ReceiverStats;
 
 /// The audio codec of a session, as negotiated.
@@ -58,6 +59,8 @@ pub struct SessionParams {
     pub payload_type: u8,
     pub dtmf_payload_type: Option<u8>,
     pub remote: SocketAddr,
+    /// Where RTCP goes (`a=rtcp`, else the RTP port + 1).
+    pub remote_rtcp: SocketAddr,
     pub ssrc: u32,
     pub initial_seq: u16,
     pub initial_timestamp: u32,
@@ -259,6 +262,33 @@ impl MediaSession {
         self.out.pop_front()
     }
 
+    /// Where RTCP goes.
+    pub fn remote_rtcp(&self) -> SocketAddr {
+        self.params.remote_rtcp
+    }
+
+    /// A compound RTCP packet (RFC 3550 §6.4): SR (we always send) with a report block about the
+    /// far end once it has sent, SDES CNAME, and a BYE when `bye`. `wall` is the time since the
+    /// Unix epoch (for the NTP timestamp), `now` the session clock.
+    pub fn rtcp(&mut self, now: Duration, wall: Duration, bye: bool, out: &mut Vec<u8>) {
+        out.clear();
+        let info = SenderInfo::from_sender(
+            &self.sender,
+            NtpTimestamp::from_unix(wall),
+            self.sender.last_timestamp(),
+        );
+        let block = self.stats.report_block(now);
+        let blocks: Vec<_> = block.into_iter().collect();
+        Compound {
+            ssrc: Ssrc(self.params.ssrc),
+            sender: Some(info),
+            reports: &blocks,
+            cname: "sip-assistant",
+            bye: bye.then_some(None),
+        }
+        .write(out);
+    }
+
     /// Health as of `now`.
     pub fn health(&self, now: Duration) -> MediaHealth {
         MediaHealth {
@@ -271,5 +301,184 @@ impl MediaSession {
             jitter_ms: (self.stats.jitter_ms() * 100.0).round() / 100.0,
             no_rtp_received: self.first_rx.is_none() && now.saturating_sub(self.started) >= NO_RTP_AFTER,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::packet::{parse, write, RtpHeader};
+    use crate::rtp::rtcp::{parse_compound, RtcpPacket};
+
+    fn params() -> SessionParams {
+        SessionParams {
+            codec: AudioCodec::Pcmu,
+            payload_type: 0,
+            dtmf_payload_type: Some(101),
+            remote: "127.0.0.1:40000".parse().expect("addr"),
+            remote_rtcp: "127.0.0.1:40001".parse().expect("addr"),
+            ssrc: 0xabcd,
+            initial_seq: 65_534,
+            initial_timestamp: 1000,
+        }
+    }
+
+    fn session() -> MediaSession {
+        MediaSession::new(params(), vec![0xFF; 160], Duration::ZERO).expect("session")
+    }
+
+    #[test]
+    fn ticks_follow_the_frame_counter_and_mark_talkspurts() {
+        let mut s = session();
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        s.on_tick(0, &mut out);
+        seen.push(
+            parse(&out)
+                .map(|(h, p)| (h.seq, h.timestamp, h.marker, p.to_vec()))
+                .expect("rtp"),
+        );
+        s.play(7, Arc::new(vec![vec![1; 160], vec![2; 160]]));
+        for n in 1..5 {
+            s.on_tick(n, &mut out);
+            seen.push(
+                parse(&out)
+                    .map(|(h, p)| (h.seq, h.timestamp, h.marker, p.to_vec()))
+                    .expect("rtp"),
+            );
+        }
+        let seqs: Vec<u16> = seen.iter().map(|x| x.0).collect();
+        assert_eq!(
+            seqs,
+            vec![65_534, 65_535, 0, 1, 2],
+            "continuous across silence and prompt, wrapping"
+        );
+        let ts: Vec<u32> = seen.iter().map(|x| x.1).collect();
+        assert_eq!(ts, vec![1000, 1160, 1320, 1480, 1640]);
+        let markers: Vec<bool> = seen.iter().map(|x| x.2).collect();
+        assert_eq!(
+            markers,
+            vec![false, true, false, false, false],
+            "marker on the first frame of a talkspurt"
+        );
+        assert_eq!(seen[1].3, vec![1; 160]);
+        assert_eq!(seen[2].3, vec![2; 160]);
+        assert_eq!(seen[3].3, vec![0xFF; 160], "silence after the prompt");
+        assert_eq!(
+            s.poll_event(),
+            Some(MediaEvent::PlaybackDone {
+                id: 7,
+                complete: true
+            })
+        );
+        assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn barge_in_stops_playback_and_says_so() {
+        let mut s = session();
+        s.play(1, Arc::new(vec![vec![1; 160]; 50]));
+        let mut out = Vec::new();
+        s.on_tick(0, &mut out);
+        s.stop_playback();
+        assert_eq!(
+            s.poll_event(),
+            Some(MediaEvent::PlaybackDone {
+                id: 1,
+                complete: false
+            })
+        );
+        s.on_tick(1, &mut out);
+        assert_eq!(
+            parse(&out).map(|(_, p)| p.to_vec()).expect("rtp"),
+            vec![0xFF; 160]
+        );
+    }
+
+    fn inbound(seq: u16, ts: u32, pt: u8, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(&RtpHeader::new(pt, seq, ts, 0x5555, marker), payload, &mut out);
+        out
+    }
+
+    #[test]
+    fn latches_to_the_real_source_decodes_and_reports_digits_once() {
+        let mut s = session();
+        let from: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        for i in 0..10u16 {
+            let pkt = inbound(100 + i, u32::from(i) * 160, 0, i == 0, &[0x7F; 160]);
+            s.on_datagram(from, &pkt, Duration::from_millis(20 * u64::from(i)));
+        }
+        assert_eq!(s.remote(), from, "symmetric RTP");
+        let mut audio = 0;
+        let mut digits = Vec::new();
+        // RFC 4733: digit 5, start (marker), update, three ends with the same timestamp.
+        for (k, (end, dur)) in [
+            (false, 160u16),
+            (false, 320),
+            (true, 480),
+            (true, 480),
+            (true, 480),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let ev = [
+                5u8,
+                if *end { 0x80 } else { 0 } | 10,
+                (dur >> 8) as u8,
+                *dur as u8,
+            ];
+            let pkt = inbound(110 + k as u16, 1600, 101, k == 0, &ev);
+            s.on_datagram(from, &pkt, Duration::from_millis(200 + 20 * k as u64));
+        }
+        while let Some(e) = s.poll_event() {
+            match e {
+                MediaEvent::Audio16k(pcm) => audio += pcm.len(),
+                MediaEvent::Digit(d) => digits.push(d),
+                MediaEvent::PlaybackDone { .. } => {}
+            }
+        }
+        assert_eq!(digits, vec!['5']);
+        assert!(
+            audio >= 6 * 320,
+            "decoded and resampled to 16 kHz: {audio} samples"
+        );
+        let h = s.health(Duration::from_secs(10));
+        assert_eq!(h.codec, "PCMU");
+        assert_eq!(h.packets_received, 15);
+        assert!(!h.no_rtp_received);
+    }
+
+    #[test]
+    fn silence_from_the_far_end_is_flagged_after_five_seconds() {
+        let s = session();
+        assert!(!s.health(Duration::from_millis(4_999)).no_rtp_received);
+        assert!(s.health(NO_RTP_AFTER).no_rtp_received);
+    }
+
+    #[test]
+    fn rtcp_is_a_sender_report_with_cname_and_bye_at_the_end() {
+        let mut s = session();
+        let mut out = Vec::new();
+        for n in 0..10 {
+            s.on_tick(n, &mut out);
+        }
+        s.rtcp(
+            Duration::from_secs(5),
+            Duration::from_secs(1_700_000_000),
+            true,
+            &mut out,
+        );
+        let packets = parse_compound(&out).expect("our RTCP parses");
+        assert!(
+            matches!(packets.first(), Some(RtcpPacket::SenderReport(_))),
+            "{packets:?}"
+        );
+        assert!(
+            packets.iter().any(|p| matches!(p, RtcpPacket::Sdes(_))),
+            "{packets:?}"
+        );
+        assert!(matches!(packets.last(), Some(RtcpPacket::Bye(_))), "{packets:?}");
     }
 }
