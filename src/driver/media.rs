@@ -283,6 +283,7 @@ fn run(rx: mpsc::Receiver<Cmd>) {
                     tracing::debug!(error = %e, "RTP send failed");
                 }
             }
+            s.session.on_timer(since);
             while let Some(ev) = s.session.poll_event() {
                 let _ = s.events.try_send(ev);
             }

@@ -258,6 +258,14 @@ impl MediaSession {
         }
     }
 
+    /// Time-driven work at `now`: a key press whose end packets were all lost is reported once
+    /// the DTMF receiver's timeout passes.
+    pub fn on_timer(&mut self, now: Duration) {
+        while let Some(d) = self.dtmf.poll(now) {
+            self.out.push_back(MediaEvent::Digit(d.digit));
+        }
+    }
+
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.out.pop_front()
     }
@@ -448,6 +456,30 @@ mod tests {
         assert_eq!(h.codec, "PCMU");
         assert_eq!(h.packets_received, 15);
         assert!(!h.no_rtp_received);
+    }
+
+    #[test]
+    fn a_press_without_end_packets_is_reported_by_the_timer_once() {
+        let mut s = session();
+        let from: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        for (k, dur) in [160u16, 320].iter().enumerate() {
+            let ev = [9u8, 10, (dur >> 8) as u8, *dur as u8];
+            s.on_datagram(
+                from,
+                &inbound(200 + k as u16, 3200, 101, k == 0, &ev),
+                Duration::from_millis(20 * k as u64),
+            );
+        }
+        let digits = |s: &mut MediaSession| {
+            std::iter::from_fn(|| s.poll_event())
+                .filter(|e| matches!(e, MediaEvent::Digit(_)))
+                .count()
+        };
+        assert_eq!(digits(&mut s), 0, "not yet: no end packet");
+        s.on_timer(Duration::from_secs(5));
+        assert_eq!(digits(&mut s), 1);
+        s.on_timer(Duration::from_secs(10));
+        assert_eq!(digits(&mut s), 0, "never twice");
     }
 
     #[test]
