@@ -1,8 +1,8 @@
 //! The media thread: one dedicated OS thread runs every call's 20 ms ticks. Each session has an
-//! absolute-deadline [`Pacer`] whose start is rounded up to a 5 ms slot of the thread's grid, so all
-//! sessions share four phases: the thread wakes at most four times per 20 ms, and each wake touches
-//! only the sessions that are due (receive what arrived, send what is due, forward events). Work is
-//! O(sessions) per frame period, the first packet leaves within 5 ms of the answer, and pacing does
+//! absolute-deadline [`Pacer`] whose start is rounded up to a 1 ms slot of the thread's grid, so all
+//! sessions share 20 phases: the thread wakes at most 20 times per 20 ms, and each wake touches only
+//! the sessions that are due (receive what arrived, send what is due, forward events). Work is
+//! O(sessions) per frame period, the first packet leaves within 1 ms of the answer, and pacing does
 //! not depend on how busy the async executor is.
 
 use std::collections::HashMap;
@@ -22,8 +22,9 @@ const MAX_SLEEP: Duration = Duration::from_millis(10);
 const FRAME: Duration = Duration::from_millis(20);
 /// RTCP report interval (RFC 3550's minimum of 5 s).
 const RTCP_EVERY: Duration = Duration::from_secs(5);
-/// Session starts are rounded up to this grid.
-const SLOT: Duration = Duration::from_millis(5);
+/// Session starts are rounded up to this grid: 20 phases per frame, so each wake serves about a
+/// twentieth of the sessions (short bursts, low lateness) and a first packet waits at most 1 ms.
+const SLOT: Duration = Duration::from_millis(1);
 
 /// The first slot boundary at or after `now`.
 fn slot_start(epoch: Instant, now: Instant) -> Instant {
@@ -287,10 +288,10 @@ fn run(rx: mpsc::Receiver<Cmd>) {
             while let Some(ev) = s.session.poll_event() {
                 let _ = s.events.try_send(ev);
             }
-            // Incoming RTCP is read to keep the socket drained; its reports are not used yet.
-            while s.rtcp.recv_from(&mut buf).is_ok() {}
             if now >= s.next_rtcp {
                 s.next_rtcp = now + RTCP_EVERY;
+                // Incoming RTCP is drained here; its reports are not used yet.
+                while s.rtcp.recv_from(&mut buf).is_ok() {}
                 s.send_rtcp(since, false, &mut packet);
             }
         }
