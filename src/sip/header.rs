@@ -110,13 +110,27 @@ impl ViaValue {
     }
 }
 
-/// Parse `SIP/2.0/UDP host:port;branch=...;rport`.
+/// A transport token or a host name / IPv4 address (IPv6 references are checked apart).
+fn is_token(s: &str, extra: &[char]) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+/// Parse `SIP/2.0/UDP host:port;branch=...;rport`. The transport must be a token and the host a
+/// name, an IPv4 address or a bracketed IPv6 reference, so that a Via we echo (with `received`
+/// and `rport` added) still reads the same.
 pub fn parse_via(value: &str) -> Option<ViaValue> {
     let v = value.trim();
     let (proto, rest) = v.split_once(char::is_whitespace)?;
     let mut parts = proto.split('/');
     let (name, version, transport) = (parts.next()?, parts.next()?, parts.next()?);
-    if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+    if !name.trim().eq_ignore_ascii_case("SIP")
+        || version.trim() != "2.0"
+        || parts.next().is_some()
+        || !is_token(
+            transport.trim(),
+            &['-', '.', '!', '%', '*', '_', '+', '`', '\'', '~'],
+        )
+    {
         return None;
     }
     let rest = rest.trim();
@@ -124,16 +138,24 @@ pub fn parse_via(value: &str) -> Option<ViaValue> {
     let sent_by = sent_by.trim();
     let (host, port) = if let Some(after) = sent_by.strip_prefix('[') {
         let (h, tail) = after.split_once(']')?;
-        (h.to_string(), tail.strip_prefix(':').and_then(|p| p.parse().ok()))
-    } else {
-        match sent_by.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
-            None => (sent_by.to_string(), None),
+        if !is_token(h, &[':', '.', '%']) {
+            return None;
         }
+        let port = match tail {
+            "" => None,
+            _ => Some(tail.strip_prefix(':')?.parse().ok()?),
+        };
+        (h.to_string(), port)
+    } else {
+        let (h, p) = match sent_by.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p.parse().ok()?)),
+            None => (sent_by, None),
+        };
+        if !is_token(h, &['-', '.', '_']) {
+            return None;
+        }
+        (h.to_string(), p)
     };
-    if host.is_empty() {
-        return None;
-    }
     Some(ViaValue {
         transport: transport.trim().to_ascii_uppercase(),
         host,
@@ -219,6 +241,19 @@ mod tests {
             Some("::1".into())
         );
         assert_eq!(parse_via("SIP/3.0/UDP h"), None);
+        // Garbage where the transport and the host belong is not a Via.
+        assert_eq!(
+            parse_via("SIP/2.0/UDxx;received=a: junk 127.0.0.1:5060;branch=b"),
+            None
+        );
+        assert_eq!(parse_via("SIP/2.0/UDP/X h;branch=b"), None);
+        assert_eq!(parse_via("SIP/2.0/UDP a b:5060;branch=b"), None);
+        assert_eq!(parse_via("SIP/2.0/UDP h,x;branch=b"), None);
+        assert_eq!(parse_via("SIP/2.0/UDP [::1]x;branch=b"), None);
+        assert_eq!(
+            parse_via("SIP/2.0/UDP pbx-1.lan_x ;branch=b").map(|v| (v.host, v.port)),
+            Some(("pbx-1.lan_x".into(), None))
+        );
         assert_eq!(parse_cseq("12 invite"), Some((12, "INVITE".into())));
         assert_eq!(parse_cseq("x INVITE"), None);
     }

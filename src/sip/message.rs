@@ -159,11 +159,29 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
+/// Longest parser error text we keep (rsip's errors quote the whole input, up to three times).
+const MAX_ERROR_CHARS: usize = 160;
+
+/// The first line of a parser error, bounded, with control characters escaped: it ends up in
+/// logs, and the input it quotes came from the network.
+fn summary(error: &str) -> String {
+    let line = error.lines().next().unwrap_or_default();
+    let mut out: String = line
+        .chars()
+        .take(MAX_ERROR_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if line.chars().count() > MAX_ERROR_CHARS {
+        out.push('…');
+    }
+    out
+}
+
 /// Parse one datagram or one framed stream message. Never panics; drops what it cannot trust.
 pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
     let parsed = catch_unwind(AssertUnwindSafe(|| rsip::SipMessage::try_from(bytes)))
         .map_err(|_| ParseError::ParserPanic)?
-        .map_err(|e| ParseError::Syntax(e.to_string()))?;
+        .map_err(|e| ParseError::Syntax(summary(&e.to_string())))?;
     let (start, headers, body) = match parsed {
         rsip::SipMessage::Request(r) => (
             Start::Request {
@@ -362,6 +380,25 @@ l: 4\r\n\r\nv=0\r\nextra";
             parse(short.as_bytes()),
             Err(ParseError::ShortBody { .. })
         ));
+    }
+
+    #[test]
+    fn parser_errors_are_one_bounded_line() {
+        // rsip's error for this quotes the whole input three times (6 kB for 2 kB in).
+        let mut junk = b"INVITE\x07sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n".to_vec();
+        junk.extend(std::iter::repeat_n(b'A', 2_000));
+        junk.extend_from_slice(b"\r\n\x1b[31m\r\n\r\nx");
+        let Err(ParseError::Syntax(reason)) = parse(&junk) else {
+            panic!("not a syntax error");
+        };
+        // At most MAX_ERROR_CHARS characters, each escaped to at most 10 (`\u{1b}`).
+        assert!(
+            reason.chars().count() <= MAX_ERROR_CHARS * 10 + 1,
+            "{} chars",
+            reason.len()
+        );
+        assert!(!reason.contains(['\r', '\n', '\u{7}', '\u{1b}']), "{reason:?}");
+        assert!(reason.contains("INVITE\\u{7}sip:x"), "{reason:?}");
     }
 
     #[test]

@@ -102,6 +102,14 @@ impl ClientTx {
             .min()
     }
 
+    /// The TU gives up on a pending INVITE at `at` (RFC 3261 §9.1: 64·T1 after its CANCEL,
+    /// if no final response came): then the transaction reports [`Action::Timeout`].
+    pub fn give_up_at(&mut self, at: Instant) {
+        if matches!(self.state, ClientState::Initial | ClientState::Proceeding) {
+            self.timeout = Some(self.timeout.map_or(at, |t| t.min(at)));
+        }
+    }
+
     /// A response matched to this transaction. `ack_for` builds the ACK of a non-2xx final
     /// response to INVITE (same branch, RFC 3261 §17.1.1.3).
     pub fn on_response(
@@ -120,7 +128,10 @@ impl ClientTx {
             (_, ClientState::Initial | ClientState::Proceeding, 100..=199) => {
                 self.state = ClientState::Proceeding;
                 if self.invite {
+                    // Timer A stops, and timer B only runs in Calling (§17.1.1.2): a phone may
+                    // ring for longer than 64·T1; the TU ends that with CANCEL.
                     self.retransmit = None;
+                    self.timeout = None;
                 } else {
                     // Timer E continues at T2 in Proceeding.
                     self.retransmit = self.retransmit.map(|(t, _)| (t, T2));
@@ -325,5 +336,73 @@ impl ServerTx {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse;
+
+    fn response(code: u16) -> Message {
+        let text = format!(
+            "SIP/2.0 {code} X\r\nVia: SIP/2.0/UDP h:5070;branch=z9hG4bKt\r\nFrom: <sip:a@h>;tag=1\r\n\
+             To: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        parse(text.as_bytes()).expect("test response parses")
+    }
+
+    #[test]
+    fn timer_b_stops_in_proceeding_and_the_tu_can_give_up() {
+        let t0 = Instant::now();
+        let (mut tx, _) = ClientTx::start(
+            t0,
+            "z9hG4bKt",
+            "INVITE",
+            b"INVITE".to_vec(),
+            Reliability::Unreliable,
+        );
+        assert_eq!(tx.deadline(), Some(t0 + T1));
+        let out = tx.on_response(t0 + Duration::from_secs(1), response(180), |_| Vec::new());
+        assert_eq!(out.len(), 1);
+        assert_eq!(tx.state, ClientState::Proceeding);
+        assert_eq!(tx.deadline(), None, "no timer A, no timer B while ringing");
+        assert!(tx.on_timer(t0 + Duration::from_secs(120)).is_empty());
+        assert_eq!(tx.state, ClientState::Proceeding);
+        // A CANCEL went out at 120 s: give up 64·T1 later.
+        let at = t0 + Duration::from_secs(120) + T1X64;
+        tx.give_up_at(at);
+        assert_eq!(tx.deadline(), Some(at));
+        assert_eq!(tx.on_timer(at), vec![Action::Timeout]);
+        assert!(tx.is_terminated());
+    }
+
+    #[test]
+    fn timer_b_still_fires_in_calling() {
+        let t0 = Instant::now();
+        let (mut tx, _) = ClientTx::start(
+            t0,
+            "z9hG4bKt",
+            "INVITE",
+            b"INVITE".to_vec(),
+            Reliability::Reliable,
+        );
+        assert_eq!(tx.deadline(), Some(t0 + T1X64));
+        // An earlier give-up does not extend timer B, and a later one does not shorten it.
+        tx.give_up_at(t0 + Duration::from_secs(60));
+        assert_eq!(tx.deadline(), Some(t0 + T1X64));
+        assert_eq!(tx.on_timer(t0 + T1X64), vec![Action::Timeout]);
+        // A completed transaction ignores give_up_at.
+        let (mut tx, _) = ClientTx::start(
+            t0,
+            "z9hG4bKt",
+            "INVITE",
+            b"INVITE".to_vec(),
+            Reliability::Reliable,
+        );
+        tx.on_response(t0, response(486), |_| b"ACK".to_vec());
+        tx.give_up_at(t0);
+        assert_eq!(tx.state, ClientState::Completed);
+        assert!(!tx.on_timer(t0).contains(&Action::Timeout));
     }
 }

@@ -203,8 +203,12 @@ struct ClientEntry {
 
 struct ServerEntry {
     tx: ServerTx,
-    /// Where responses go (the request's source).
+    /// Where responses go (RFC 3261 §18.2.2, RFC 3581).
     dest: Dest,
+    /// The To tag of our response (a CANCEL of this INVITE is answered with the same tag).
+    tag: String,
+    /// Insertion order, for evicting the oldest when the table is full.
+    order: u64,
 }
 
 /// A request that may be sent again (with credentials, or redirected).
@@ -250,6 +254,8 @@ struct Dialog {
     remote_target: String,
     route_set: Vec<String>,
     local_cseq: u32,
+    /// The highest CSeq of the far end's requests (§12.2.2); empty until its first request.
+    remote_cseq: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,9 +270,14 @@ struct Call {
     spec: Spec,
     cseq: u32,
     invite_branch: String,
+    /// A 101–199 arrived (reported as ringing once).
     provisional: bool,
+    /// Any 1xx arrived for the current INVITE, so it may be cancelled (§9.1).
+    proceeding: bool,
+    /// The credentials of the current INVITE; its 2xx ACK carries the same (§13.2.2.4).
+    invite_auth: Option<(String, String)>,
     ring_deadline: Instant,
-    /// Why we want the INVITE gone (ring timeout, hang-up request); CANCEL once provisional.
+    /// Why we want the INVITE gone (ring timeout, hang-up request); CANCEL once any 1xx arrived.
     cancel: Option<CallEnd>,
     cancel_sent: bool,
     invite_auth_tries: u32,
@@ -287,12 +298,19 @@ pub struct UserAgent {
     out: VecDeque<Output>,
     clients: HashMap<(String, String), ClientEntry>,
     servers: HashMap<(String, String), ServerEntry>,
+    /// Counts server transactions ever created (their `order`).
+    server_seq: u64,
     reg: Registration,
     calls: HashMap<CallKey, Call>,
     digest: DigestClient,
     /// The latest `now` handed in.
     now: Instant,
 }
+
+/// Most server transactions kept at once. Each lives up to 64·T1 over UDP, so a flood of requests
+/// with distinct branches would otherwise grow the table without bound; when it is full the
+/// oldest goes (a retransmission of its request is then handled as a new request).
+pub const MAX_SERVER_TRANSACTIONS: usize = 1024;
 
 /// Initial and maximum delay between failed registration attempts.
 const REG_BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -320,6 +338,7 @@ impl UserAgent {
             out: VecDeque::new(),
             clients: HashMap::new(),
             servers: HashMap::new(),
+            server_seq: 0,
             reg,
             calls: HashMap::new(),
             digest: DigestClient::new(),
@@ -334,6 +353,11 @@ impl UserAgent {
     /// Calls still known to the core.
     pub fn active_calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Client and server transactions alive (for metrics and tests).
+    pub fn transactions(&self) -> (usize, usize) {
+        (self.clients.len(), self.servers.len())
     }
 
     /// Next output; [`Output::Timeout`] when there is nothing more to do now.
@@ -679,6 +703,13 @@ impl UserAgent {
     }
 
     fn on_response(&mut self, now: Instant, resp: Message) {
+        if resp.vias().len() > 1 {
+            // §18.1.2: a response with more than one Via is not for us (a misrouted one).
+            self.event(Event::Dropped {
+                reason: format!("response {} with more than one Via", resp.code().unwrap_or(0)),
+            });
+            return;
+        }
         let key = (
             resp.top_via.branch().unwrap_or_default().to_string(),
             resp.cseq_method.clone(),

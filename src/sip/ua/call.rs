@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     parse_name_addr, split_list, Call, CallEnd, CallKey, CallState, ClientEntry, ClientTx, Dialog, Event,
-    Message, Owner, Spec, UserAgent,
+    Message, Owner, Spec, UserAgent, T1X64,
 };
 
 /// Methods we accept in a dialog.
@@ -75,6 +75,8 @@ impl UserAgent {
                 cseq: 1,
                 invite_branch: branch,
                 provisional: false,
+                proceeding: false,
+                invite_auth: None,
                 ring_deadline: now + ring_timeout,
                 cancel: None,
                 cancel_sent: false,
@@ -106,15 +108,17 @@ impl UserAgent {
             return; // a late answer to an INVITE we already replaced
         }
         match code {
-            100 => {}
-            101..=199 => {
-                if !call.provisional {
-                    call.provisional = true;
-                    let cancel_now = call.cancel.is_some() && !call.cancel_sent;
+            100..=199 => {
+                // Any provisional, 100 Trying included, lets a wanted CANCEL go (§9.1).
+                call.proceeding = true;
+                let first_ring = code > 100 && !call.provisional;
+                call.provisional |= code > 100;
+                let cancel_now = call.cancel.is_some() && !call.cancel_sent;
+                if first_ring {
                     self.event(Event::Ringing { id });
-                    if cancel_now {
-                        self.send_cancel(now, id);
-                    }
+                }
+                if cancel_now {
+                    self.send_cancel(now, id);
                 }
             }
             200..=299 => self.on_invite_ok(now, id, resp),
@@ -128,6 +132,8 @@ impl UserAgent {
                 match answer {
                     Ok(auth) if call.cancel.is_none() => {
                         call.cseq += 1;
+                        call.proceeding = false;
+                        call.invite_auth = Some(auth.clone());
                         let (spec, cseq) = (call.spec.clone(), call.cseq);
                         if let Some(branch) = self.send(now, spec, cseq, Owner::Invite(id), Some(auth)) {
                             if let Some(call) = self.calls.get_mut(&id) {
@@ -148,6 +154,8 @@ impl UserAgent {
                     (Some(uri), false, false) => {
                         call.redirected = true;
                         call.cseq += 1;
+                        call.proceeding = false;
+                        call.invite_auth = None;
                         call.spec.uri = uri.clone();
                         call.spec.to = format!("<{uri}>");
                         match self.next_hop(&uri, &[]) {
@@ -228,8 +236,10 @@ impl UserAgent {
             remote_target,
             route_set,
             local_cseq: call.cseq,
+            remote_cseq: None,
         };
         let cseq = call.cseq;
+        let auth = call.invite_auth.clone();
         let mut call_spec = call.spec.clone();
         let cancel = call.cancel.clone();
         let Some(ack_spec) = self.in_dialog_spec(&call_spec, &dialog, "ACK") else {
@@ -242,7 +252,7 @@ impl UserAgent {
             return;
         };
         call_spec.to = ack_spec.to.clone();
-        let Some((_, ack)) = self.print(&ack_spec, cseq, "ACK", None, None) else {
+        let Some((_, ack)) = self.print(&ack_spec, cseq, "ACK", None, auth.as_ref()) else {
             return;
         };
         self.transmit(ack_spec.dest.clone(), ack.clone());
@@ -356,7 +366,8 @@ impl UserAgent {
         }
     }
 
-    /// CANCEL the pending INVITE: same branch, same CSeq number, same Request-URI and Route.
+    /// CANCEL the pending INVITE: same branch, same CSeq number, same Request-URI and Route; the
+    /// INVITE gets 64·T1 more for its final response.
     pub(super) fn send_cancel(&mut self, now: Instant, id: CallKey) {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
@@ -365,11 +376,18 @@ impl UserAgent {
             return;
         }
         call.cancel_sent = true;
+        let (branch, cseq) = (call.invite_branch.clone(), call.cseq);
+        // If no final response follows the CANCEL within 64·T1, the INVITE is over (§9.1).
+        if let Some(invite) = self.clients.get_mut(&(branch.clone(), "INVITE".to_string())) {
+            invite.tx.give_up_at(now + T1X64);
+        }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         let mut spec = call.spec.clone();
         spec.method = "CANCEL".into();
         spec.extra.clear();
         spec.body.clear();
-        let (branch, cseq) = (call.invite_branch.clone(), call.cseq);
         let Some((_, bytes)) = self.print(&spec, cseq, "CANCEL", Some(&branch), None) else {
             return;
         };
@@ -401,7 +419,7 @@ impl UserAgent {
             CallState::Inviting => {
                 if call.cancel.is_none() {
                     call.cancel = Some(why);
-                    if call.provisional {
+                    if call.proceeding {
                         self.send_cancel(now, id);
                     }
                 }
@@ -417,7 +435,7 @@ impl UserAgent {
         };
         if call.state == CallState::Inviting && call.cancel.is_none() && call.ring_deadline <= now {
             call.cancel = Some(CallEnd::NoAnswer);
-            if call.provisional {
+            if call.proceeding {
                 self.send_cancel(now, id);
             }
         }

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    parse_name_addr, split_list, Event, Message, Owner, RegState, Spec, UserAgent, REG_AUTH_REJECTED_RETRY,
-    REG_BACKOFF_MAX, REG_BACKOFF_MIN,
+    parse_name_addr, split_list, uri_host_port, Event, Message, Owner, RegState, Spec, UserAgent,
+    REG_AUTH_REJECTED_RETRY, REG_BACKOFF_MAX, REG_BACKOFF_MIN,
 };
 
 impl UserAgent {
@@ -65,21 +65,48 @@ impl UserAgent {
         self.event(Event::Unregistered);
     }
 
-    /// The lifetime the registrar granted our binding.
+    /// Whether a Contact URI of a 200 to REGISTER is our binding: same user, host and port.
+    fn is_our_contact(&self, uri: &str) -> bool {
+        let user = uri
+            .trim()
+            .split_once(':')
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map(|(user, _)| user.split(';').next().unwrap_or(user));
+        let Some((host, port, _)) = uri_host_port(uri) else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ours = self.cfg.local_host.trim_start_matches('[').trim_end_matches(']');
+        user == Some(self.cfg.user.as_str())
+            && host.eq_ignore_ascii_case(ours)
+            && port.unwrap_or(5060) == self.cfg.local_port
+    }
+
+    /// The lifetime the registrar granted our binding. The 200 lists every binding of the AOR
+    /// (RFC 3261 §10.2.4): ours is the one with our user, host and port, or the only one there is
+    /// (a registrar may rewrite it); then the Expires header; then what we asked for.
     fn granted_expires(&self, resp: &Message) -> u32 {
-        let ours = format!("{}:{}", self.cfg.local_host, self.cfg.local_port);
-        let from_contact = resp
+        let contacts: Vec<_> = resp
             .values("contact")
             .flat_map(split_list)
             .filter_map(parse_name_addr)
-            .find(|c| c.uri.contains(&ours))
-            .and_then(|c| c.param("expires").and_then(|e| e.parse().ok()));
-        from_contact
+            .collect();
+        let ours = contacts
+            .iter()
+            .find(|c| self.is_our_contact(&c.uri))
+            .or(match contacts.as_slice() {
+                [only] => Some(only),
+                _ => None,
+            });
+        ours.and_then(|c| c.param("expires").and_then(|e| e.trim().parse().ok()))
             .or_else(|| resp.value("expires").and_then(|e| e.trim().parse().ok()))
             .unwrap_or(self.reg.expires)
     }
 
     pub(super) fn on_register_response(&mut self, now: Instant, spec: &Spec, resp: Message) {
+        if self.reg.state == RegState::Off {
+            return; // a late answer after we unregistered (or never registered)
+        }
         let code = resp.code().unwrap_or(0);
         let unregistering = self.reg.state == RegState::Unregistering;
         let is_unregister = spec.extra.iter().any(|(n, v)| n == "Expires" && v == "0");
@@ -128,6 +155,8 @@ impl UserAgent {
                     }
                 }
             }
+            // Expires: 0 cannot be too brief; a 423 to it must not turn into a new binding.
+            423 if unregistering => self.finish_unregister(),
             423 => {
                 let min = resp
                     .value("min-expires")
