@@ -16,6 +16,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("api", "token", KeyKind::Text),
     ("api", "token_file", KeyKind::Text),
     ("sip", "user", KeyKind::Text),
+    ("sip", "auth_user", KeyKind::Text),
     ("sip", "password", KeyKind::Text),
     ("sip", "password_file", KeyKind::Text),
     ("sip", "domain", KeyKind::Text),
@@ -66,6 +67,7 @@ mod tests {
         c.api.token = Some(crate::config::Secret::new("x"));
         c.api.token_file = Some("x".into());
         c.sip.user = Some("x".into());
+        c.sip.auth_user = Some("x".into());
         c.sip.password = Some(crate::config::Secret::new("x"));
         c.sip.password_file = Some("x".into());
         c.sip.domain = Some("x".into());

@@ -99,6 +99,8 @@ impl Default for ApiConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SipConfig {
     pub user: Option<String>,
+    /// Digest username when the PBX wants one that differs from `user` (3CX's Authentication ID).
+    pub auth_user: Option<String>,
     pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
     /// Domain used for `sip:EXT@domain`; defaults to the registrar's host.
@@ -121,6 +123,7 @@ impl Default for SipConfig {
     fn default() -> Self {
         Self {
             user: None,
+            auth_user: None,
             password: None,
             password_file: None,
             domain: None,

@@ -184,6 +184,7 @@ impl SipEngine {
             .or_else(|| registrar.as_ref().map(|r| r.host.clone()));
         let ua_cfg = UaConfig {
             user: s.user.clone().unwrap_or_else(|| "sip-assistant".into()),
+            auth_user: s.auth_user.clone(),
             password: s.password.as_ref().map(|p| p.expose().to_string()),
             domain: domain.clone().unwrap_or_else(|| local_host.clone()),
             outbound_proxy: registrar.clone(),

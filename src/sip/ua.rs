@@ -76,6 +76,8 @@ impl std::fmt::Display for Dest {
 pub struct UaConfig {
     /// Our user part (the extension we register as).
     pub user: String,
+    /// Digest username when it differs from `user` (3CX's "Authentication ID").
+    pub auth_user: Option<String>,
     pub password: Option<String>,
     /// Domain of our AOR and of dialled extensions.
     pub domain: String,
@@ -545,7 +547,11 @@ impl UserAgent {
         };
         *tries += 1;
         let creds = Credentials {
-            username: self.cfg.user.clone(),
+            username: self
+                .cfg
+                .auth_user
+                .clone()
+                .unwrap_or_else(|| self.cfg.user.clone()),
             password,
         };
         let cnonce = self.ids.cnonce();

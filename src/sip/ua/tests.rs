@@ -31,6 +31,7 @@ struct Harness {
 fn config(transport: Transport, refresh_max: Option<Duration>) -> UaConfig {
     UaConfig {
         user: "1050".into(),
+        auth_user: None,
         password: Some("secret-pw".into()),
         domain: "127.0.0.1".into(),
         outbound_proxy: Some(Dest {
@@ -1398,4 +1399,27 @@ fn fuzz_regression_a_via_with_garbage_for_a_transport_is_not_echoed_broken() {
         Some("SIP/2.0/UDP [::1]:5062;branch=z9hG4bKo3;rport=5060;received=127.0.0.1")
     );
     assert_eq!(h.sent.last().map(|s| s.dest.port), Some(5060));
+}
+
+#[test]
+fn a_separate_auth_user_is_the_digest_username() {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.auth_user = Some("x7Kq2".into());
+    let mut h = Harness::new(cfg);
+    h.command(Command::Register);
+    let r1 = h.last("REGISTER");
+    assert!(
+        r1.value("from").is_some_and(|f| f.contains("sip:1050@")),
+        "the AOR keeps the extension"
+    );
+    h.reply(&r1, 401, &[("WWW-Authenticate", CHALLENGE)], b"");
+    let r2 = h.last("REGISTER");
+    let auth = r2.value("authorization").expect("credentials");
+    assert!(auth.contains("username=\"x7Kq2\""), "{auth}");
+    assert!(verify_digest(
+        &r2,
+        "authorization",
+        "secret-pw",
+        rsip::headers::auth::Algorithm::Md5
+    ));
 }
