@@ -11,6 +11,7 @@ pub mod config;
 pub mod driver;
 pub mod logging;
 pub mod media;
+pub mod rng;
 pub mod rtp;
 pub mod scheduler;
 pub mod sdp;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -18,6 +18,7 @@ use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptResult};
 use crate::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus, MediaHealth};
 use crate::config::{Config, Transport as CfgTransport};
 use crate::media::session::{AudioCodec, SessionParams};
+use crate::rng::XorShift64;
 use crate::sdp;
 use crate::sip::ua::{CallEnd, CallKey, Command, Dest, Event, Input, Output, Transport, UaConfig, UserAgent};
 use crate::sip_addr::{parse_extension, parse_host_port, Target};
@@ -72,7 +73,7 @@ struct Shared {
     media: MediaThread,
     script: Arc<dyn CallScript>,
     codecs: Vec<sdp::Codec>,
-    rng: Mutex<u64>,
+    rng: XorShift64,
 }
 
 /// Places calls over SIP.
@@ -81,18 +82,6 @@ pub struct SipEngine {
     shared: Arc<Shared>,
     /// The SIP port actually bound (useful when configured as 0).
     pub local_port: u16,
-}
-
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// The registrar as a destination: `host[:port]` or `sip:host[:port][;transport=tcp]`.
@@ -210,9 +199,9 @@ impl SipEngine {
             media,
             script,
             codecs,
-            rng: Mutex::new(seed() | 1),
+            rng: XorShift64::from_entropy(),
         });
-        let ua = UserAgent::new(ua_cfg, seed(), Instant::now());
+        let ua = UserAgent::new(ua_cfg, XorShift64::from_entropy().next_u64(), Instant::now());
         let driver = Driver {
             ua,
             udp,
@@ -232,11 +221,7 @@ impl SipEngine {
 
 impl Shared {
     fn random(&self) -> u64 {
-        let mut x = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        *x
+        self.rng.next_u64()
     }
 
     /// The Request-URI for an `extension`.

@@ -13,6 +13,7 @@ use super::outbox::{parse_retry_after, AttemptResult, Delivery, RetryPolicy};
 use super::sign::sign;
 use crate::call::{Timestamp, WebhookState};
 use crate::config::Secret;
+use crate::rng::XorShift64;
 use crate::store::Store;
 
 /// The longest the worker sleeps without looking at the outbox.
@@ -45,7 +46,7 @@ pub struct DeliveryWorker {
     wake: async_channel::Receiver<()>,
     stop: async_channel::Receiver<()>,
     in_flight: Arc<Mutex<HashSet<String>>>,
-    rng: Arc<Mutex<u64>>,
+    rng: XorShift64,
 }
 
 impl DeliveryWorker {
@@ -57,7 +58,6 @@ impl DeliveryWorker {
     ) -> (Self, WorkerHandle) {
         let (wake_tx, wake) = async_channel::bounded(1);
         let (stop_tx, stop) = async_channel::bounded(1);
-        let seed = Timestamp::now().0 ^ (u64::from(std::process::id()) << 32) | 1;
         let worker = Self {
             store,
             client,
@@ -66,7 +66,7 @@ impl DeliveryWorker {
             wake,
             stop,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
-            rng: Arc::new(Mutex::new(seed)),
+            rng: XorShift64::from_entropy(),
         };
         (
             worker,
@@ -214,14 +214,8 @@ impl DeliveryWorker {
         }
     }
 
-    /// Uniform in [0, 1) from a xorshift generator seeded at start.
+    /// Uniform in [0, 1).
     fn next_jitter(&self) -> f64 {
-        let Ok(mut s) = self.rng.lock() else { return 0.5 };
-        let mut x = *s;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *s = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.next_f64()
     }
 }
