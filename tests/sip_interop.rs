@@ -272,3 +272,22 @@ fn direct_sip_uris_without_a_registrar() {
     );
     smol::block_on(app.shutdown());
 }
+
+#[test]
+fn public_address_goes_into_via_contact_and_sdp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = sip_config(dir.path(), None, Transport::Udp);
+    // Another loopback address than the one the kernel would pick, so its use is visible.
+    config.sip.public_address = Some("127.0.0.2".into());
+    let (app, _engine) = start(config);
+    let mut answer = Sipp::uas(SippScenario::Answer { bye_after: None });
+    call(&app, "p-answer", &answer.uri("uas"), 20);
+    let r = finished(&app, "p-answer", Duration::from_secs(20), &|| answer.messages());
+    assert_eq!(r.status.as_str(), "completed", "{r:?}\n{}", answer.messages());
+    assert_eq!(answer.wait_exit(Duration::from_secs(10)), Some(0), "{}", answer.messages());
+    let seen = answer.messages();
+    assert!(seen.contains("Via: SIP/2.0/UDP 127.0.0.2:"), "{seen}");
+    assert!(seen.contains("Contact: <sip:sip-assistant@127.0.0.2:"), "{seen}");
+    assert!(seen.contains("c=IN IP4 127.0.0.2"), "{seen}");
+    smol::block_on(app.shutdown());
+}
