@@ -284,7 +284,12 @@ fn public_address_goes_into_via_contact_and_sdp() {
     call(&app, "p-answer", &answer.uri("uas"), 20);
     let r = finished(&app, "p-answer", Duration::from_secs(20), &|| answer.messages());
     assert_eq!(r.status.as_str(), "completed", "{r:?}\n{}", answer.messages());
-    assert_eq!(answer.wait_exit(Duration::from_secs(10)), Some(0), "{}", answer.messages());
+    assert_eq!(
+        answer.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        answer.messages()
+    );
     let seen = answer.messages();
     assert!(seen.contains("Via: SIP/2.0/UDP 127.0.0.2:"), "{seen}");
     assert!(seen.contains("Contact: <sip:sip-assistant@127.0.0.2:"), "{seen}");
