@@ -2,7 +2,8 @@
 //! we play a known signal, the phone records what it decodes (sndfile), and the recording must
 //! match what we sent with SNR >= 30 dB after alignment (G.711). The phone plays a spoken WAV as
 //! its microphone, and that speech must reach us (decoded, 16 kHz) with energy where expected.
-//! The call's media health lands in the record.
+//! A second phone speaks only Opus: Opus is negotiated and carries audio both ways. The call's
+//! media health lands in the record.
 
 #[path = "support/harness.rs"]
 mod harness;
@@ -45,19 +46,23 @@ struct PlayAndListen {
 impl CallScript for PlayAndListen {
     fn run<'a>(&'a self, ctx: ScriptContext<'a>) -> Pin<Box<dyn Future<Output = ScriptResult> + Send + 'a>> {
         Box::pin(async move {
-            let law = match ctx.codec {
-                AudioCodec::Pcmu => Law::Ulaw,
-                AudioCodec::Pcma => Law::Alaw,
+            let frames: Vec<Vec<u8>> = match ctx.codec {
+                AudioCodec::Pcmu | AudioCodec::Pcma => {
+                    let law = if ctx.codec == AudioCodec::Pcmu {
+                        Law::Ulaw
+                    } else {
+                        Law::Alaw
+                    };
+                    let mut bytes = Vec::new();
+                    g711::encode(law, &signal(), &mut bytes);
+                    bytes.chunks(160).map(<[u8]>::to_vec).collect()
+                }
                 AudioCodec::Opus => {
-                    return ScriptResult {
-                        error: Some("this test offers G.711 only".into()),
-                        ..Default::default()
-                    }
+                    let pcm48 = sip_assistant::media::resample::resample_all(8000, 48_000, &signal())
+                        .expect("resample");
+                    sip_assistant::media::opus_codec::encode_prompt(&pcm48).expect("opus")
                 }
             };
-            let mut bytes = Vec::new();
-            g711::encode(law, &signal(), &mut bytes);
-            let frames: Vec<Vec<u8>> = bytes.chunks(160).map(<[u8]>::to_vec).collect();
             let Ok(id) = ctx.media.play(Arc::new(frames)) else {
                 return ScriptResult::default();
             };
@@ -244,6 +249,94 @@ fn g711_both_ways_with_a_real_phone() {
     assert!(
         speech_rms > 300.0,
         "no speech energy from the phone (RMS {speech_rms:.0})"
+    );
+    smol::block_on(app.shutdown());
+}
+
+#[test]
+fn opus_is_negotiated_and_carries_audio_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[("1050", "our-pw"), ("1001", "pw-1001")], 30_000);
+    let speech = dir.path().join("phone-says.wav");
+    peers::wav_tone_or_speech(&speech, "hello, this is the phone speaking over opus", 12.0);
+    let phone = Phone::start_opus("1001", "pw-1001", k.port, &speech);
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+
+    let mut config = test_config(dir.path());
+    config.sip.local_port = peers::free_udp_tcp_port();
+    config.sip.user = Some("1050".into());
+    config.sip.password = Some(Secret::new("our-pw"));
+    config.sip.registrar = Some(format!("127.0.0.1:{}", k.port));
+    config.media.codecs = "opus,PCMU".into();
+    let base = 22_000 + (std::process::id() % 1000) as u16 * 20;
+    config.media.rtp_port_min = base;
+    config.media.rtp_port_max = base + 19;
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(PlayAndListen { heard: heard.clone() });
+    let engine = smol::block_on(SipEngine::start_with_script(&config, script)).expect("engine");
+    let app = start_app(config, Arc::new(engine));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup("1050").is_some()),
+        "{}",
+        k.ladder()
+    );
+    let req = CallRequest {
+        message: "tone".into(),
+        extension: "1001".into(),
+        callback_url: None,
+        ring_timeout: 20,
+        choice: None,
+        call_id: None,
+    };
+    smol::block_on(app.scheduler.submit(Some("opus-1"), req)).expect("submit");
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            app.store
+                .get_call("opus-1")
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status.is_final())
+        }),
+        "{}",
+        k.ladder()
+    );
+    let r = app.store.get_call("opus-1").expect("store").expect("record");
+    assert_eq!(
+        r.status.as_str(),
+        "completed",
+        "{r:?}\n{}\n{}",
+        k.ladder(),
+        phone.log()
+    );
+    let media = r.media.clone().expect("media health");
+    assert_eq!(media.codec, "opus", "{media:?}\n{}", phone.log());
+    assert!(r.message_played, "{r:?}");
+    assert!(media.packets_received >= 150, "{media:?}");
+    // The phone decoded audio from us...
+    std::thread::sleep(Duration::from_millis(500));
+    let decoded = phone
+        .recordings()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("dec"))
+        .unwrap_or_else(|| panic!("no decoded recording in {:?}", phone.recordings()));
+    let (_, got) = read_wav(&decoded);
+    let loud = rms(&got[..got.len().min(48_000 * 2)]);
+    eprintln!("opus: phone heard RMS {loud:.0}; media {media:?}");
+    assert!(
+        loud > 1000.0,
+        "the phone heard no signal over Opus (RMS {loud:.0})"
+    );
+    // ...and its speech reached us.
+    let heard = heard.lock().expect("lock").clone();
+    let speech_rms = rms(&heard[..heard.len().min(16_000 * 2)]);
+    eprintln!("opus: we heard RMS {speech_rms:.0} from the phone");
+    assert!(
+        speech_rms > 300.0,
+        "no speech from the phone over Opus (RMS {speech_rms:.0})"
     );
     smol::block_on(app.shutdown());
 }

@@ -427,6 +427,37 @@ impl Phone {
         wav: Option<&Path>,
         regint: u32,
     ) -> Phone {
+        Phone::spawn(user, password, pbx_port, transport, mode, wav, regint, false)
+    }
+
+    /// An auto-answering UDP phone that offers and accepts only Opus; `wav` is converted to
+    /// 48 kHz stereo for its microphone (aufile's requirement for opus/48000/2).
+    pub fn start_opus(user: &str, password: &str, pbx_port: u16, wav: &Path) -> Phone {
+        Phone::spawn(
+            user,
+            password,
+            pbx_port,
+            "udp",
+            PhoneMode::AutoAnswer,
+            Some(wav),
+            60,
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        user: &str,
+        password: &str,
+        pbx_port: u16,
+        transport: &str,
+        mode: PhoneMode,
+        wav: Option<&Path>,
+        regint: u32,
+        opus: bool,
+    ) -> Phone {
+        // aufile has no resampler or channel mixer: the source must match the codec (opus/48000/2).
+        let (rate, channels) = if opus { ("48000", "2") } else { ("8000", "1") };
         let dir = tempfile::Builder::new()
             .prefix(&format!("baresip-{user}-"))
             .tempdir()
@@ -441,13 +472,13 @@ impl Phone {
             Some(w) => {
                 let st = Command::new("sox")
                     .arg(w)
-                    .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+                    .args(["-r", rate, "-c", channels, "-b", "16", "-e", "signed-integer"])
                     .arg(&source)
                     .status()
                     .expect("run sox");
-                assert!(st.success(), "sox could not convert {} to 8 kHz", w.display());
+                assert!(st.success(), "sox could not convert {} to {rate} Hz", w.display());
             }
-            None => write_silence_wav(&source, 8000, 60.0),
+            None => write_silence_wav(&source, rate.parse().unwrap_or(8000), 60.0),
         }
         let config = template("baresip.config")
             .replace("__SIP_PORT__", &port.to_string())
@@ -456,7 +487,16 @@ impl Phone {
             .replace("__RTP_HI__", &(port + 23).to_string())
             .replace("__CTRL_PORT__", &(port + 2).to_string())
             .replace("__DIR__", &d.display().to_string());
+        let config = if opus {
+            config.replace(
+                "module\t\t\tg711.so\n",
+                "module\t\t\tg711.so\nmodule\t\t\topus.so\n",
+            )
+        } else {
+            config
+        };
         fs::write(d.join("config"), config).expect("write config");
+        let codecs = if opus { "opus" } else { "pcmu,pcma" };
         let answermode = if mode == PhoneMode::AutoAnswer {
             "auto"
         } else {
@@ -471,7 +511,7 @@ impl Phone {
             d.join("accounts"),
             format!(
                 "<sip:{user}@127.0.0.1:{pbx_port};transport={transport}>;auth_pass={password};\
-                 answermode={answermode};regint={regint};audio_codecs=pcmu,pcma\n"
+                 answermode={answermode};regint={regint};audio_codecs={codecs}\n"
             ),
         )
         .expect("write accounts");
