@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import sys
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to stall before answering")
     ap.add_argument("--delay-count", type=int, default=0, help="how many first requests stall")
+    ap.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate")
+    ap.add_argument("--tls-key", default=None, help="and this PEM key")
     args = ap.parse_args()
     lock = threading.Lock()
     state = {"seen": 0}
@@ -79,6 +82,10 @@ def main():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print(f"PORT {server.server_address[1]}", flush=True)
     threading.Timer(args.max_seconds, server.shutdown).start()
     server.serve_forever()
