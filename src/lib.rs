@@ -17,5 +17,6 @@ pub mod scheduler;
 pub mod sdp;
 pub mod sip;
 pub mod sip_addr;
+pub mod speech;
 pub mod store;
 pub mod webhook;

@@ -198,6 +198,8 @@ fn g711_both_ways_with_a_real_phone() {
         ring_timeout: 20,
         choice: None,
         call_id: None,
+        language: None,
+        voice: None,
     };
     smol::block_on(app.scheduler.submit(Some("media-1"), req)).expect("submit");
     assert!(
@@ -291,6 +293,8 @@ fn opus_is_negotiated_and_carries_audio_both_ways() {
         ring_timeout: 20,
         choice: None,
         call_id: None,
+        language: None,
+        voice: None,
     };
     smol::block_on(app.scheduler.submit(Some("opus-1"), req)).expect("submit");
     assert!(

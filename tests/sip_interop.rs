@@ -48,6 +48,8 @@ fn call(app: &App, id: &str, extension: &str, ring_timeout: u32) {
         ring_timeout,
         choice: None,
         call_id: None,
+        language: None,
+        voice: None,
     };
     smol::block_on(app.scheduler.submit(Some(id), req)).expect("submit");
 }

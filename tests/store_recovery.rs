@@ -23,6 +23,8 @@ fn request(url: Option<&str>) -> CallRequest {
         ring_timeout: 30,
         choice: None,
         call_id: None,
+        language: None,
+        voice: None,
     }
 }
 

@@ -125,7 +125,72 @@ fn option(v: &Value, i: usize) -> Result<ChoiceOption, Detail> {
         }
         Some(_) => return Err(format!("{name}.synonyms must be an array of strings")),
     };
-    Ok(ChoiceOption { value, synonyms })
+    let dtmf = match obj.get("dtmf") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => {
+            let mut chars = k.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => Some(c),
+                _ => return Err(format!("{name}.dtmf must be one key of 0-9, * or # (got '{k}')")),
+            }
+        }
+        Some(_) => {
+            return Err(format!(
+                "{name}.dtmf must be a string holding one key of 0-9, * or #"
+            ))
+        }
+    };
+    Ok(ChoiceOption {
+        value,
+        synonyms,
+        dtmf,
+    })
+}
+
+/// A name of letters, digits, `_`, `-` and `.` of 1 to `max` characters, or absent.
+fn optional_name(
+    obj: &Map<String, Value>,
+    key: &str,
+    name: &str,
+    max: usize,
+) -> Result<Option<String>, Detail> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.chars().count() <= max
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Some(Value::String(s)) => Err(format!(
+            "{name} must be 1 to {max} characters of letters, digits and _ - . (got '{s}')"
+        )),
+        Some(_) => Err(format!("{name} must be a string")),
+    }
+}
+
+/// A BCP 47 tag such as `en`, `en-US` or `de-CH`, or absent.
+fn language(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
+    match obj.get("language") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            let mut parts = s.split('-');
+            let primary = parts.next().unwrap_or_default();
+            let ok = (2..=3).contains(&primary.len())
+                && primary.chars().all(|c| c.is_ascii_alphabetic())
+                && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+                && s.len() <= 35;
+            if ok {
+                Ok(Some(s.clone()))
+            } else {
+                Err(format!(
+                    "language must be a BCP 47 tag such as 'en' or 'en-US' (got '{s}')"
+                ))
+            }
+        }
+        Some(_) => Err("language must be a string such as 'en-US'".into()),
+    }
 }
 
 fn choice(v: &Value) -> Result<Choice, Detail> {
@@ -162,12 +227,20 @@ fn choice(v: &Value) -> Result<Choice, Detail> {
                 o.value
             ));
         }
+        if let Some(k) = o.dtmf {
+            if let Some(j) = options[..i].iter().position(|p| p.dtmf == Some(k)) {
+                return Err(format!(
+                    "choice.options[{i}].dtmf '{k}' repeats choice.options[{j}].dtmf"
+                ));
+            }
+        }
     }
     Ok(Choice {
         prompt,
         options,
         timeout_seconds: bounded_int(obj, "timeout_seconds", "choice.timeout_seconds", 5, 60, 30)?,
         repeat_count: bounded_int(obj, "repeat_count", "choice.repeat_count", 1, 5, 2)?,
+        matcher: optional_name(obj, "matcher", "choice.matcher", 64)?,
     })
 }
 
@@ -207,6 +280,8 @@ pub fn parse_call_request(body: &[u8]) -> Result<Accepted, Detail> {
             ring_timeout,
             choice,
             call_id: requested_id,
+            language: language(&obj)?,
+            voice: optional_name(&obj, "voice", "voice", 64)?,
         },
     })
 }
@@ -267,5 +342,40 @@ mod tests {
         let d = detail(json!({"message":"m","extension":"1","callback_url":"http://h/x",
             "choice":{"prompt":"p","options":[{"value":"a"},{"value":"a"}]}}));
         assert_eq!(d, "choice.options[1].value 'a' repeats choice.options[0].value");
+    }
+
+    #[test]
+    fn language_voice_matcher_and_dtmf_are_checked() {
+        let ok = parse_call_request(
+            json!({"message":"m","extension":"1","callback_url":"http://h/x","language":"de-CH","voice":"slt",
+                "choice":{"prompt":"p","matcher":"fuzzy","options":[{"value":"a","dtmf":"#"},{"value":"b"}]}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(ok.request.language.as_deref(), Some("de-CH"));
+        assert_eq!(ok.request.voice.as_deref(), Some("slt"));
+        let c = ok.request.choice.unwrap();
+        assert_eq!(c.matcher.as_deref(), Some("fuzzy"));
+        assert_eq!(c.options[0].dtmf, Some('#'));
+        assert_eq!(c.options[1].dtmf, None);
+        assert_eq!(
+            detail(json!({"message":"m","extension":"1","language":"english!"})),
+            "language must be a BCP 47 tag such as 'en' or 'en-US' (got 'english!')"
+        );
+        assert_eq!(
+            detail(json!({"message":"m","extension":"1","voice":"a b"})),
+            "voice must be 1 to 64 characters of letters, digits and _ - . (got 'a b')"
+        );
+        assert_eq!(
+            detail(json!({"message":"m","extension":"1","callback_url":"http://h/x",
+                "choice":{"prompt":"p","options":[{"value":"a","dtmf":"12"}]}})),
+            "choice.options[0].dtmf must be one key of 0-9, * or # (got '12')"
+        );
+        assert_eq!(
+            detail(json!({"message":"m","extension":"1","callback_url":"http://h/x",
+                "choice":{"prompt":"p","options":[{"value":"a","dtmf":"1"},{"value":"b","dtmf":"1"}]}})),
+            "choice.options[1].dtmf '1' repeats choice.options[0].dtmf"
+        );
     }
 }

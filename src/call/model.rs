@@ -58,6 +58,9 @@ pub struct ChoiceOption {
     pub value: String,
     #[serde(default)]
     pub synonyms: Vec<String>,
+    /// The key that picks this option (`0`-`9`, `*`, `#`); without one, key N picks option N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtmf: Option<char>,
 }
 
 /// The question asked after the message, with its defaults filled in.
@@ -67,6 +70,9 @@ pub struct Choice {
     pub options: Vec<ChoiceOption>,
     pub timeout_seconds: u32,
     pub repeat_count: u32,
+    /// The WebAssembly hook that matches answers; `None` = the configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matcher: Option<String>,
 }
 
 /// A validated `POST /call` body (see `api::validate`), stored as the caller sent it, defaults filled.
@@ -79,6 +85,12 @@ pub struct CallRequest {
     pub choice: Option<Choice>,
     /// The id the caller asked for, if any.
     pub call_id: Option<String>,
+    /// BCP 47 language of message, prompt and answers; `None` = the engines' defaults.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Synthesizer voice; `None` = the engine's default.
+    #[serde(default)]
+    pub voice: Option<String>,
 }
 
 /// One step in a call's life.

@@ -1,0 +1,119 @@
+//! Speech engines behind two traits: a [`Synthesizer`] turns text into PCM, a [`Recognizer`] turns
+//! caller audio into transcripts. The call script only sees these traits; engines live in one file
+//! each and are chosen by `speech.tts` / `speech.stt`.
+//!
+//! Audio is mono signed 16-bit PCM. Synthesizers return their native rate; recognizers are fed the
+//! 16 kHz stream the media plane decodes (`MediaEvent::Audio16k`), already cut to one utterance by
+//! the voice-activity detector, so silence never reaches an engine that would invent text on it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, as the engine traits return (engines are chosen at run time).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Mono 16-bit PCM at `rate` Hz.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pcm {
+    pub rate: u32,
+    pub samples: Vec<i16>,
+}
+
+impl Pcm {
+    pub fn duration(&self) -> std::time::Duration {
+        if self.rate == 0 {
+            return std::time::Duration::ZERO;
+        }
+        std::time::Duration::from_secs_f64(self.samples.len() as f64 / f64::from(self.rate))
+    }
+}
+
+/// What to say, and optionally how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SynthRequest {
+    pub text: String,
+    /// Engine-specific voice name; `None` = the engine's configured default.
+    pub voice: Option<String>,
+    /// BCP 47 language tag such as `en-US`; `None` = the engine's configured default.
+    pub language: Option<String>,
+}
+
+/// An error of a speech engine, in words a person running the appliance can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpeechError {
+    /// The engine cannot run here (missing library, model file, command); says what to install/set.
+    #[error("{engine} is not available: {detail}")]
+    Unavailable { engine: String, detail: String },
+    /// A remote engine could not be reached or answered with an error.
+    #[error("{engine} failed: {detail}")]
+    Remote { engine: String, detail: String },
+    /// The engine ran but failed on this input.
+    #[error("{engine} failed: {detail}")]
+    Engine { engine: String, detail: String },
+    /// The request itself is unusable (unknown voice, unsupported language, empty text).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Text to speech.
+pub trait Synthesizer: Send + Sync {
+    /// The engine's config name (`flite`, `espeak`, `piper`, `wyoming`, `openai`).
+    fn name(&self) -> &str;
+    /// Render `req` as PCM at the engine's native rate.
+    fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>>;
+}
+
+/// One phrase the caller may say, and the option it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phrase {
+    pub text: String,
+    /// Index into the choice's options.
+    pub option: usize,
+}
+
+/// What a recognizer is listening for in one utterance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecognitionContext {
+    /// BCP 47 language tag; `None` = the engine's configured default.
+    pub language: Option<String>,
+    /// Every synonym of every option (the option values included). Grammar-based engines listen
+    /// for these only (plus a rejection path); open-vocabulary engines use them as a prompt.
+    pub phrases: Vec<Phrase>,
+}
+
+/// One hypothesis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    pub transcript: String,
+    /// 0..=1 where the engine has a confidence, else `None`.
+    pub confidence: Option<f32>,
+}
+
+/// The end result of one utterance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recognition {
+    /// Best first; never empty.
+    Heard(Vec<Alternative>),
+    /// The engine heard speech but it matched nothing it listens for (an off-topic answer).
+    /// `transcript` is what it thinks was said, where it can tell.
+    NoMatch { transcript: Option<String> },
+}
+
+/// A recognizer working on one utterance: push 16 kHz audio as it arrives, then finish.
+pub trait Utterance: Send {
+    /// Feed audio; returns a partial transcript when the engine has a new one.
+    fn push<'a>(&'a mut self, pcm16k: &'a [i16]) -> BoxFuture<'a, Result<Option<String>, SpeechError>>;
+    /// End of speech: the final result.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Recognition, SpeechError>>;
+}
+
+/// Speech to text.
+pub trait Recognizer: Send + Sync {
+    /// The engine's config name (`pocketsphinx`, `whisper`, `wyoming`, `openai`).
+    fn name(&self) -> &str;
+    /// Begin one utterance.
+    fn start<'a>(
+        &'a self,
+        ctx: &'a RecognitionContext,
+    ) -> BoxFuture<'a, Result<Box<dyn Utterance>, SpeechError>>;
+}
