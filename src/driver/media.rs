@@ -54,13 +54,28 @@ pub struct PortPair {
 }
 
 enum Cmd {
+    /// A session built by the caller (codec set-up stays off this thread).
     Start {
         id: u64,
         ports: PortPair,
-        params: SessionParams,
-        silence: Vec<u8>,
+        session: Box<MediaSession>,
         events: async_channel::Sender<MediaEvent>,
-        started: mpsc::Sender<Result<(), String>>,
+    },
+    SendDigit {
+        id: u64,
+        digit: char,
+        duration_ms: u32,
+        reply: async_channel::Sender<Result<(), String>>,
+    },
+    InfoDigit {
+        id: u64,
+        digit: char,
+    },
+    UpdateRemote {
+        id: u64,
+        remote: SocketAddr,
+        remote_rtcp: SocketAddr,
+        sending: bool,
     },
     Play {
         id: u64,
@@ -111,6 +126,8 @@ pub struct MediaThread {
     waker: Arc<Mutex<Option<std::thread::Thread>>>,
     next_id: Arc<AtomicU64>,
     ports: Arc<Mutex<(u16, u16, u16)>>,
+    /// The thread's clock origin: sessions count time from it.
+    epoch: Instant,
 }
 
 impl MediaThread {
@@ -119,13 +136,14 @@ impl MediaThread {
         let (tx, rx) = mpsc::channel();
         let waker = Arc::new(Mutex::new(None));
         let w = waker.clone();
+        let epoch = Instant::now();
         let handle = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
                 if let Ok(mut slot) = w.lock() {
                     *slot = Some(std::thread::current());
                 }
-                run(rx);
+                run(rx, epoch);
             })
             .map_err(MediaError::Thread)?;
         let first = if min % 2 == 0 { min } else { min + 1 };
@@ -135,6 +153,7 @@ impl MediaThread {
                 waker,
                 next_id: Arc::new(AtomicU64::new(1)),
                 ports: Arc::new(Mutex::new((first, first, max))),
+                epoch,
             },
             handle,
         ))
@@ -187,25 +206,20 @@ impl MediaThread {
     ) -> Result<MediaHandle, MediaError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = async_channel::unbounded();
-        let (started_tx, started) = mpsc::channel();
+        let now = Instant::now().saturating_duration_since(self.epoch);
+        let session = MediaSession::new(params, silence, now).map_err(MediaError::Session)?;
         self.send(Cmd::Start {
             id,
             ports,
-            params,
-            silence,
+            session: Box::new(session),
             events: events_tx,
-            started: started_tx,
         })?;
-        match started.recv_timeout(Duration::from_secs(2)) {
-            Ok(Ok(())) => Ok(MediaHandle {
-                thread: self.clone(),
-                id,
-                events,
-                next_play: Arc::new(AtomicU64::new(1)),
-            }),
-            Ok(Err(e)) => Err(MediaError::Session(e)),
-            Err(_) => Err(MediaError::Stopped),
-        }
+        Ok(MediaHandle {
+            thread: self.clone(),
+            id,
+            events,
+            next_play: Arc::new(AtomicU64::new(1)),
+        })
     }
 }
 
@@ -234,6 +248,41 @@ impl MediaHandle {
         self.thread.send(Cmd::StopPlayback { id: self.id })
     }
 
+    /// Send a key press as RFC 4733 events; resolves once it is queued (or refused).
+    pub async fn send_digit(&self, digit: char, duration_ms: u32) -> Result<(), MediaError> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.thread.send(Cmd::SendDigit {
+            id: self.id,
+            digit,
+            duration_ms,
+            reply: tx,
+        })?;
+        rx.recv()
+            .await
+            .map_err(|_| MediaError::Stopped)?
+            .map_err(MediaError::Session)
+    }
+
+    /// A digit the SIP layer received as INFO: it joins the RTP digits in `events`.
+    pub fn push_info_digit(&self, digit: char) -> Result<(), MediaError> {
+        self.thread.send(Cmd::InfoDigit { id: self.id, digit })
+    }
+
+    /// The far end's media moved or it put the call on hold (`sending` false) or resumed it.
+    pub fn update_remote(
+        &self,
+        remote: SocketAddr,
+        remote_rtcp: SocketAddr,
+        sending: bool,
+    ) -> Result<(), MediaError> {
+        self.thread.send(Cmd::UpdateRemote {
+            id: self.id,
+            remote,
+            remote_rtcp,
+            sending,
+        })
+    }
+
     pub async fn health(&self) -> Result<MediaHealth, MediaError> {
         let (tx, rx) = async_channel::bounded(1);
         self.thread.send(Cmd::Health {
@@ -254,8 +303,7 @@ impl MediaHandle {
     }
 }
 
-fn run(rx: mpsc::Receiver<Cmd>) {
-    let epoch = Instant::now();
+fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
     let mut live: HashMap<u64, Live> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut packet = Vec::with_capacity(1500);
@@ -280,6 +328,9 @@ fn run(rx: mpsc::Receiver<Cmd>) {
             let due = s.pacer.due(now);
             for i in 0..u64::from(due.count) {
                 s.session.on_tick(due.first + i, &mut packet);
+                if packet.is_empty() {
+                    continue;
+                }
                 if let Err(e) = s.rtp.send_to(&packet, s.session.remote()) {
                     tracing::debug!(error = %e, "RTP send failed");
                 }
@@ -313,29 +364,52 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
         Cmd::Start {
             id,
             ports,
-            params,
-            silence,
+            session,
             events,
-            started,
-        } => match MediaSession::new(params, silence, now.saturating_duration_since(epoch)) {
-            Ok(session) => {
-                live.insert(
-                    id,
-                    Live {
-                        session,
-                        pacer: Pacer::new(slot_start(epoch, now), FRAME, MAX_BURST),
-                        rtp: ports.rtp,
-                        rtcp: ports.rtcp,
-                        next_rtcp: now + RTCP_EVERY,
-                        events,
-                    },
-                );
-                let _ = started.send(Ok(()));
+        } => {
+            live.insert(
+                id,
+                Live {
+                    session: *session,
+                    pacer: Pacer::new(slot_start(epoch, now), FRAME, MAX_BURST),
+                    rtp: ports.rtp,
+                    rtcp: ports.rtcp,
+                    next_rtcp: now + RTCP_EVERY,
+                    events,
+                },
+            );
+        }
+        Cmd::SendDigit {
+            id,
+            digit,
+            duration_ms,
+            reply,
+        } => {
+            let r = match live.get_mut(&id) {
+                Some(s) => s.session.send_digit(digit, duration_ms),
+                None => Err("the call's media has ended".into()),
+            };
+            let _ = reply.try_send(r);
+        }
+        Cmd::InfoDigit { id, digit } => {
+            if let Some(s) = live.get_mut(&id) {
+                s.session
+                    .push_info_digit(digit, now.saturating_duration_since(epoch));
+                while let Some(ev) = s.session.poll_event() {
+                    let _ = s.events.try_send(ev);
+                }
             }
-            Err(e) => {
-                let _ = started.send(Err(e));
+        }
+        Cmd::UpdateRemote {
+            id,
+            remote,
+            remote_rtcp,
+            sending,
+        } => {
+            if let Some(s) = live.get_mut(&id) {
+                s.session.update_remote(remote, remote_rtcp, sending);
             }
-        },
+        }
         Cmd::Play { id, play_id, frames } => {
             if let Some(s) = live.get_mut(&id) {
                 s.session.play(play_id, frames);

@@ -1,5 +1,5 @@
 //! The call-script seam: what happens between "answered" and "we hang up". The SIP engine hands
-//! a script the call, its media and the SIP INFO digits; the script returns what was played and
+//! a script the call and its media (whose events carry RFC 4733 and SIP INFO digits as one stream); the script returns what was played and
 //! heard. The speech and choice work fills this in; until then [`NoSpeechScript`] says plainly
 //! that nothing could be spoken.
 
@@ -16,8 +16,6 @@ pub struct ScriptContext<'a> {
     pub media: &'a MediaHandle,
     /// The negotiated codec: prompts must be encoded for it.
     pub codec: AudioCodec,
-    /// Digits the far end sent as SIP INFO (RFC 4733 digits come through `media.events`).
-    pub sip_digits: async_channel::Receiver<char>,
 }
 
 /// What a script reports back.

@@ -256,14 +256,15 @@ impl Shared {
             Ok(p) => p,
             Err(e) => return CallOutcome::failed(e.to_string()),
         };
-        let offer = sdp::build_offer(&sdp::OfferParams {
+        let offer_params = sdp::OfferParams {
             address: sdp_host,
             rtp_port: ports.port,
             session_id: id,
             session_version: 1,
             codecs: self.codecs.clone(),
             ptime_ms: 20,
-        });
+        };
+        let offer = sdp::build_offer(&offer_params);
         let (tx, rx) = async_channel::unbounded();
         let ring_timeout = Duration::from_secs(u64::from(call.request.ring_timeout));
         let started = self.cmds.send(Cmd::Watch(id, tx)).await.is_ok()
@@ -275,6 +276,7 @@ impl Shared {
                     local_host,
                     ring_timeout,
                     sdp: offer.into_bytes(),
+                    offer: Some(offer_params),
                 }))
                 .await
                 .is_ok();
@@ -382,12 +384,10 @@ impl Shared {
                 return CallOutcome::failed(format!("cannot start media: {e}"));
             }
         };
-        let (digits_tx, digits_rx) = async_channel::unbounded();
         let ctx = ScriptContext {
             call,
             media: &media,
             codec,
-            sip_digits: digits_rx,
         };
         // The script runs until done; meanwhile SIP may end the call (remote BYE) or the API may
         // cancel it. Whichever comes first decides.
@@ -401,8 +401,28 @@ impl Shared {
             loop {
                 match self.next_event(rx, call, false, give_up).await {
                     Next::Event(Some(Event::Dtmf { digit, .. })) => {
-                        call.events.event("dtmf", Some(digit.to_string()));
-                        let _ = digits_tx.try_send(digit);
+                        call.events.event("dtmf", Some(format!("{digit} (SIP INFO)")));
+                        if let Err(e) = media.push_info_digit(digit) {
+                            tracing::debug!(error = %e, "INFO digit after media ended");
+                        }
+                    }
+                    Next::Event(Some(Event::MediaChanged { negotiated, .. })) => {
+                        let sending =
+                            negotiated.direction.receives() && !negotiated.remote_ip.is_unspecified();
+                        call.events.event(
+                            if sending { "media_resumed" } else { "media_held" },
+                            Some(format!(
+                                "{}:{} {}",
+                                negotiated.remote_ip,
+                                negotiated.remote_port,
+                                negotiated.direction.attribute()
+                            )),
+                        );
+                        let remote = SocketAddr::new(negotiated.remote_ip, negotiated.remote_port);
+                        let rtcp = SocketAddr::new(negotiated.remote_ip, negotiated.remote_rtcp_port);
+                        if let Err(e) = media.update_remote(remote, rtcp, sending) {
+                            tracing::debug!(error = %e, "media update after media ended");
+                        }
                     }
                     Next::Event(Some(Event::Ended { end, .. })) => return Race::Ended(Some(end)),
                     Next::Event(Some(_)) => {}
@@ -779,7 +799,10 @@ impl Driver {
                     let _ = w.try_send(e);
                 }
             }
-            Event::Ringing { id } | Event::Answered { id, .. } | Event::Dtmf { id, .. } => {
+            Event::Ringing { id }
+            | Event::Answered { id, .. }
+            | Event::Dtmf { id, .. }
+            | Event::MediaChanged { id, .. } => {
                 if let Some(w) = self.watchers.get(&id) {
                     let _ = w.try_send(e);
                 }

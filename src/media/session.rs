@@ -12,7 +12,7 @@ use serde::Serialize;
 
 pub use crate::call::MediaHealth;
 
-use super::dtmf::DtmfReceiver;
+use super::dtmf::{events_for_digit, DigitStream};
 use super::g711::{self, Law};
 use super::opus_codec::OpusDecoder;
 use super::resample::Resampler;
@@ -103,7 +103,13 @@ pub struct MediaSession {
     latched: bool,
     stats: ReceiverStats,
     reorder: Reorder,
-    dtmf: DtmfReceiver,
+    digits: DigitStream,
+    /// RFC 4733 packets still to send for a key press: (timestamp, payload, marker).
+    outgoing_digits: VecDeque<(u32, [u8; 4], bool)>,
+    /// False while the far end holds the call (it wants nothing from us); ticks still advance.
+    sending: bool,
+    /// The frame index the next tick will carry (as far as the session has seen).
+    next_frame: u64,
     decoder: Decoder,
     to_16k: Option<Resampler>,
     packets_sent: u64,
@@ -139,7 +145,10 @@ impl MediaSession {
             latched: false,
             stats: ReceiverStats::new(rate),
             reorder: Reorder::new(4),
-            dtmf: DtmfReceiver::new(),
+            digits: DigitStream::new(),
+            outgoing_digits: VecDeque::new(),
+            sending: true,
+            next_frame: 0,
             decoder,
             to_16k,
             packets_sent: 0,
@@ -177,10 +186,66 @@ impl MediaSession {
         !self.queue.is_empty()
     }
 
-    /// The packet for tick `frame_index`: the next prompt frame, else silence.
+    /// Send a key press as RFC 4733 events (it replaces audio for its duration). Fails when the
+    /// far end did not offer `telephone-event` or the key is not a DTMF key.
+    pub fn send_digit(&mut self, digit: char, duration_ms: u32) -> Result<(), String> {
+        if self.params.dtmf_payload_type.is_none() {
+            return Err("the far end accepts no telephone-event (RFC 4733) packets".into());
+        }
+        let events = events_for_digit(digit, duration_ms, self.params.codec.clock_rate())
+            .map_err(|e| e.to_string())?;
+        // A press queued behind another starts where the previous one ends.
+        let spf = self.params.codec.samples_per_frame();
+        let start_frame = self.next_frame + (self.outgoing_digits.len() as u64);
+        let ts = self.sender.timestamp_for(start_frame, spf);
+        self.outgoing_digits.extend(
+            events
+                .into_iter()
+                .map(|(payload, marker, _)| (ts, payload, marker)),
+        );
+        Ok(())
+    }
+
+    /// A digit the far end sent as SIP INFO: merged with the RFC 4733 digits (a phone that sends
+    /// both gives one digit).
+    pub fn push_info_digit(&mut self, digit: char, now: Duration) {
+        if self.digits.push_info(digit, now).is_ok() {
+            self.drain_digits();
+        }
+    }
+
+    /// The far end moved its media (a re-INVITE): send there from now on, and latch again.
+    /// `sending` is false while it holds the call.
+    pub fn update_remote(&mut self, remote: SocketAddr, remote_rtcp: SocketAddr, sending: bool) {
+        if remote != self.params.remote {
+            self.params.remote = remote;
+            self.remote = remote;
+            self.latched = false;
+        }
+        self.params.remote_rtcp = remote_rtcp;
+        self.sending = sending;
+    }
+
+    fn drain_digits(&mut self) {
+        while let Some(d) = self.digits.next_digit() {
+            self.out.push_back(MediaEvent::Digit(d.digit));
+        }
+    }
+
+    /// The packet for tick `frame_index`: the next prompt frame, else silence; an RFC 4733 event
+    /// while a key press is being sent; nothing (`out` empty) while the far end holds the call.
     pub fn on_tick(&mut self, frame_index: u64, out: &mut Vec<u8>) {
         out.clear();
+        self.next_frame = frame_index + 1;
         let spf = self.params.codec.samples_per_frame();
+        if let (Some((ts, payload, marker)), Some(pt)) =
+            (self.outgoing_digits.pop_front(), self.params.dtmf_payload_type)
+        {
+            self.sender.packet_at(ts, marker, pt, &payload, out);
+            self.packets_sent += 1;
+            self.bytes_sent += payload.len() as u64;
+            return;
+        }
         let (payload, marker) = match self.queue.front_mut() {
             Some(p) => {
                 let marker = !self.talking;
@@ -204,6 +269,9 @@ impl MediaSession {
                 (self.silence.clone(), false)
             }
         };
+        if !self.sending {
+            return;
+        }
         self.sender
             .packet(frame_index, spf, marker, self.params.payload_type, &payload, out);
         self.packets_sent += 1;
@@ -225,9 +293,11 @@ impl MediaSession {
         self.stats
             .on_packet(header.ssrc, header.seq, header.timestamp, now);
         if Some(header.payload_type) == self.params.dtmf_payload_type {
-            if let Some(digit) = self.dtmf.on_packet(header.timestamp, header.marker, payload, now) {
-                self.out.push_back(MediaEvent::Digit(digit));
-            }
+            // A malformed event is counted by the receiver and otherwise ignored.
+            let _ = self
+                .digits
+                .on_rtp_event(header.timestamp, header.marker, payload, now);
+            self.drain_digits();
             return;
         }
         if header.payload_type != self.params.payload_type {
@@ -261,9 +331,8 @@ impl MediaSession {
     /// Time-driven work at `now`: a key press whose end packets were all lost is reported once
     /// the DTMF receiver's timeout passes.
     pub fn on_timer(&mut self, now: Duration) {
-        while let Some(d) = self.dtmf.poll(now) {
-            self.out.push_back(MediaEvent::Digit(d.digit));
-        }
+        self.digits.poll(now);
+        self.drain_digits();
     }
 
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
@@ -512,5 +581,112 @@ mod tests {
             "{packets:?}"
         );
         assert!(matches!(packets.last(), Some(RtcpPacket::Bye(_))), "{packets:?}");
+    }
+
+    #[test]
+    fn digits_are_sent_as_rfc4733_events_in_place_of_audio() {
+        let mut s = session();
+        let mut out = Vec::new();
+        s.on_tick(0, &mut out);
+        s.send_digit('5', 100).expect("queued");
+        let mut events = Vec::new();
+        for n in 1..12 {
+            s.on_tick(n, &mut out);
+            let (h, p) = parse(&out).expect("rtp");
+            events.push((h.payload_type, h.timestamp, h.marker, p.to_vec()));
+        }
+        let dtmf: Vec<_> = events.iter().filter(|e| e.0 == 101).collect();
+        // 100 ms at 8 kHz: updates at 160..640, then three end packets.
+        assert_eq!(dtmf.len(), 4 + 3, "{dtmf:?}");
+        assert!(dtmf[0].2, "the first event packet has the marker");
+        assert!(dtmf.iter().skip(1).all(|e| !e.2));
+        assert!(
+            dtmf.iter().all(|e| e.1 == dtmf[0].1),
+            "one timestamp for the press"
+        );
+        assert_eq!(dtmf[0].1, 1000 + 160, "the press starts at the next frame");
+        assert!(dtmf.iter().all(|e| e.3[0] == 5));
+        assert!(
+            dtmf[4..].iter().all(|e| e.3[1] & 0x80 != 0),
+            "end bit on the last three"
+        );
+        assert_eq!(events[7].0, 0, "audio resumes after the press");
+        assert_eq!(
+            events[7].1,
+            1000 + 8 * 160,
+            "audio timestamps kept following the frame counter"
+        );
+        let mut no_dtmf = MediaSession::new(
+            SessionParams {
+                dtmf_payload_type: None,
+                ..params()
+            },
+            vec![0xFF; 160],
+            Duration::ZERO,
+        )
+        .expect("session");
+        assert!(no_dtmf.send_digit('1', 100).is_err());
+        assert!(s.send_digit('x', 100).is_err());
+    }
+
+    #[test]
+    fn hold_stops_sending_and_a_new_address_is_used_and_relatched() {
+        let mut s = session();
+        let mut out = Vec::new();
+        let phone: SocketAddr = "127.0.0.1:40100".parse().expect("addr");
+        let mut pkt = Vec::new();
+        write(&RtpHeader::new(0, 1, 0, 77, false), &[0xFF; 160], &mut pkt);
+        s.on_datagram(phone, &pkt, Duration::from_millis(5));
+        assert_eq!(s.remote(), phone);
+        let moved: SocketAddr = "127.0.0.1:41000".parse().expect("addr");
+        let moved_rtcp: SocketAddr = "127.0.0.1:41001".parse().expect("addr");
+        s.update_remote(moved, moved_rtcp, false);
+        assert_eq!(s.remote(), moved);
+        assert_eq!(s.remote_rtcp(), moved_rtcp);
+        s.on_tick(1, &mut out);
+        assert!(out.is_empty(), "nothing is sent while held");
+        s.update_remote(moved, moved_rtcp, true);
+        s.on_tick(2, &mut out);
+        let (h, _) = parse(&out).expect("rtp after resume");
+        assert_eq!(h.timestamp, 1000 + 2 * 160);
+        let from: SocketAddr = "127.0.0.1:41050".parse().expect("addr");
+        s.on_datagram(from, &pkt, Duration::from_millis(60));
+        assert_eq!(s.remote(), from, "latches again after the move");
+    }
+
+    #[test]
+    fn a_key_sent_both_as_info_and_rfc4733_is_one_digit() {
+        let mut s = session();
+        let t = Duration::from_millis(100);
+        let mut pkt = Vec::new();
+        let ev = |end: bool, dur: u16| [7u8, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8];
+        write(
+            &RtpHeader::new(101, 10, 5000, 77, true),
+            &ev(false, 160),
+            &mut pkt,
+        );
+        s.on_datagram("127.0.0.1:40000".parse().expect("addr"), &pkt, t);
+        for (i, seq) in (11..14).enumerate() {
+            pkt.clear();
+            write(
+                &RtpHeader::new(101, seq, 5000, 77, false),
+                &ev(true, 800),
+                &mut pkt,
+            );
+            s.on_datagram(
+                "127.0.0.1:40000".parse().expect("addr"),
+                &pkt,
+                t + Duration::from_millis(100 + 20 * i as u64),
+            );
+        }
+        s.push_info_digit('7', t + Duration::from_millis(150));
+        s.push_info_digit('8', t + Duration::from_millis(400));
+        let digits: Vec<char> = std::iter::from_fn(|| s.poll_event())
+            .filter_map(|e| match e {
+                MediaEvent::Digit(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, vec!['7', '8']);
     }
 }

@@ -108,6 +108,9 @@ pub enum Command {
         ring_timeout: Duration,
         /// Our SDP offer.
         sdp: Vec<u8>,
+        /// What the offer was built from, to answer the far end's re-INVITE offers; without it a
+        /// re-INVITE is answered with the original offer.
+        offer: Option<crate::sdp::OfferParams>,
     },
     /// Hang up (BYE) or give up ringing (CANCEL).
     Hangup {
@@ -153,6 +156,11 @@ pub enum Event {
     Dtmf {
         id: CallKey,
         digit: char,
+    },
+    /// A re-INVITE changed the media (hold, resume, a new address); we answered it.
+    MediaChanged {
+        id: CallKey,
+        negotiated: crate::sdp::Negotiated,
     },
     Ended {
         id: CallKey,
@@ -288,6 +296,8 @@ struct Call {
     dialog: Option<Dialog>,
     ack: Option<(Dest, Vec<u8>)>,
     local_sdp: Vec<u8>,
+    /// What our SDP says (its version grows with each answer we give).
+    offer: Option<crate::sdp::OfferParams>,
     /// How the call ends once the BYE completes.
     end: Option<CallEnd>,
     /// A 2xx to a re-INVITE being retransmitted until its ACK: (dest, bytes, next, interval, give up, cseq).
@@ -581,9 +591,10 @@ impl UserAgent {
                 local_host,
                 ring_timeout,
                 sdp,
+                offer,
             } => {
                 let local = local_host.unwrap_or_else(|| self.cfg.local_host.clone());
-                self.start_call(now, id, uri, local, ring_timeout, sdp)
+                self.start_call(now, id, uri, local, ring_timeout, sdp, offer)
             }
             Command::Hangup { id } => self.hangup(now, id, CallEnd::Cancelled),
         }

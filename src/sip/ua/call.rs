@@ -23,6 +23,7 @@ pub fn sdp_offer_g711(host: &str, rtp_port: u16, session_id: u64) -> Vec<u8> {
 }
 
 impl UserAgent {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start_call(
         &mut self,
         now: Instant,
@@ -31,6 +32,7 @@ impl UserAgent {
         local: String,
         ring_timeout: Duration,
         sdp: Vec<u8>,
+        offer: Option<crate::sdp::OfferParams>,
     ) {
         let Some(dest) = self.next_hop(&uri, &[]) else {
             self.event(Event::Ended {
@@ -86,6 +88,7 @@ impl UserAgent {
                 dialog: None,
                 ack: None,
                 local_sdp: sdp,
+                offer,
                 end: None,
                 reinvite_ok: None,
             },

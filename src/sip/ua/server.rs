@@ -230,13 +230,31 @@ impl UserAgent {
     /// A re-INVITE (hold, resume, session refresh): 200 with our current SDP, retransmitted with
     /// T1 doubling up to T2 until the ACK arrives or 64·T1 pass.
     fn on_reinvite(&mut self, now: Instant, req: &Message, dest: &Dest, id: CallKey) {
-        let Some((sdp, host)) = self
-            .calls
-            .get(&id)
-            .map(|c| (c.local_sdp.clone(), c.spec.local.clone()))
-        else {
+        let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
+        let host = call.spec.local.clone();
+        let has_offer = req.content_type().as_deref() == Some("application/sdp") && !req.body.is_empty();
+        let mut changed = None;
+        if let (true, Some(offer)) = (has_offer, call.offer.as_mut()) {
+            let mut next = offer.clone();
+            next.session_version += 1;
+            match crate::sdp::build_answer(&next, &req.body) {
+                Ok((negotiated, answer)) => {
+                    *offer = next;
+                    call.local_sdp = answer.into_bytes();
+                    changed = Some(negotiated);
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "re-INVITE offer refused");
+                    let mut h = Headers::new();
+                    h.add("Warning", format!("399 sip-assistant \"{e}\""));
+                    self.respond(now, req, dest, 488, h, b"");
+                    return;
+                }
+            }
+        }
+        let sdp = call.local_sdp.clone();
         let mut h = Headers::new();
         h.add("Contact", self.contact(&host))
             .add("Allow", ALLOW)
@@ -260,6 +278,9 @@ impl UserAgent {
                     d.remote_target = target;
                 }
             }
+        }
+        if let Some(negotiated) = changed {
+            self.event(Event::MediaChanged { id, negotiated });
         }
     }
 }

@@ -381,6 +381,7 @@ fn start_call_id(h: &mut Harness, id: CallKey, ring: u64) -> Message {
         local_host: None,
         ring_timeout: Duration::from_secs(ring),
         sdp: sdp_offer_g711("127.0.0.1", 40000, 1),
+        offer: None,
     });
     h.last("INVITE")
 }
@@ -1422,4 +1423,84 @@ fn a_separate_auth_user_is_the_digest_username() {
         "secret-pw",
         rsip::headers::auth::Algorithm::Md5
     ));
+}
+
+#[test]
+fn reinvite_offer_is_answered_with_a_new_version_and_reported() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let params = crate::sdp::OfferParams {
+        address: "127.0.0.1".into(),
+        rtp_port: 40000,
+        session_id: 9,
+        session_version: 1,
+        codecs: vec![crate::sdp::Codec::Pcmu, crate::sdp::Codec::Pcma],
+        ptime_ms: 20,
+    };
+    h.command(Command::Call {
+        id: 7,
+        uri: "sip:1001@127.0.0.1".into(),
+        local_host: None,
+        ring_timeout: Duration::from_secs(30),
+        sdp: crate::sdp::build_offer(&params).into_bytes(),
+        offer: Some(params),
+    });
+    let inv = h.last("INVITE");
+    h.reply(&inv, 200, &[("Contact", "<sip:1001@127.0.0.1:5080>")], b"v=0\r\n");
+    // Hold: the phone moves to another port and sends only.
+    let hold = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                m=audio 41000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+    h.deliver(in_dialog(
+        &inv,
+        "INVITE",
+        2,
+        "z9hG4bKh1",
+        "Content-Type: application/sdp\r\n",
+        hold,
+    ));
+    let ok = h.sent.last().map(|s| s.msg.clone()).expect("200");
+    assert_eq!(ok.code(), Some(200));
+    let body = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(body.contains("o=- 9 2 IN IP4 127.0.0.1"), "{body}");
+    assert!(body.contains("m=audio 40000 RTP/AVP 8 101"), "{body}");
+    assert!(body.contains("a=recvonly"), "{body}");
+    let changed = h.has_event(|e| matches!(e, Event::MediaChanged { id: 7, .. }));
+    assert!(changed.is_some());
+    let negotiated = h
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::MediaChanged { negotiated, .. } => Some(negotiated.clone()),
+            _ => None,
+        })
+        .expect("negotiated");
+    assert_eq!(negotiated.remote_port, 41000);
+    assert!(negotiated.on_hold);
+    h.deliver(in_dialog(&inv, "ACK", 2, "z9hG4bKa2", "", ""));
+
+    // An offer with nothing we support: 488, the call goes on.
+    let bad = "v=0\r\no=- 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 41000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    h.deliver(in_dialog(
+        &inv,
+        "INVITE",
+        3,
+        "z9hG4bKh2",
+        "Content-Type: application/sdp\r\n",
+        bad,
+    ));
+    assert_eq!(h.sent.last().and_then(|s| s.msg.code()), Some(488));
+    // Resume: version 3 of our SDP, sendrecv again.
+    let resume = hold.replace("a=sendonly", "a=sendrecv");
+    h.deliver(in_dialog(
+        &inv,
+        "INVITE",
+        4,
+        "z9hG4bKh3",
+        "Content-Type: application/sdp\r\n",
+        &resume,
+    ));
+    let ok = h.sent.last().map(|s| s.msg.clone()).expect("200");
+    let body = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(body.contains("o=- 9 3 IN IP4 127.0.0.1"), "{body}");
+    assert!(body.contains("a=sendrecv"), "{body}");
 }
