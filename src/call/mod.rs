@@ -3,6 +3,7 @@
 
 mod engine;
 mod model;
+pub mod script;
 mod time;
 
 pub use engine::{
