@@ -5,5 +5,6 @@ pub mod dtmf;
 pub mod g711;
 pub mod opus_codec;
 pub mod pacer;
+pub mod prompt;
 pub mod resample;
 pub mod session;
