@@ -8,6 +8,7 @@
 pub enum KeyKind {
     Text,
     Integer,
+    Bool,
 }
 
 /// Every settable key as (section, key, kind).
@@ -44,6 +45,9 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech", "tts", KeyKind::Text),
     ("speech", "stt", KeyKind::Text),
     ("hooks", "dir", KeyKind::Text),
+    ("script", "acknowledgement", KeyKind::Text),
+    ("script", "goodbye", KeyKind::Text),
+    ("script", "spoken_numbers", KeyKind::Bool),
     ("log", "level", KeyKind::Text),
 ];
 

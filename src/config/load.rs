@@ -217,6 +217,16 @@ fn apply_prefixed_env(table: &mut toml::Table, opts: &LoadOptions) -> Result<(),
                 })?;
                 toml::Value::Integer(n)
             }
+            KeyKind::Bool => match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+                "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: name.clone(),
+                        rule: format!("{section}.{key} must be true or false (got '{value}')"),
+                    })
+                }
+            },
         };
         set(table, &section, &key, value);
     }

@@ -72,7 +72,30 @@ pub struct Config {
     pub webhook: WebhookConfig,
     pub speech: SpeechConfig,
     pub hooks: HooksConfig,
+    pub script: ScriptConfig,
     pub log: LogConfig,
+}
+
+/// What the call script says around the caller's answer, and how answers are matched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// Spoken after an answer matched; empty = hang up at once.
+    pub acknowledgement: String,
+    /// Spoken when no answer matched after the last prompt; empty = hang up at once.
+    pub goodbye: String,
+    /// Whether "option two", "the second one" and "2" pick the second option.
+    pub spoken_numbers: bool,
+}
+
+impl Default for ScriptConfig {
+    fn default() -> Self {
+        Self {
+            acknowledgement: "Thank you.".into(),
+            goodbye: "Goodbye.".into(),
+            spoken_numbers: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

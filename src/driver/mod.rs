@@ -4,5 +4,6 @@ pub mod framing;
 pub mod media;
 pub mod script;
 pub mod sip;
+pub mod speech_script;
 
 pub use sip::{DriverError, SipEngine};

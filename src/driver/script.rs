@@ -3,8 +3,10 @@
 //! heard. The speech and choice work fills this in; until then [`NoSpeechScript`] says plainly
 //! that nothing could be spoken.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use super::media::MediaHandle;
 use crate::call::ActiveCall;
@@ -16,7 +18,16 @@ pub struct ScriptContext<'a> {
     pub media: &'a MediaHandle,
     /// The negotiated codec: prompts must be encoded for it.
     pub codec: AudioCodec,
+    /// What [`CallScript::prepare`] started for this call while it rang.
+    pub prepared: Prepared,
+    /// The script's result so far, kept up to date by the script: when the far end hangs up
+    /// mid-script, this is what the call reports.
+    pub progress: Arc<Mutex<ScriptResult>>,
 }
+
+/// Work a script started before the answer (rendering prompts while the phone rings); the
+/// script that made it downcasts it.
+pub type Prepared = Box<dyn Any + Send>;
 
 /// What a script reports back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +40,12 @@ pub struct ScriptResult {
 }
 
 pub trait CallScript: Send + Sync + 'static {
+    /// Called when the INVITE goes out, with the codecs offered: start what can be done before
+    /// the answer.
+    fn prepare(&self, _call: &ActiveCall, _codecs: &[AudioCodec]) -> Prepared {
+        Box::new(())
+    }
+
     fn run<'a>(&'a self, ctx: ScriptContext<'a>) -> Pin<Box<dyn Future<Output = ScriptResult> + Send + 'a>>;
 }
 

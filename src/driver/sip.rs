@@ -283,6 +283,8 @@ impl Shared {
         if !started {
             return CallOutcome::failed("the SIP driver has stopped");
         }
+        let audio: Vec<AudioCodec> = self.codecs.iter().map(|c| audio_codec(*c)).collect();
+        let mut prepared = Some(self.script.prepare(&call, &audio));
         let mut ports = Some(ports);
         // However the far end behaves, the call ends: ring time + a transaction timeout + margin.
         let give_up = Instant::now() + ring_timeout + Duration::from_secs(32 + 60);
@@ -302,8 +304,10 @@ impl Shared {
                     Event::Ringing { .. } => call.events.ringing(),
                     Event::Answered { sdp, .. } => {
                         call.events.answered();
-                        let Some(ports) = ports.take() else { continue };
-                        return self.answered(id, &call, &rx, ports, &sdp, give_up).await;
+                        let (Some(ports), Some(prepared)) = (ports.take(), prepared.take()) else {
+                            continue;
+                        };
+                        return self.answered(id, &call, &rx, ports, &sdp, prepared).await;
                     }
                     Event::Ended { end, .. } => return outcome(end, ScriptResult::default(), None),
                     _ => {}
@@ -342,8 +346,11 @@ impl Shared {
         rx: &async_channel::Receiver<Event>,
         ports: PortPair,
         answer: &[u8],
-        give_up: Instant,
+        prepared: super::script::Prepared,
     ) -> CallOutcome {
+        // An answered call ends by itself (the script hangs up, the far end does, or the API
+        // cancels); this only bounds a far end that never confirms the end.
+        let give_up = Instant::now() + MAX_ANSWERED;
         let negotiated = match sdp::parse_answer(answer, &self.codecs) {
             Ok(n) => n,
             Err(e) => {
@@ -354,11 +361,7 @@ impl Shared {
                 return CallOutcome::failed(why);
             }
         };
-        let codec = match negotiated.codec {
-            sdp::Codec::Pcmu => AudioCodec::Pcmu,
-            sdp::Codec::Pcma => AudioCodec::Pcma,
-            sdp::Codec::Opus => AudioCodec::Opus,
-        };
+        let codec = audio_codec(negotiated.codec);
         let params = SessionParams {
             codec,
             payload_type: negotiated.payload_type,
@@ -384,10 +387,13 @@ impl Shared {
                 return CallOutcome::failed(format!("cannot start media: {e}"));
             }
         };
+        let progress = Arc::new(std::sync::Mutex::new(ScriptResult::default()));
         let ctx = ScriptContext {
             call,
             media: &media,
             codec,
+            prepared,
+            progress: progress.clone(),
         };
         // The script runs until done; meanwhile SIP may end the call (remote BYE) or the API may
         // cancel it. Whichever comes first decides.
@@ -433,8 +439,8 @@ impl Shared {
         };
         let (result, end) = match script.or(sip).await {
             Race::Script(r) => (r, self.finish(id, rx, give_up).await),
-            Race::Ended(end) => (ScriptResult::default(), end),
-            Race::Cancelled => (ScriptResult::default(), self.finish(id, rx, give_up).await),
+            Race::Ended(end) => (snapshot(&progress), end),
+            Race::Cancelled => (snapshot(&progress), self.finish(id, rx, give_up).await),
         };
         let end = end.unwrap_or(CallEnd::Failed {
             reason: "the call did not end cleanly".into(),
@@ -493,6 +499,22 @@ enum Next {
     Event(Option<Event>),
     Cancel,
     GiveUp,
+}
+
+/// The longest an answered call may last (a script asks at most 5 times with 60 s each).
+const MAX_ANSWERED: Duration = Duration::from_secs(3600);
+
+fn audio_codec(c: sdp::Codec) -> AudioCodec {
+    match c {
+        sdp::Codec::Pcmu => AudioCodec::Pcmu,
+        sdp::Codec::Pcma => AudioCodec::Pcma,
+        sdp::Codec::Opus => AudioCodec::Opus,
+    }
+}
+
+/// The script's result so far (a poisoned lock still holds the last value written).
+fn snapshot(progress: &std::sync::Mutex<ScriptResult>) -> ScriptResult {
+    progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// One 20 ms frame of silence in `codec`.

@@ -22,7 +22,7 @@ use crate::rtp::rtcp::{Compound, NtpTimestamp, SenderInfo};
 use crate::rtp::stats::ReceiverStats;
 
 /// The audio codec of a session, as negotiated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AudioCodec {
     Pcmu,

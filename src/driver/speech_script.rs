@@ -1,0 +1,369 @@
+//! The call script with speech: the shell around [`crate::call::script::Script`]. It renders the
+//! message and the prompt while the phone rings, plays prompts through the media thread, runs the
+//! caller's audio through a voice-activity detector into the recogniser, asks the matcher, and
+//! records every step in the call's timeline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::FutureExt;
+
+use super::script::{CallScript, Prepared, ScriptContext, ScriptResult};
+use crate::call::script::{Answer, Input, Output, Prompt, Script, Verdict};
+use crate::call::ActiveCall;
+use crate::media::prompt::encode_frames;
+use crate::media::session::{AudioCodec, MediaEvent};
+use crate::speech::{
+    BoxFuture, Phrase, RecognitionContext, Recognizer, SynthRequest, Synthesizer, Utterance,
+};
+
+/// What a voice-activity detector reports about the caller's audio.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VadEvent {
+    /// Speech began; the audio since shortly before it (pre-roll).
+    Started(Vec<i16>),
+    /// More audio of the utterance.
+    Audio(Vec<i16>),
+    /// The utterance ended.
+    Ended,
+    /// What began was too short to be speech.
+    Discarded,
+}
+
+/// A voice-activity detector over 16 kHz audio, one per call.
+pub trait SpeechDetector: Send {
+    fn push(&mut self, samples: &[i16], out: &mut Vec<VadEvent>);
+    /// Forget any utterance in progress (the script stopped listening).
+    fn reset(&mut self);
+}
+
+/// Makes one detector per call.
+pub type DetectorFactory = Arc<dyn Fn() -> Box<dyn SpeechDetector> + Send + Sync>;
+
+/// Decides which option an answer picks (the built-in matcher or a WebAssembly hook).
+pub trait Decider: Send + Sync {
+    fn decide<'a>(&'a self, call: &'a ActiveCall, answer: &'a Answer) -> BoxFuture<'a, Verdict>;
+}
+
+/// Texts around the answer.
+#[derive(Debug, Clone)]
+pub struct Phrasing {
+    pub acknowledgement: String,
+    pub goodbye: String,
+}
+
+pub struct SpeechScript {
+    pub tts: Arc<dyn Synthesizer>,
+    pub stt: Arc<dyn Recognizer>,
+    pub detector: DetectorFactory,
+    pub decider: Arc<dyn Decider>,
+    pub phrasing: Phrasing,
+}
+
+type Frames = Arc<Vec<Vec<u8>>>;
+
+/// Prompts rendered and encoded for each codec offered: text → codec → frames.
+struct Rendered(HashMap<String, Result<HashMap<AudioCodec, Frames>, String>>);
+
+/// What `prepare` hands to `run`.
+struct Rendering(smol::Task<Rendered>);
+
+impl SpeechScript {
+    fn request(&self, call: &ActiveCall, text: &str) -> SynthRequest {
+        SynthRequest {
+            text: text.to_string(),
+            voice: call.request.voice.clone(),
+            language: call.request.language.clone(),
+        }
+    }
+
+    fn text_for(&self, call: &ActiveCall, prompt: &Prompt) -> String {
+        match prompt {
+            Prompt::Message => call.request.message.clone(),
+            Prompt::Question { .. } => call
+                .request
+                .choice
+                .as_ref()
+                .map(|c| c.prompt.clone())
+                .unwrap_or_default(),
+            Prompt::Reprompt { text, .. } => text.clone(),
+            Prompt::Acknowledgement => self.phrasing.acknowledgement.clone(),
+            Prompt::Goodbye => self.phrasing.goodbye.clone(),
+        }
+    }
+
+    /// Synthesize and encode `text` for `codecs`.
+    async fn render(
+        tts: &dyn Synthesizer,
+        req: &SynthRequest,
+        codecs: &[AudioCodec],
+    ) -> Result<HashMap<AudioCodec, Frames>, String> {
+        let pcm = tts.synthesize(req).await.map_err(|e| e.to_string())?;
+        let pcm = Arc::new(pcm);
+        let mut out = HashMap::new();
+        for &codec in codecs {
+            let p = pcm.clone();
+            let frames = smol::unblock(move || encode_frames(&p.samples, p.rate, codec))
+                .await
+                .map_err(|e| e.to_string())?;
+            out.insert(codec, Arc::new(frames));
+        }
+        Ok(out)
+    }
+
+    async fn frames(
+        &self,
+        call: &ActiveCall,
+        rendered: &mut Rendered,
+        text: &str,
+        codec: AudioCodec,
+    ) -> Result<Frames, String> {
+        if let Some(Ok(by_codec)) = rendered.0.get(text) {
+            if let Some(f) = by_codec.get(&codec) {
+                return Ok(f.clone());
+            }
+        }
+        let req = self.request(call, text);
+        let by_codec = Self::render(self.tts.as_ref(), &req, &[codec]).await?;
+        let frames = by_codec
+            .get(&codec)
+            .cloned()
+            .ok_or_else(|| "the prompt was not encoded".to_string())?;
+        rendered.0.insert(text.to_string(), Ok(by_codec));
+        Ok(frames)
+    }
+}
+
+/// The phrases a recogniser listens for: every synonym and value of every option.
+fn phrases(call: &ActiveCall) -> Vec<Phrase> {
+    let Some(choice) = call.request.choice.as_ref() else {
+        return Vec::new();
+    };
+    choice
+        .options
+        .iter()
+        .enumerate()
+        .flat_map(|(i, o)| {
+            std::iter::once(&o.value)
+                .chain(o.synonyms.iter())
+                .map(move |t| Phrase {
+                    text: t.clone(),
+                    option: i,
+                })
+        })
+        .collect()
+}
+
+enum Wake {
+    Media(Option<MediaEvent>),
+    Timer,
+}
+
+impl CallScript for SpeechScript {
+    fn prepare(&self, call: &ActiveCall, codecs: &[AudioCodec]) -> Prepared {
+        let tts = self.tts.clone();
+        let mut texts = vec![call.request.message.clone()];
+        if let Some(c) = &call.request.choice {
+            texts.push(c.prompt.clone());
+            texts.push(self.phrasing.acknowledgement.clone());
+            texts.push(self.phrasing.goodbye.clone());
+        }
+        let reqs: Vec<SynthRequest> = texts
+            .into_iter()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| self.request(call, &t))
+            .collect();
+        let codecs = codecs.to_vec();
+        Box::new(Rendering(smol::spawn(async move {
+            let mut out = HashMap::new();
+            for req in reqs {
+                let r = Self::render(tts.as_ref(), &req, &codecs).await;
+                out.insert(req.text.clone(), r);
+            }
+            Rendered(out)
+        })))
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: ScriptContext<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ScriptResult> + Send + 'a>> {
+        Box::pin(self.run_script(ctx))
+    }
+}
+
+impl SpeechScript {
+    async fn run_script(&self, ctx: ScriptContext<'_>) -> ScriptResult {
+        let call = ctx.call;
+        let mut rendered = match ctx.prepared.downcast::<Rendering>() {
+            Ok(r) => r.0.await,
+            Err(_) => Rendered(HashMap::new()),
+        };
+        let started = Instant::now();
+        let now = || started.elapsed();
+        let mut script = Script::new(call.request.choice.clone());
+        let mut detector = (self.detector)();
+        let mut vad_out = Vec::new();
+        let mut utterance: Option<Box<dyn Utterance>> = None;
+        let mut playing: Option<u64> = None;
+        let mut inputs: Vec<Input> = Vec::new();
+        let recognition = RecognitionContext {
+            language: call.request.language.clone(),
+            phrases: phrases(call),
+        };
+        let mut speech_error: Option<String> = None;
+        script.start(now());
+        loop {
+            while let Some(out) = script.poll_output() {
+                match out {
+                    Output::Event { name, detail } => call.events.event(name, detail),
+                    Output::Play(prompt) => {
+                        let text = self.text_for(call, &prompt);
+                        if text.trim().is_empty() {
+                            inputs.push(Input::PlaybackDone { complete: true });
+                            continue;
+                        }
+                        match self.frames(call, &mut rendered, &text, ctx.codec).await {
+                            Ok(frames) => match ctx.media.play(frames) {
+                                Ok(id) => playing = Some(id),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot play a prompt");
+                                    inputs.push(Input::PlaybackDone { complete: false });
+                                }
+                            },
+                            Err(e) => {
+                                call.events.event("speech_failed", Some(e.clone()));
+                                speech_error.get_or_insert(format!("text to speech failed: {e}"));
+                                inputs.push(Input::PlaybackDone { complete: false });
+                            }
+                        }
+                    }
+                    Output::StopPlayback => {
+                        let _ = ctx.media.stop_playback();
+                    }
+                    Output::Decide(answer) => {
+                        let verdict = self.decider.decide(call, &answer).await;
+                        inputs.push(Input::Decided(verdict));
+                    }
+                    Output::Hangup => {
+                        let result = to_result(&script, speech_error.take());
+                        publish(&ctx.progress, &result);
+                        return result;
+                    }
+                }
+            }
+            publish(&ctx.progress, &to_result(&script, speech_error.clone()));
+            if !inputs.is_empty() {
+                for input in std::mem::take(&mut inputs) {
+                    script.handle(now(), input);
+                }
+                continue;
+            }
+            let deadline = script.deadline();
+            let media = async { Wake::Media(ctx.media.events.recv().await.ok()) };
+            let timer = async {
+                match deadline {
+                    Some(d) => {
+                        smol::Timer::at(started + d).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+                Wake::Timer
+            };
+            match media.or(timer).await {
+                Wake::Timer => script.handle(now(), Input::Timer),
+                Wake::Media(None) => {
+                    // The media session ended under us (the call is being torn down).
+                    return to_result(&script, speech_error);
+                }
+                Wake::Media(Some(MediaEvent::PlaybackDone { id, complete })) => {
+                    if playing == Some(id) {
+                        playing = None;
+                        script.handle(now(), Input::PlaybackDone { complete });
+                    }
+                }
+                Wake::Media(Some(MediaEvent::Digit(d))) => {
+                    call.events.event("dtmf", Some(d.to_string()));
+                    if utterance.take().is_some() {
+                        detector.reset();
+                    }
+                    script.handle(now(), Input::Digit(d));
+                }
+                Wake::Media(Some(MediaEvent::Audio16k(samples))) => {
+                    if !script.listening() {
+                        if utterance.take().is_some() {
+                            detector.reset();
+                        }
+                        continue;
+                    }
+                    vad_out.clear();
+                    detector.push(&samples, &mut vad_out);
+                    for ev in std::mem::take(&mut vad_out) {
+                        let input = self.on_vad(ev, &recognition, &mut utterance).await;
+                        if let Some(input) = input {
+                            script.handle(now(), input);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feed one detector event to the recogniser; what the script must hear of it.
+    async fn on_vad(
+        &self,
+        ev: VadEvent,
+        recognition: &RecognitionContext,
+        utterance: &mut Option<Box<dyn Utterance>>,
+    ) -> Option<Input> {
+        match ev {
+            VadEvent::Started(preroll) => match self.stt.start(recognition).await {
+                Ok(mut u) => {
+                    if let Err(e) = u.push(&preroll).await {
+                        return Some(Input::RecognizerFailed(e.to_string()));
+                    }
+                    *utterance = Some(u);
+                    Some(Input::SpeechStarted)
+                }
+                Err(e) => Some(Input::RecognizerFailed(e.to_string())),
+            },
+            VadEvent::Audio(samples) => {
+                let u = utterance.as_mut()?;
+                match u.push(&samples).await {
+                    Ok(_) => None,
+                    Err(e) => {
+                        *utterance = None;
+                        Some(Input::RecognizerFailed(e.to_string()))
+                    }
+                }
+            }
+            VadEvent::Ended => {
+                let u = utterance.take()?;
+                Some(match u.finish().await {
+                    Ok(rec) => Input::Heard(rec),
+                    Err(e) => Input::RecognizerFailed(e.to_string()),
+                })
+            }
+            VadEvent::Discarded => {
+                *utterance = None;
+                Some(Input::SpeechDiscarded)
+            }
+        }
+    }
+}
+
+fn to_result(script: &Script, speech_error: Option<String>) -> ScriptResult {
+    let r = script.result();
+    ScriptResult {
+        message_played: r.message_played,
+        choice_response: r.choice_response.clone(),
+        choice_raw_text: r.choice_raw_text.clone(),
+        error: r.error.clone().or(speech_error),
+    }
+}
+
+fn publish(progress: &std::sync::Mutex<ScriptResult>, result: &ScriptResult) {
+    let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
+    *p = result.clone();
+}
