@@ -1,5 +1,6 @@
 //! The I/O shell around the sans-IO cores: sockets, connections, timers.
 
+pub mod decider;
 pub mod framing;
 pub mod media;
 pub mod script;
