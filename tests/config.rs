@@ -363,3 +363,46 @@ fn check_config_rejects_invalid_values_with_exit_2() {
     let bad = binary().arg("--frobnicate").output().expect("runs");
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn remote_speech_sections_from_file_env_and_key_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = write(dir.path(), "openai-key", "sk-test-123\n");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        &format!(
+            "[speech]\ntts = \"wyoming\"\nstt = \"openai\"\n[speech.wyoming]\ntts_address = \"127.0.0.1:10200\"\n\
+             voice = \"en_US-joe-medium\"\n[speech.openai]\napi_key_file = \"{}\"\n",
+            key.display()
+        ),
+    );
+    let env = [
+        ("SIP_ASSISTANT__SPEECH__WYOMING__STT_ADDRESS", "127.0.0.1:10333"),
+        ("SIP_ASSISTANT__SPEECH__WYOMING__REQUEST_TIMEOUT_MS", "9000"),
+        (
+            "SIP_ASSISTANT__SPEECH__OPENAI__BASE_URL",
+            "http://127.0.0.1:8000/v1",
+        ),
+    ];
+    let (c, _) = load(&opts(Some(&file), &env)).expect("loads");
+    let s = &c.speech;
+    assert_eq!(s.wyoming.voice.as_deref(), Some("en_US-joe-medium"));
+    assert_eq!(s.wyoming.stt_address, "127.0.0.1:10333");
+    assert_eq!(s.wyoming.request_timeout_ms, 9000);
+    assert_eq!(s.openai.base_url, "http://127.0.0.1:8000/v1");
+    assert_eq!(s.openai.api_key.as_ref().map(|k| k.expose()), Some("sk-test-123"));
+    assert!(!c.to_redacted_toml().contains("sk-test-123"));
+
+    let text = error_text(load(&opts(
+        Some(&file),
+        &[("SIP_ASSISTANT__SPEECH__WYOMING__PORT", "1")],
+    )));
+    assert!(text.contains("unknown config key speech.wyoming.port"), "{text}");
+    let bad = write(dir.path(), "bad.toml", "[speech.openai]\nmodel = \"x\"\n");
+    let text = error_text(load(&opts(Some(&bad), &[])));
+    assert!(
+        text.contains("speech.openai") && text.contains("unknown field `model`"),
+        "{text}"
+    );
+}

@@ -2,6 +2,8 @@
 //!
 //! `SIP_ASSISTANT__<SECTION>__<KEY>` names a key here; the kind says how the variable's text becomes a
 //! TOML value (so `SIP_ASSISTANT__SIP__USER=1001` stays a string and `..__LOCAL_PORT=5070` a number).
+//! A nested section is written with dots here and with `__` in the variable:
+//! `SIP_ASSISTANT__SPEECH__WYOMING__TTS_ADDRESS` sets `speech.wyoming.tts_address`.
 
 /// How an environment variable's text is turned into a TOML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +13,7 @@ pub enum KeyKind {
     Bool,
 }
 
-/// Every settable key as (section, key, kind).
+/// Every settable key as (section, key, kind); nested sections are dotted (`speech.wyoming`).
 pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("api", "listen", KeyKind::Text),
     ("api", "token", KeyKind::Text),
@@ -44,6 +46,30 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("webhook", "request_timeout_ms", KeyKind::Integer),
     ("speech", "tts", KeyKind::Text),
     ("speech", "stt", KeyKind::Text),
+    ("speech.wyoming", "tts_address", KeyKind::Text),
+    ("speech.wyoming", "stt_address", KeyKind::Text),
+    ("speech.wyoming", "voice", KeyKind::Text),
+    ("speech.wyoming", "language", KeyKind::Text),
+    ("speech.wyoming", "connect_timeout_ms", KeyKind::Integer),
+    ("speech.wyoming", "request_timeout_ms", KeyKind::Integer),
+    ("speech.openai", "base_url", KeyKind::Text),
+    ("speech.openai", "api_key", KeyKind::Text),
+    ("speech.openai", "api_key_file", KeyKind::Text),
+    ("speech.openai", "tts_model", KeyKind::Text),
+    ("speech.openai", "stt_model", KeyKind::Text),
+    ("speech.openai", "voice", KeyKind::Text),
+    ("speech.openai", "language", KeyKind::Text),
+    ("speech.openai", "connect_timeout_ms", KeyKind::Integer),
+    ("speech.openai", "request_timeout_ms", KeyKind::Integer),
+    ("speech.piper", "model", KeyKind::Text),
+    ("speech.piper", "model_config", KeyKind::Text),
+    ("speech.piper", "onnxruntime", KeyKind::Text),
+    ("speech.piper", "espeak_command", KeyKind::Text),
+    ("speech.piper", "speaker", KeyKind::Integer),
+    ("speech.piper", "threads", KeyKind::Integer),
+    ("speech.whisper", "model", KeyKind::Text),
+    ("speech.whisper", "language", KeyKind::Text),
+    ("speech.whisper", "threads", KeyKind::Integer),
     ("hooks", "dir", KeyKind::Text),
     ("script", "acknowledgement", KeyKind::Text),
     ("script", "goodbye", KeyKind::Text),
@@ -79,17 +105,35 @@ mod tests {
         c.sip.public_address = Some("x".into());
         c.webhook.secret = Some(crate::config::Secret::new("x"));
         c.webhook.secret_file = Some("x".into());
+        let s = &mut c.speech;
+        s.wyoming.voice = Some("x".into());
+        s.wyoming.language = Some("x".into());
+        s.openai.api_key = Some(crate::config::Secret::new("x"));
+        s.openai.api_key_file = Some("x".into());
+        s.openai.language = Some("x".into());
+        s.piper.model = Some("x".into());
+        s.piper.model_config = Some("x".into());
+        s.piper.onnxruntime = Some("x".into());
+        s.piper.speaker = Some(1);
+        s.whisper.model = Some("x".into());
+        s.whisper.language = Some("x".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&c).expect("render")).expect("parse");
         let mut from_structs = Vec::new();
-        for (section, body) in &table {
-            for (key, value) in body.as_table().expect("sections are tables") {
-                let kind = if value.is_integer() {
-                    KeyKind::Integer
-                } else {
-                    KeyKind::Text
-                };
-                from_structs.push((section.clone(), key.clone(), kind));
+        fn walk(section: &str, body: &toml::Table, out: &mut Vec<(String, String, KeyKind)>) {
+            for (key, value) in body {
+                match value {
+                    toml::Value::Table(t) => walk(&format!("{section}.{key}"), t, out),
+                    v if v.is_integer() => out.push((section.into(), key.clone(), KeyKind::Integer)),
+                    _ => out.push((section.into(), key.clone(), KeyKind::Text)),
+                }
             }
+        }
+        for (section, body) in &table {
+            walk(
+                section,
+                body.as_table().expect("sections are tables"),
+                &mut from_structs,
+            );
         }
         assert_eq!(from_structs.len(), KEYS.len(), "{from_structs:?}");
         for (section, key, kind) in from_structs {

@@ -102,6 +102,14 @@ pub fn load(opts: &LoadOptions) -> Result<(Config, ConfigSource), ConfigError> {
         cred,
         &mut problems,
     );
+    let openai = &mut config.speech.openai;
+    resolve_secret(
+        "speech.openai.api_key",
+        &mut openai.api_key,
+        &openai.api_key_file,
+        cred,
+        &mut problems,
+    );
     problems.extend(super::validate::check(&config));
     if problems.is_empty() {
         Ok((config, source))
@@ -129,16 +137,20 @@ fn read_file(opts: &LoadOptions) -> Result<(toml::Table, ConfigSource), ConfigEr
     Ok((table, ConfigSource::File(path)))
 }
 
+/// Set `key` in `section`, a dotted path of tables (`speech.wyoming`) created as needed.
 fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
-    let entry = table
-        .entry(section.to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !entry.is_table() {
-        *entry = toml::Value::Table(toml::Table::new());
+    let mut t = table;
+    for part in section.split('.') {
+        let entry = t
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else { return };
+        t = inner;
     }
-    if let toml::Value::Table(t) = entry {
-        t.insert(key.to_string(), value);
-    }
+    t.insert(key.to_string(), value);
 }
 
 /// The original project's variable names. `SIP_PORT` is the PBX's port: it completes the registrar
@@ -197,9 +209,10 @@ fn apply_prefixed_env(table: &mut toml::Table, opts: &LoadOptions) -> Result<(),
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        // The key is the last `__` part; the parts before it name a (possibly nested) section.
         let (section, key) = path
-            .split_once("__")
-            .map(|(s, k)| (s.to_ascii_lowercase(), k.to_ascii_lowercase()))
+            .rsplit_once("__")
+            .map(|(s, k)| (s.to_ascii_lowercase().replace("__", "."), k.to_ascii_lowercase()))
             .ok_or_else(|| ConfigError::Env {
                 var: name.clone(),
                 rule: "expected SIP_ASSISTANT__<SECTION>__<KEY>".into(),

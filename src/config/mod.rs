@@ -7,6 +7,7 @@
 mod keys;
 mod load;
 mod secret;
+mod speech_remote;
 mod validate;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use keys::{key_kind, KeyKind, KEYS};
 pub use load::{load, ConfigSource, LoadOptions};
 pub use secret::Secret;
+pub use speech_remote::{OpenAiConfig, PiperConfig, WhisperConfig, WyomingConfig};
 
 /// A problem with one key: which key, and which rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +269,10 @@ impl Default for WebhookConfig {
 pub struct SpeechConfig {
     pub tts: String,
     pub stt: String,
+    pub wyoming: WyomingConfig,
+    pub openai: OpenAiConfig,
+    pub piper: PiperConfig,
+    pub whisper: WhisperConfig,
 }
 
 impl Default for SpeechConfig {
@@ -274,6 +280,10 @@ impl Default for SpeechConfig {
         Self {
             tts: "flite".into(),
             stt: "pocketsphinx".into(),
+            wyoming: WyomingConfig::default(),
+            openai: OpenAiConfig::default(),
+            piper: PiperConfig::default(),
+            whisper: WhisperConfig::default(),
         }
     }
 }

@@ -123,6 +123,7 @@ pub fn check(c: &Config) -> Vec<Problem> {
             ),
         );
     }
+    check_speech_remote(c, &mut k);
     if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
         k.fail(
             "log.level",
@@ -172,6 +173,101 @@ fn check_sip(c: &Config, k: &mut Checker) {
     );
 }
 
+fn check_host_port(k: &mut Checker, key: &str, value: &str) {
+    let ok = !value.contains('/')
+        && matches!(crate::sip_addr::parse_host_port(value), Ok((_, Some(port))) if port != 0);
+    if !ok {
+        k.fail(
+            key,
+            format!("must be host:port such as 127.0.0.1:10200 (got '{value}')"),
+        );
+    }
+}
+
+/// `[speech.wyoming]`, `[speech.openai]`, `[speech.piper]`, `[speech.whisper]`.
+fn check_speech_remote(c: &Config, k: &mut Checker) {
+    let w = &c.speech.wyoming;
+    check_host_port(k, "speech.wyoming.tts_address", &w.tts_address);
+    check_host_port(k, "speech.wyoming.stt_address", &w.stt_address);
+    k.range(
+        "speech.wyoming.connect_timeout_ms",
+        w.connect_timeout_ms,
+        100,
+        60_000,
+    );
+    k.range(
+        "speech.wyoming.request_timeout_ms",
+        w.request_timeout_ms,
+        100,
+        600_000,
+    );
+
+    let o = &c.speech.openai;
+    match url::Url::parse(&o.base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            let uses = c.speech.tts == "openai" || c.speech.stt == "openai";
+            if uses && u.host_str() == Some("api.openai.com") && o.api_key.is_none() {
+                k.fail(
+                    "speech.openai.api_key",
+                    "is required for api.openai.com (set it or speech.openai.api_key_file)",
+                );
+            }
+        }
+        _ => k.fail(
+            "speech.openai.base_url",
+            format!("must be an http:// or https:// URL (got '{}')", o.base_url),
+        ),
+    }
+    if let Some(key) = &o.api_key {
+        let t = key.expose();
+        if t.is_empty() || t.chars().any(char::is_whitespace) {
+            k.fail(
+                "speech.openai.api_key",
+                "must be non-empty and contain no white space",
+            );
+        }
+    }
+    for (key, value) in [
+        ("speech.openai.tts_model", &o.tts_model),
+        ("speech.openai.stt_model", &o.stt_model),
+        ("speech.openai.voice", &o.voice),
+    ] {
+        if value.trim().is_empty() {
+            k.fail(key, "must not be empty");
+        }
+    }
+    k.range(
+        "speech.openai.connect_timeout_ms",
+        o.connect_timeout_ms,
+        100,
+        60_000,
+    );
+    k.range(
+        "speech.openai.request_timeout_ms",
+        o.request_timeout_ms,
+        100,
+        600_000,
+    );
+
+    if c.speech.tts == "piper" && c.speech.piper.model.is_none() {
+        k.fail(
+            "speech.piper.model",
+            "is required when speech.tts = \"piper\" (the voice's .onnx file)",
+        );
+    }
+    if c.speech.piper.espeak_command.trim().is_empty() {
+        k.fail("speech.piper.espeak_command", "must not be empty");
+    }
+    k.range("speech.piper.threads", c.speech.piper.threads.into(), 1, 64);
+    if c.speech.stt == "whisper" && c.speech.whisper.model.is_none() {
+        k.fail(
+            "speech.whisper.model",
+            "is required when speech.stt = \"whisper\" (a ggml model file)",
+        );
+    }
+    k.range("speech.whisper.threads", c.speech.whisper.threads.into(), 1, 64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +295,35 @@ mod tests {
         ] {
             assert!(got.iter().any(|k| k == key), "{key} missing from {got:?}");
         }
+    }
+
+    #[test]
+    fn remote_speech_rules_name_their_keys() {
+        let mut c = Config::default();
+        c.speech.tts = "openai".into();
+        c.speech.stt = "whisper".into();
+        c.speech.wyoming.tts_address = "127.0.0.1".into();
+        c.speech.wyoming.stt_address = "tcp://x:1".into();
+        c.speech.wyoming.request_timeout_ms = 5;
+        c.speech.openai.voice = " ".into();
+        let got = keys(&c);
+        for key in [
+            "speech.wyoming.tts_address",
+            "speech.wyoming.stt_address",
+            "speech.wyoming.request_timeout_ms",
+            "speech.openai.api_key",
+            "speech.openai.voice",
+            "speech.whisper.model",
+        ] {
+            assert!(got.iter().any(|k| k == key), "{key} missing from {got:?}");
+        }
+        c.speech.openai.base_url = "http://127.0.0.1:8000".into();
+        c.speech.openai.voice = "alloy".into();
+        c.speech.stt = "openai".into();
+        c.speech.wyoming = Default::default();
+        assert_eq!(keys(&c), Vec::<String>::new());
+        c.speech.openai.base_url = "ftp://x".into();
+        assert_eq!(keys(&c), vec!["speech.openai.base_url".to_string()]);
     }
 
     #[test]

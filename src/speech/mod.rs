@@ -6,6 +6,14 @@
 //! 16 kHz stream the media plane decodes (`MediaEvent::Audio16k`), already cut to one utterance by
 //! the voice-activity detector, so silence never reaches an engine that would invent text on it.
 
+pub mod openai;
+mod remote;
+pub mod wav;
+pub mod wyoming;
+
+pub use openai::{OpenAiRecognizer, OpenAiSynthesizer};
+pub use wyoming::{WyomingRecognizer, WyomingSynthesizer};
+
 use std::future::Future;
 use std::pin::Pin;
 

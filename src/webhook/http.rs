@@ -1,16 +1,17 @@
 //! The webhook HTTP client: surf on top of a small transport of ours (async-h1 over smol TCP, TLS
 //! from the system's OpenSSL through native-tls). Ours because it enforces a separate connect
-//! timeout and resolves names without blocking the executor. The only module that names surf.
+//! timeout and resolves names without blocking the executor. The only module that names surf;
+//! [`HttpClient`] serves the webhooks and the remote speech engines.
 
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, FutureExt};
-use http_client::{Config, Error as HttpClientError, HttpClient, Request, Response};
+use http_client::{Config, Error as HttpClientError, HttpClient as SendHttp, Request, Response};
 
 /// Why a POST got no HTTP response.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("invalid webhook URL: {0}")]
+    #[error("invalid URL: {0}")]
     Url(String),
     #[error("{0}")]
     Transport(String),
@@ -60,7 +61,7 @@ async fn connect(addr: &str, port: u16, timeout: Duration) -> Result<smol::net::
 }
 
 #[async_trait::async_trait]
-impl HttpClient for Transport {
+impl SendHttp for Transport {
     async fn send(&self, mut req: Request) -> Result<Response, HttpClientError> {
         let url = req.url().clone();
         let host = url
@@ -169,14 +170,28 @@ impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Http10Tol
     }
 }
 
-/// Posts webhook bodies with a connect timeout and a total timeout.
+/// A response with its body read up to the caller's limit.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub retry_after: Option<String>,
+    pub body: Vec<u8>,
+    /// The body was longer than the limit and was cut there.
+    pub truncated: bool,
+    /// Reading the body failed after the status and headers arrived (`body` holds what came).
+    pub body_error: Option<String>,
+}
+
+/// The project's HTTP client (webhooks, remote speech engines): surf over the transport above,
+/// with a connect timeout and a total timeout that covers the response body too.
 #[derive(Clone)]
-pub struct WebhookClient {
+pub struct HttpClient {
     client: surf::Client,
     total_timeout: Duration,
 }
 
-impl WebhookClient {
+impl HttpClient {
     pub fn new(connect_timeout: Duration, total_timeout: Duration) -> Self {
         let transport = Transport {
             connect_timeout,
@@ -188,37 +203,53 @@ impl WebhookClient {
         }
     }
 
-    /// POST `body` as JSON with `headers`; the whole exchange is bounded by the total timeout.
-    pub async fn post_json(
+    /// Send `method url` with `headers` and an optional `(content type, body)`; read at most
+    /// `body_limit` bytes of the response body. The whole exchange is bounded by the total timeout.
+    pub async fn send(
         &self,
+        method: http_types::Method,
         url: &str,
         headers: &[(&str, String)],
-        body: &str,
-    ) -> Result<PostResponse, HttpError> {
+        body: Option<(&str, Vec<u8>)>,
+        body_limit: usize,
+    ) -> Result<HttpResponse, HttpError> {
         let parsed = surf::Url::parse(url).map_err(|e| HttpError::Url(e.to_string()))?;
-        let mut builder = self
-            .client
-            .post(parsed)
-            .header("User-Agent", concat!("sip-assistant/", env!("CARGO_PKG_VERSION")))
-            .content_type("application/json")
-            .body_string(body.to_string());
+        let mut builder = surf::RequestBuilder::new(method, parsed)
+            .header("User-Agent", concat!("sip-assistant/", env!("CARGO_PKG_VERSION")));
+        if let Some((content_type, bytes)) = body {
+            builder = builder.content_type(content_type).body_bytes(bytes);
+        }
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());
         }
+        let request = builder.build();
         let started = Instant::now();
         let total = self.total_timeout;
         let exchange = async {
-            let mut resp = builder.await.map_err(|e| HttpError::Transport(e.to_string()))?;
-            // Drain a bounded amount of the body so the connection ends cleanly.
-            let _ = resp
+            let mut resp = self
+                .client
+                .send(request)
+                .await
+                .map_err(|e| HttpError::Transport(e.to_string()))?;
+            let limit = u64::try_from(body_limit).unwrap_or(u64::MAX);
+            let mut body = Vec::new();
+            let body_error = resp
                 .take_body()
                 .into_reader()
-                .take(64 * 1024)
-                .read_to_end(&mut Vec::new())
-                .await;
-            Ok(PostResponse {
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut body)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            let truncated = body.len() > body_limit;
+            body.truncate(body_limit);
+            Ok(HttpResponse {
                 status: u16::from(resp.status()),
+                content_type: resp.header("Content-Type").map(|v| v.as_str().to_string()),
                 retry_after: resp.header("Retry-After").map(|v| v.as_str().to_string()),
+                body,
+                truncated,
+                body_error,
             })
         };
         let timeout = async {
@@ -228,6 +259,44 @@ impl WebhookClient {
             ))
         };
         exchange.or(timeout).await
+    }
+}
+
+/// Posts webhook bodies with a connect timeout and a total timeout.
+#[derive(Clone)]
+pub struct WebhookClient {
+    http: HttpClient,
+}
+
+impl WebhookClient {
+    pub fn new(connect_timeout: Duration, total_timeout: Duration) -> Self {
+        Self {
+            http: HttpClient::new(connect_timeout, total_timeout),
+        }
+    }
+
+    /// POST `body` as JSON with `headers`; the whole exchange is bounded by the total timeout.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &str,
+    ) -> Result<PostResponse, HttpError> {
+        // A bounded amount of the body is drained so the connection ends cleanly.
+        let resp = self
+            .http
+            .send(
+                http_types::Method::Post,
+                url,
+                headers,
+                Some(("application/json", body.as_bytes().to_vec())),
+                64 * 1024,
+            )
+            .await?;
+        Ok(PostResponse {
+            status: resp.status,
+            retry_after: resp.retry_after,
+        })
     }
 }
 

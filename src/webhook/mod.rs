@@ -8,7 +8,7 @@ mod payload;
 mod sign;
 
 pub use delivery::{DeliveryWorker, WorkerHandle};
-pub use http::{HttpError, WebhookClient};
+pub use http::{HttpClient, HttpError, HttpResponse, WebhookClient};
 pub use outbox::{parse_retry_after, AttemptResult, Delivery, RetryPolicy};
 pub use payload::WebhookPayload;
 pub use sign::{sign, verify};
