@@ -32,6 +32,9 @@ pub enum AppError {
 const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 /// How often non-durable writes (progress, delivery results) are flushed.
 const LAZY_FLUSH: Duration = Duration::from_secs(60);
+/// At shutdown, how long webhook attempts already in flight may take to finish; unfinished ones
+/// stay in the outbox and are retried after the next start.
+const WEBHOOK_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The running pieces, built by [`App::start`].
 pub struct App {
@@ -39,6 +42,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub scheduler: Scheduler,
     pub webhooks: WorkerHandle,
+    /// The delivery worker, awaited (briefly) at shutdown so in-flight webhooks are not cut off.
+    worker: std::sync::Mutex<Option<smol::Task<()>>>,
     /// Closed at shutdown: stops the housekeeping tasks so the store can be reopened.
     housekeeping: async_channel::Sender<()>,
 }
@@ -60,7 +65,7 @@ impl App {
             Duration::from_millis(w.request_timeout_ms),
         );
         let (worker, webhooks) = DeliveryWorker::new(store.clone(), client, policy, w.secret.clone());
-        smol::spawn(worker.run()).detach();
+        let worker = smol::spawn(worker.run());
         let scheduler = Scheduler::new(
             store.clone(),
             engine,
@@ -78,6 +83,7 @@ impl App {
             store,
             scheduler,
             webhooks,
+            worker: std::sync::Mutex::new(Some(worker)),
             housekeeping,
         })
     }
@@ -99,6 +105,22 @@ impl App {
         // Give deliveries queued by the drain a moment to go out before stopping the worker.
         smol::Timer::after(Duration::from_millis(200)).await;
         self.webhooks.stop();
+        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(worker) = worker {
+            let finished = async {
+                worker.await;
+                true
+            };
+            let timeout = async {
+                smol::Timer::after(WEBHOOK_STOP_WAIT).await;
+                false
+            };
+            if !finished.or(timeout).await {
+                tracing::warn!(
+                    "webhook attempts still in flight at shutdown: they are retried after the next start"
+                );
+            }
+        }
         self.housekeeping.close();
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final store flush failed");
@@ -206,6 +228,6 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     sd_notify("STOPPING=1");
     app.shutdown().await;
     drop(serving);
-    tracing::info!("stopped");
+    tracing::info!(store_flushes = app.store.flush_count(), "stopped");
     Ok(())
 }

@@ -23,6 +23,9 @@ pub const CANCELLED: &str = "cancelled by API request";
 pub const RESTARTED: &str = "service restarted during call";
 /// The error of a call still running when the shutdown deadline passed.
 pub const SHUTTING_DOWN: &str = "service shutting down";
+/// After the grace period, how long stopped calls get to end (CANCEL/BYE answered) before the
+/// drain makes them final itself.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -61,6 +64,9 @@ struct State {
     active: HashMap<String, CancelHandle>,
     /// Why an active call was told to stop, if it was.
     stop_reasons: HashMap<String, &'static str>,
+    /// Active calls whose final state is being written: by their own task once the engine
+    /// returned (false), or by the drain because the engine did not return in time (true).
+    finishing: HashMap<String, bool>,
     /// Submissions between the capacity check and the queue push.
     reserved: usize,
     closed: bool,
@@ -200,8 +206,21 @@ impl Scheduler {
                 CallOutcome::failed(format!("store error: {e}"))
             }
         };
-        let reason = self.state().stop_reasons.get(&id).copied();
-        tracing::debug!(call_id = %id, ?reason, "engine returned");
+        let (reason, forced) = {
+            let mut s = self.state();
+            let forced = s.finishing.get(&id).copied().unwrap_or(false);
+            if forced {
+                s.finishing.remove(&id);
+            } else {
+                s.finishing.insert(id.clone(), false);
+            }
+            (s.stop_reasons.get(&id).copied(), forced)
+        };
+        tracing::debug!(call_id = %id, ?reason, forced, "engine returned");
+        if forced {
+            // The drain gave up waiting and wrote the final state itself.
+            return;
+        }
         let me = self.clone();
         let key = id.clone();
         smol::unblock(move || me.finish(&key, outcome, reason)).await;
@@ -211,6 +230,7 @@ impl Scheduler {
             let mut s = self.state();
             s.active.remove(&id);
             s.stop_reasons.remove(&id);
+            s.finishing.remove(&id);
         }
         self.pump();
     }
@@ -356,8 +376,14 @@ impl Scheduler {
     }
 
     /// Close, let running calls finish for up to `grace`, then tell the rest to stop and wait
-    /// (briefly) until they have ended with [`SHUTTING_DOWN`].
+    /// (briefly) until they have ended with [`SHUTTING_DOWN`]. A call whose engine still has not
+    /// returned then (e.g. a PBX that never confirms the CANCEL) is made final here, with its
+    /// webhook, so no call is left half-done in the store.
     pub async fn drain(&self, grace: Duration) {
+        self.drain_with(grace, STOP_WAIT).await;
+    }
+
+    async fn drain_with(&self, grace: Duration, stop_wait: Duration) {
         self.close();
         let deadline = Instant::now() + grace;
         while self.counts().0 > 0 && Instant::now() < deadline {
@@ -374,8 +400,34 @@ impl Scheduler {
                 s.stop_reasons.insert(id, SHUTTING_DOWN);
             }
         }
-        let hard_deadline = Instant::now() + Duration::from_secs(5);
+        let hard_deadline = Instant::now() + stop_wait;
         while self.counts().0 > 0 && Instant::now() < hard_deadline {
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        let stuck: Vec<String> = {
+            let mut s = self.state();
+            let ids: Vec<String> = s
+                .active
+                .keys()
+                .filter(|id| !s.finishing.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in &ids {
+                s.finishing.insert(id.clone(), true);
+            }
+            ids
+        };
+        for id in stuck {
+            tracing::warn!(call_id = %id, "the call did not stop in time: ending it as failed");
+            let (me, key) = (self.clone(), id.clone());
+            smol::unblock(move || me.finish(&key, CallOutcome::failed(SHUTTING_DOWN), None)).await;
+            let mut s = self.state();
+            s.active.remove(&id);
+            s.stop_reasons.remove(&id);
+        }
+        // Calls whose own task is writing the final state right now: let it land.
+        let last = Instant::now() + Duration::from_secs(2);
+        while self.counts().0 > 0 && Instant::now() < last {
             smol::Timer::after(Duration::from_millis(20)).await;
         }
     }
@@ -402,5 +454,60 @@ pub async fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool 
             return false;
         }
         smol::Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::{CallOutcome, CallRequest};
+    use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient};
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// An engine whose calls never end, cancelled or not (a PBX that never confirms the CANCEL).
+    struct DeafEngine;
+
+    impl CallEngine for DeafEngine {
+        fn place_call(&self, _call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[test]
+    fn the_drain_makes_a_call_final_when_its_engine_never_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let client = WebhookClient::new(Duration::from_millis(100), Duration::from_millis(100));
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            max_age: Duration::from_secs(1),
+        };
+        // The worker is never run: the outbox entry is what this test looks at.
+        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
+        let scheduler = Scheduler::new(store.clone(), Arc::new(DeafEngine), handle, 1, 1);
+        let request = CallRequest {
+            message: "m".into(),
+            extension: "1001".into(),
+            callback_url: Some("http://127.0.0.1:9/h".into()),
+            ring_timeout: 30,
+            choice: None,
+            call_id: Some("deaf-1".into()),
+            language: None,
+            voice: None,
+        };
+        smol::block_on(async {
+            scheduler.submit(Some("deaf-1"), request).await.expect("submit");
+            assert!(wait_until(|| scheduler.counts().0 == 1, Duration::from_secs(5)).await);
+            scheduler
+                .drain_with(Duration::from_millis(50), Duration::from_millis(50))
+                .await;
+        });
+        assert_eq!(scheduler.counts(), (0, 0));
+        let r = store.get_call("deaf-1").expect("store").expect("record");
+        assert_eq!(r.status, CallStatus::Failed);
+        assert_eq!(r.error.as_deref(), Some(SHUTTING_DOWN));
+        assert_eq!(store.pending_deliveries().expect("outbox").len(), 1);
     }
 }

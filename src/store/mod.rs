@@ -10,7 +10,7 @@
 mod codec;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -69,6 +69,8 @@ pub struct Store {
     meta: sled::Tree,
     dirty: AtomicBool,
     flush_failed: AtomicBool,
+    /// Successful flushes since open (each one is an fsync of sled's log: SD card wear).
+    flushes: AtomicU64,
 }
 
 impl Store {
@@ -86,6 +88,7 @@ impl Store {
             db,
             dirty: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
+            flushes: AtomicU64::new(0),
         })
     }
 
@@ -93,6 +96,7 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         match self.db.flush() {
             Ok(_) => {
+                self.flushes.fetch_add(1, Ordering::Relaxed);
                 self.dirty.store(false, Ordering::Relaxed);
                 self.flush_failed.store(false, Ordering::Relaxed);
                 Ok(())
@@ -102,6 +106,11 @@ impl Store {
                 Err(e.into())
             }
         }
+    }
+
+    /// How many flushes succeeded since the store was opened (logged at shutdown; `.ci/figures`).
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     /// Flush only if a non-durable write happened since the last flush.
