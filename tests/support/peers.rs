@@ -199,6 +199,29 @@ pub fn wav_tone_or_speech(path: &Path, text: &str, seconds_padding: f32) {
     assert!(status.success(), "sox failed: {status}");
 }
 
+/// A 16 kHz mono WAV of espeak-ng saying `text`, after `lead` seconds of silence and followed by
+/// `tail` seconds of it (a phone's microphone: baresip hangs up when its file ends).
+#[allow(dead_code)]
+pub fn speech_wav(path: &Path, text: &str, lead: f32, tail: f32) {
+    let raw = path.with_extension("espeak.wav");
+    let st = Command::new("espeak-ng")
+        .args(["-s", "150", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("run espeak-ng");
+    assert!(st.success(), "espeak-ng failed: {st}");
+    let st = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
+        .arg(path)
+        .args(["pad", &lead.to_string(), &tail.to_string()])
+        .status()
+        .expect("run sox");
+    let _ = fs::remove_file(&raw);
+    assert!(st.success(), "sox failed: {st}");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Kamailio
 // ---------------------------------------------------------------------------------------------------------
