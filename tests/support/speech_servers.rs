@@ -17,15 +17,7 @@ const MAX_LIFE_SECONDS: &str = "600";
 
 /// The speech venv, or a panic that says how to make it. `.ci/dev test` builds it first.
 pub fn venv() -> PathBuf {
-    let dir = std::env::var_os("SIP_ASSISTANT_SPEECH_VENV")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join("sip-assistant-test-venv"))
-        })
-        .expect("neither SIP_ASSISTANT_SPEECH_VENV, XDG_CACHE_HOME nor HOME is set");
+    let dir = venv_path();
     for bin in ["wyoming-piper", "wyoming-faster-whisper"] {
         assert!(
             dir.join("bin").join(bin).is_file(),
@@ -35,6 +27,24 @@ pub fn venv() -> PathBuf {
         );
     }
     dir
+}
+
+/// The speech venv when it exists.
+pub fn venv_if_present() -> Option<PathBuf> {
+    let dir = venv_path();
+    dir.join("bin/python").exists().then_some(dir)
+}
+
+fn venv_path() -> PathBuf {
+    std::env::var_os("SIP_ASSISTANT_SPEECH_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join("sip-assistant-test-venv"))
+        })
+        .expect("neither SIP_ASSISTANT_SPEECH_VENV, XDG_CACHE_HOME nor HOME is set")
 }
 
 /// The venv's site-packages folder.
