@@ -6,5 +6,6 @@ pub mod media;
 pub mod script;
 pub mod sip;
 pub mod speech_script;
+pub mod speech_setup;
 
 pub use sip::{DriverError, SipEngine};

@@ -119,9 +119,18 @@ async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
 
 impl SipEngine {
     /// Bind the SIP sockets, start the driver and the media thread and, with a registrar, register.
-    /// Answered calls run [`NoSpeechScript`].
+    /// Answered calls run the configured speech script. When its engines cannot start, the
+    /// service still places calls, logs the error with what to install or set, and every
+    /// answered call says in its timeline that nothing could be spoken ([`NoSpeechScript`]).
     pub async fn start(config: &Config) -> Result<Self, DriverError> {
-        Self::start_with_script(config, Arc::new(NoSpeechScript)).await
+        let script: Arc<dyn CallScript> = match super::speech_setup::speech_script(config) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "speech engines unavailable: calls will not speak");
+                Arc::new(NoSpeechScript)
+            }
+        };
+        Self::start_with_script(config, script).await
     }
 
     /// As [`SipEngine::start`], with the script answered calls run.

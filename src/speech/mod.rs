@@ -6,9 +6,14 @@
 //! 16 kHz stream the media plane decodes (`MediaEvent::Audio16k`), already cut to one utterance by
 //! the voice-activity detector, so silence never reaches an engine that would invent text on it.
 
+pub mod espeak;
+pub mod flite;
+pub mod grammar;
 pub mod openai;
 pub mod piper;
+pub mod pocketsphinx;
 mod remote;
+pub mod vad;
 pub mod wav;
 pub mod whisper;
 pub mod wyoming;

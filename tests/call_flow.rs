@@ -1,0 +1,436 @@
+//! Whole calls, end to end: API → scheduler → SIP (Kamailio, baresip phones, SIPp) → media →
+//! speech (the embedded engines: flite speaks, pocketsphinx listens) → choice → store → webhook
+//! (a real HTTP receiver). Each test starts its own PBX, phones and service on loopback.
+
+#[path = "support/harness.rs"]
+mod harness;
+#[path = "support/peers.rs"]
+mod peers;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::{request, router, start_app, test_config, wait_for, Receiver};
+use peers::{Kamailio, Phone, PhoneMode, Sipp, SippScenario};
+use serde_json::{json, Value};
+use sip_assistant::app::App;
+use sip_assistant::config::{Config, Secret, Transport};
+use sip_assistant::driver::SipEngine;
+
+const US: &str = "1050";
+const OUR_PW: &str = "our-pw";
+
+fn config_for(dir: &Path, registrar: Option<u16>) -> Config {
+    let mut c = test_config(dir);
+    c.sip.local_port = peers::free_udp_tcp_port();
+    c.sip.transport = Transport::Udp;
+    if let Some(port) = registrar {
+        c.sip.user = Some(US.into());
+        c.sip.password = Some(Secret::new(OUR_PW));
+        c.sip.registrar = Some(format!("127.0.0.1:{port}"));
+    }
+    c.media.codecs = "PCMU,PCMA".into();
+    let base = peers::free_port_block(40);
+    c.media.rtp_port_min = base;
+    c.media.rtp_port_max = base + 39;
+    c.webhook.initial_backoff_ms = 200;
+    c
+}
+
+fn start(config: Config) -> App {
+    let engine =
+        smol::block_on(SipEngine::start(&config)).expect("SIP engine with the configured speech engines");
+    start_app(config, Arc::new(engine))
+}
+
+fn post_call(app: &App, body: Value) -> String {
+    let body = body.to_string();
+    let r = request(&router(app), "POST", "/call", Some(body.as_bytes()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["call_id"].as_str().expect("call_id").to_string()
+}
+
+/// The one webhook of `call_id`, as JSON.
+fn webhook_of(receiver: &Receiver, call_id: &str, timeout: Duration) -> Value {
+    let mut found = None;
+    wait_for(timeout, || {
+        found = receiver.entries().into_iter().find_map(|e| {
+            let body: Value = serde_json::from_str(e["body"].as_str()?).ok()?;
+            (body["call_id"] == call_id).then_some(body)
+        });
+        found.is_some()
+    });
+    found.unwrap_or_else(|| panic!("no webhook for {call_id}: {:?}", receiver.entries()))
+}
+
+fn record(app: &App, call_id: &str) -> Value {
+    request(&router(app), "GET", &format!("/calls/{call_id}"), None, &[]).json()
+}
+
+fn timeline(rec: &Value) -> Vec<(String, String)> {
+    rec["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|e| {
+                    (
+                        e["event"].as_str().unwrap_or_default().to_string(),
+                        e["detail"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn count(rec: &Value, event: &str) -> usize {
+    timeline(rec).iter().filter(|(e, _)| e == event).count()
+}
+
+fn read_wav(path: &Path) -> (u32, Vec<i16>) {
+    let bytes = std::fs::read(path).expect("wav");
+    let rate = u32::from_le_bytes([bytes[24], bytes[25], bytes[26], bytes[27]]);
+    let data = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .map(|p| p + 8)
+        .expect("data chunk");
+    let samples = bytes[data..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    (rate, samples)
+}
+
+/// Seconds of `samples` in 20 ms windows louder than -40 dBFS.
+fn voiced_seconds(rate: u32, samples: &[i16]) -> f64 {
+    let win = (rate / 50) as usize;
+    let loud = samples
+        .chunks(win)
+        .filter(|c| {
+            let rms = (c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+            rms > 330.0
+        })
+        .count();
+    loud as f64 * 0.02
+}
+
+fn seconds_between(rec: &Value, from: &str, to: &str) -> f64 {
+    let at = |name: &str| {
+        rec["timeline"]
+            .as_array()
+            .and_then(|t| t.iter().find(|e| e["event"] == name))
+            .and_then(|e| e["at"].as_str())
+            .and_then(|s| humantime::parse_rfc3339(s).ok())
+            .unwrap_or_else(|| panic!("no {name} in {rec}"))
+    };
+    at(to)
+        .duration_since(at(from))
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn choice(timeout: u32, repeat: u32) -> Value {
+    json!({
+        "prompt": "Do you confirm the appointment? Say yes or no.",
+        "options": [
+            {"value": "confirmed", "synonyms": ["yes", "yeah", "confirm"]},
+            {"value": "cancelled", "synonyms": ["no", "cancel"]}
+        ],
+        "timeout_seconds": timeout,
+        "repeat_count": repeat
+    })
+}
+
+#[test]
+fn notification_only_is_spoken_and_completed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1001", "pw-1001")], 30_000);
+    let silence = dir.path().join("silence.wav");
+    peers::write_silence_wav(&silence, 16_000, 30.0);
+    let mut phone = Phone::start(
+        "1001",
+        "pw-1001",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&silence),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let id = post_call(
+        &app,
+        json!({"message": "Hello. This is your appliance calling with a short notification about the backup.",
+               "extension": "1001", "callback_url": receiver.url("/hook")}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(40));
+    assert_eq!(hook["status"], "completed", "{hook}");
+    assert_eq!(hook["message_played"], true, "{hook}");
+    assert_eq!(hook["choice_response"], Value::Null);
+    assert!(hook["duration_seconds"].as_f64().unwrap_or(0.0) > 2.0, "{hook}");
+    let rec = record(&app, &id);
+    let spoken = seconds_between(&rec, "message_started", "message_ended");
+    assert!((2.5..15.0).contains(&spoken), "message lasted {spoken} s: {rec}");
+
+    // The phone's recording of what it decoded holds speech for about the message's length.
+    phone.stop();
+    let decoded = phone
+        .recordings()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("dec"))
+        .unwrap_or_else(|| panic!("no recording: {:?}", phone.recordings()));
+    let (rate, samples) = read_wav(&decoded);
+    let voiced = voiced_seconds(rate, &samples);
+    eprintln!("message {spoken:.2} s, phone heard {voiced:.2} s of speech");
+    assert!(
+        voiced > spoken * 0.5 && voiced < spoken * 1.2,
+        "phone heard {voiced} s of speech for a {spoken} s message"
+    );
+}
+
+#[test]
+fn a_spoken_yes_confirms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1002", "pw-1002")], 30_000);
+    let says = dir.path().join("yes.wav");
+    peers::speech_wav(&says, "yes", 7.0, 15.0);
+    let phone = Phone::start(
+        "1002",
+        "pw-1002",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&says),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let id = post_call(
+        &app,
+        json!({"message": "This is a reminder.", "extension": "1002",
+               "callback_url": receiver.url("/hook"), "choice": choice(10, 2)}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(60));
+    let rec = record(&app, &id);
+    assert_eq!(hook["status"], "completed", "{hook}\n{rec}");
+    assert_eq!(hook["choice_response"], "confirmed", "{rec}");
+    let raw = hook["choice_raw_text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    // The raw text is what the recogniser heard: one of the confirming phrases (espeak's "yes" is
+    // sometimes heard as "yeah", which confirms just the same).
+    assert!(
+        ["yes", "yeah", "confirm"].iter().any(|w| raw.contains(w)),
+        "raw text {raw:?}"
+    );
+    assert_eq!(hook["message_played"], true);
+    let tl = timeline(&rec);
+    assert!(
+        tl.iter()
+            .any(|(e, d)| e == "heard" && d.to_lowercase().contains(raw.as_str())),
+        "{tl:?}"
+    );
+    assert!(tl.iter().any(|(e, _)| e == "matched"), "{tl:?}");
+}
+
+#[test]
+fn a_key_press_picks_the_mapped_option() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1003", "pw-1003")], 30_000);
+    let silence = dir.path().join("silence.wav");
+    peers::write_silence_wav(&silence, 16_000, 40.0);
+    let phone = Phone::start(
+        "1003",
+        "pw-1003",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&silence),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let id = post_call(
+        &app,
+        json!({"message": "This is a reminder.", "extension": "1003",
+               "callback_url": receiver.url("/hook"), "choice": choice(15, 2)}),
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || count(&record(&app, &id), "prompt")
+            >= 1),
+        "{}",
+        record(&app, &id)
+    );
+    phone.command("sndcode", "2").expect("sndcode");
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(30));
+    let rec = record(&app, &id);
+    assert_eq!(hook["choice_response"], "cancelled", "{rec}");
+    assert_eq!(hook["choice_raw_text"], "2", "{rec}");
+}
+
+#[test]
+fn silence_repeats_the_prompt_then_ends_without_a_choice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1004", "pw-1004")], 30_000);
+    let silence = dir.path().join("silence.wav");
+    peers::write_silence_wav(&silence, 16_000, 60.0);
+    let phone = Phone::start(
+        "1004",
+        "pw-1004",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&silence),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let id = post_call(
+        &app,
+        json!({"message": "This is a reminder.", "extension": "1004",
+               "callback_url": receiver.url("/hook"), "choice": choice(5, 2)}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(60));
+    let rec = record(&app, &id);
+    assert_eq!(hook["status"], "completed", "{rec}");
+    assert_eq!(hook["choice_response"], Value::Null, "{rec}");
+    assert_eq!(hook["choice_raw_text"], Value::Null, "{rec}");
+    assert_eq!(count(&rec, "prompt"), 2, "{rec}");
+    assert_eq!(count(&rec, "no_answer"), 2, "{rec}");
+    assert_eq!(count(&rec, "no_choice"), 1, "{rec}");
+}
+
+#[test]
+fn busy_and_unanswered_phones_get_their_webhooks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1005", "pw-1005"), ("1006", "pw-1006")], 30_000);
+    let busy = Phone::start("1005", "pw-1005", k.port, "udp", PhoneMode::Reject, None);
+    let ringing = Phone::start("1006", "pw-1006", k.port, "udp", PhoneMode::Ring, None);
+    assert!(
+        busy.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        busy.log()
+    );
+    assert!(
+        ringing.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        ringing.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let b = post_call(
+        &app,
+        json!({"message": "m", "extension": "1005", "callback_url": receiver.url("/hook")}),
+    );
+    let n = post_call(
+        &app,
+        json!({"message": "m", "extension": "1006", "ring_timeout": 5, "callback_url": receiver.url("/hook")}),
+    );
+    let hb = webhook_of(&receiver, &b, Duration::from_secs(30));
+    assert_eq!(hb["status"], "busy", "{hb}");
+    assert_eq!(hb["duration_seconds"].as_f64(), Some(0.0));
+    let hn = webhook_of(&receiver, &n, Duration::from_secs(30));
+    assert_eq!(hn["status"], "no_answer", "{hn}");
+    assert_eq!(hn["message_played"], false);
+}
+
+#[test]
+fn direct_uri_to_sipp_without_a_registrar_and_two_at_once_with_a_third_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Each scripted peer takes one call.
+    let peers: Vec<Sipp> = (0..3)
+        .map(|_| Sipp::uas(SippScenario::Answer { bye_after: None }))
+        .collect();
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let mut config = config_for(dir.path(), None);
+    config.calls.max_concurrent = 2;
+    let app = start(config);
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            post_call(
+                &app,
+                json!({"message": format!("Direct call number {i} to a scripted peer."),
+                       "extension": peers[i].uri("svc"), "callback_url": receiver.url("/hook")}),
+            )
+        })
+        .collect();
+    // The third waits while two are up.
+    let statuses = || -> Vec<String> {
+        ids.iter()
+            .map(|id| {
+                record(&app, id)["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let mut seen_two_and_queued = false;
+    wait_for(Duration::from_secs(20), || {
+        let s = statuses();
+        let active = s.iter().filter(|s| *s == "answered" || *s == "ringing").count();
+        if active == 2 && s.iter().any(|s| s == "queued") {
+            seen_two_and_queued = true;
+        }
+        seen_two_and_queued
+    });
+    assert!(
+        seen_two_and_queued,
+        "never saw two calls up and one queued: {:?}",
+        statuses()
+    );
+    for id in &ids {
+        let hook = webhook_of(&receiver, id, Duration::from_secs(60));
+        assert_eq!(hook["status"], "completed", "{hook}");
+        assert_eq!(hook["message_played"], true, "{hook}");
+    }
+}
