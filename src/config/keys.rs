@@ -124,6 +124,7 @@ mod tests {
                 match value {
                     toml::Value::Table(t) => walk(&format!("{section}.{key}"), t, out),
                     v if v.is_integer() => out.push((section.into(), key.clone(), KeyKind::Integer)),
+                    v if v.is_bool() => out.push((section.into(), key.clone(), KeyKind::Bool)),
                     _ => out.push((section.into(), key.clone(), KeyKind::Text)),
                 }
             }
