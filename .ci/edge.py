@@ -189,7 +189,7 @@ class Receiver:
 class Service:
     """sip-assistant run --config FILE, secrets as files in a credentials directory."""
 
-    def __init__(self, procs, work, cmd, extra_config="", strace=None):
+    def __init__(self, procs, work, cmd, extra_config="", strace=None, extra_env=None):
         self.work = work
         self.data = os.path.join(work, "data")
         creds = os.path.join(work, "credentials")
@@ -224,6 +224,7 @@ shutdown_grace_seconds = 5
 {extra_config}
 """)
         self.env = dict(os.environ, CREDENTIALS_DIRECTORY=creds, RUST_LOG="info", NO_COLOR="1")
+        self.env.update(extra_env or {})
         self.cmd = cmd
         self.stderr_path = os.path.join(work, "service.log")
         argv = cmd + ["run", "--config", self.config]
@@ -317,7 +318,21 @@ def smoke(args, procs, work):
     sipp = Sipp(procs, work, keep=["ANSWER", "WAITBYE"])
     service_dir = os.path.join(work, "svc")
     os.makedirs(service_dir)
-    service = Service(procs, service_dir, cmd)
+    # What systemd gives a Type=notify service: a notify socket, and JOURNAL_STREAM (stderr is
+    # the journal: lines without timestamp or colour).
+    notify_path = os.path.join(work, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(30)
+    service = Service(procs, service_dir, cmd,
+                      extra_env={"NOTIFY_SOCKET": notify_path, "JOURNAL_STREAM": "8:12345"})
+    message = notify.recv(4096).decode()
+    check(message == "READY=1", f"sd_notify: expected READY=1, got {message!r}")
+    step("sd_notify: READY=1 once the API listens")
+    first = service.log().splitlines()[0]
+    check(first.lstrip().startswith("INFO") and "\x1b[" not in first,
+          f"under JOURNAL_STREAM a line should start with its level: {first!r}")
+    step(f"journald format (JOURNAL_STREAM set): {first.strip()!r}")
     # check-config on the same file and credentials the running service uses.
     out = subprocess.run(cmd + ["check-config", "--config", service.config], env=service.env,
                          capture_output=True, text=True, timeout=60)
@@ -358,6 +373,9 @@ def smoke(args, procs, work):
     code = service.stop()
     check(code == 0, f"exit code {code} after SIGTERM:\n{service.log()}")
     check("stopped" in service.log(), f"no 'stopped' line:\n{service.log()}")
+    message = notify.recv(4096).decode()
+    check(message == "STOPPING=1", f"sd_notify: expected STOPPING=1, got {message!r}")
+    step("sd_notify: STOPPING=1 on SIGTERM")
     check("\x1b[" not in service.log(), "ANSI escape codes in a non-terminal log")
     step(f"SIGTERM: exit 0, store flushes {service.flushes()}")
     step("smoke test passed")
