@@ -100,6 +100,7 @@ class Procs:
 
     def __init__(self):
         self.procs = []
+        self.services = []
 
     def start(self, argv, **kw):
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
@@ -107,6 +108,13 @@ class Procs:
         return p
 
     def stop_all(self):
+        for svc in self.services:  # a traced service: signal it, not strace
+            if svc.proc.poll() is None and svc.traced:
+                try:
+                    os.kill(svc.pid(), signal.SIGTERM)
+                    svc.proc.wait(timeout=20)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -232,9 +240,11 @@ shutdown_grace_seconds = 5
             argv = ["strace", "-f", "-y", "-qq", "-o", strace,
                     "-e", "trace=write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,"
                           "sync_file_range"] + argv
+        self.traced = bool(strace)
         self.stderr = open(self.stderr_path, "w")
         self.proc = procs.start(argv, env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=self.stderr, cwd=work)
+        procs.services.append(self)
         self.api = None
         deadline = time.time() + 60
         while time.time() < deadline and self.api is None:
@@ -264,29 +274,30 @@ shutdown_grace_seconds = 5
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
+    def pid(self):
+        """The service's PID: the child of strace when traced."""
+        pid = self.proc.pid
+        if self.traced:
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    return int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+        return pid
+
     def rss_kib(self):
         """VmRSS of the process (under qemu: qemu's, which includes the translator)."""
-        pid = self.proc.pid
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{self.pid()}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         return int(line.split()[1])
         except OSError:
             pass
-        # Under strace the service is a child of strace.
-        try:
-            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-            with open(f"/proc/{children[0]}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except (OSError, IndexError):
-            pass
         return -1
 
     def stop(self, timeout=60):
-        self.proc.send_signal(signal.SIGTERM)
+        os.kill(self.pid(), signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -406,7 +417,7 @@ def measure_calls(args, procs, work, cmd, calls, strace):
 
 def parse_trace(trace, data_dir):
     """Bytes written to files under data_dir and fsync-family calls on them, from strace -y."""
-    written, syncs = 0, 0
+    written, syncs = 0, {}
     rx = re.compile(r"^\d+\s+(\w+)\((\d+)<([^>]*)>.*\)\s+=\s+(-?\d+)")
     with open(trace, errors="replace") as f:
         for line in f:
@@ -415,7 +426,7 @@ def parse_trace(trace, data_dir):
                 continue
             call, ret = m.group(1), int(m.group(4))
             if call in ("fsync", "fdatasync", "sync_file_range"):
-                syncs += 1
+                syncs[call] = syncs.get(call, 0) + 1
             elif ret > 0:
                 written += ret
     return written, syncs
@@ -463,8 +474,10 @@ def figures(args, procs, work):
         rw, rs = parse_trace(run[1], run[2])
         print(f"FIGURE {label} data_dir_bytes_written_per_call={(rw - bw) / k:.0f} "
               f"(baseline start+stop {bw} B)")
-        print(f"FIGURE {label} data_dir_fsyncs_per_call={(rs - bs) / k:.2f} "
-              f"(baseline start+stop {bs})")
+        for name in sorted(set(rs) | set(bs)):
+            print(f"FIGURE {label} data_dir_{name}_per_call="
+                  f"{(rs.get(name, 0) - bs.get(name, 0)) / k:.2f} "
+                  f"(baseline start+stop {bs.get(name, 0)})")
 
 
 def main():
