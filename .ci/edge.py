@@ -100,6 +100,7 @@ class Procs:
 
     def __init__(self):
         self.procs = []
+        self.services = []
 
     def start(self, argv, **kw):
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kw)
@@ -107,6 +108,13 @@ class Procs:
         return p
 
     def stop_all(self):
+        for svc in self.services:  # a traced service: signal it, not strace
+            if svc.proc.poll() is None and svc.traced:
+                try:
+                    os.kill(svc.pid(), signal.SIGTERM)
+                    svc.proc.wait(timeout=20)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -189,7 +197,7 @@ class Receiver:
 class Service:
     """sip-assistant run --config FILE, secrets as files in a credentials directory."""
 
-    def __init__(self, procs, work, cmd, extra_config="", strace=None):
+    def __init__(self, procs, work, cmd, extra_config="", strace=None, extra_env=None):
         self.work = work
         self.data = os.path.join(work, "data")
         creds = os.path.join(work, "credentials")
@@ -224,6 +232,7 @@ shutdown_grace_seconds = 5
 {extra_config}
 """)
         self.env = dict(os.environ, CREDENTIALS_DIRECTORY=creds, RUST_LOG="info", NO_COLOR="1")
+        self.env.update(extra_env or {})
         self.cmd = cmd
         self.stderr_path = os.path.join(work, "service.log")
         argv = cmd + ["run", "--config", self.config]
@@ -231,9 +240,11 @@ shutdown_grace_seconds = 5
             argv = ["strace", "-f", "-y", "-qq", "-o", strace,
                     "-e", "trace=write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,"
                           "sync_file_range"] + argv
+        self.traced = bool(strace)
         self.stderr = open(self.stderr_path, "w")
         self.proc = procs.start(argv, env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=self.stderr, cwd=work)
+        procs.services.append(self)
         self.api = None
         deadline = time.time() + 60
         while time.time() < deadline and self.api is None:
@@ -263,29 +274,30 @@ shutdown_grace_seconds = 5
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
 
+    def pid(self):
+        """The service's PID: the child of strace when traced."""
+        pid = self.proc.pid
+        if self.traced:
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    return int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+        return pid
+
     def rss_kib(self):
         """VmRSS of the process (under qemu: qemu's, which includes the translator)."""
-        pid = self.proc.pid
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(f"/proc/{self.pid()}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         return int(line.split()[1])
         except OSError:
             pass
-        # Under strace the service is a child of strace.
-        try:
-            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
-            with open(f"/proc/{children[0]}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except (OSError, IndexError):
-            pass
         return -1
 
     def stop(self, timeout=60):
-        self.proc.send_signal(signal.SIGTERM)
+        os.kill(self.pid(), signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -317,7 +329,21 @@ def smoke(args, procs, work):
     sipp = Sipp(procs, work, keep=["ANSWER", "WAITBYE"])
     service_dir = os.path.join(work, "svc")
     os.makedirs(service_dir)
-    service = Service(procs, service_dir, cmd)
+    # What systemd gives a Type=notify service: a notify socket, and JOURNAL_STREAM (stderr is
+    # the journal: lines without timestamp or colour).
+    notify_path = os.path.join(work, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(30)
+    service = Service(procs, service_dir, cmd,
+                      extra_env={"NOTIFY_SOCKET": notify_path, "JOURNAL_STREAM": "8:12345"})
+    message = notify.recv(4096).decode()
+    check(message == "READY=1", f"sd_notify: expected READY=1, got {message!r}")
+    step("sd_notify: READY=1 once the API listens")
+    first = service.log().splitlines()[0]
+    check(first.lstrip().startswith("INFO") and "\x1b[" not in first,
+          f"under JOURNAL_STREAM a line should start with its level: {first!r}")
+    step(f"journald format (JOURNAL_STREAM set): {first.strip()!r}")
     # check-config on the same file and credentials the running service uses.
     out = subprocess.run(cmd + ["check-config", "--config", service.config], env=service.env,
                          capture_output=True, text=True, timeout=60)
@@ -358,6 +384,9 @@ def smoke(args, procs, work):
     code = service.stop()
     check(code == 0, f"exit code {code} after SIGTERM:\n{service.log()}")
     check("stopped" in service.log(), f"no 'stopped' line:\n{service.log()}")
+    message = notify.recv(4096).decode()
+    check(message == "STOPPING=1", f"sd_notify: expected STOPPING=1, got {message!r}")
+    step("sd_notify: STOPPING=1 on SIGTERM")
     check("\x1b[" not in service.log(), "ANSI escape codes in a non-terminal log")
     step(f"SIGTERM: exit 0, store flushes {service.flushes()}")
     step("smoke test passed")
@@ -388,7 +417,7 @@ def measure_calls(args, procs, work, cmd, calls, strace):
 
 def parse_trace(trace, data_dir):
     """Bytes written to files under data_dir and fsync-family calls on them, from strace -y."""
-    written, syncs = 0, 0
+    written, syncs = 0, {}
     rx = re.compile(r"^\d+\s+(\w+)\((\d+)<([^>]*)>.*\)\s+=\s+(-?\d+)")
     with open(trace, errors="replace") as f:
         for line in f:
@@ -397,7 +426,7 @@ def parse_trace(trace, data_dir):
                 continue
             call, ret = m.group(1), int(m.group(4))
             if call in ("fsync", "fdatasync", "sync_file_range"):
-                syncs += 1
+                syncs[call] = syncs.get(call, 0) + 1
             elif ret > 0:
                 written += ret
     return written, syncs
@@ -445,8 +474,10 @@ def figures(args, procs, work):
         rw, rs = parse_trace(run[1], run[2])
         print(f"FIGURE {label} data_dir_bytes_written_per_call={(rw - bw) / k:.0f} "
               f"(baseline start+stop {bw} B)")
-        print(f"FIGURE {label} data_dir_fsyncs_per_call={(rs - bs) / k:.2f} "
-              f"(baseline start+stop {bs})")
+        for name in sorted(set(rs) | set(bs)):
+            print(f"FIGURE {label} data_dir_{name}_per_call="
+                  f"{(rs.get(name, 0) - bs.get(name, 0)) / k:.2f} "
+                  f"(baseline start+stop {bs.get(name, 0)})")
 
 
 def main():
