@@ -434,3 +434,23 @@ fn direct_uri_to_sipp_without_a_registrar_and_two_at_once_with_a_third_queued() 
         assert_eq!(hook["message_played"], true, "{hook}");
     }
 }
+
+#[test]
+fn an_answer_without_a_usable_codec_fails_the_call_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sipp = Sipp::uas(SippScenario::AnswerG729);
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), None));
+    let id = post_call(
+        &app,
+        json!({"message": "m", "extension": sipp.uri("svc"), "callback_url": receiver.url("/hook")}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(30));
+    assert_eq!(hook["status"], "failed", "{hook}");
+    let error = hook["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("unusable SDP answer") && error.contains("no codec we support"),
+        "{error}"
+    );
+    assert_eq!(hook["message_played"], false);
+}

@@ -647,6 +647,8 @@ pub enum SippScenario {
     /// `bye_after: None` waits for the caller's BYE and answers 200, with `Some(d)` sends BYE itself after
     /// `d` and waits for its 200.
     Answer { bye_after: Option<Duration> },
+    /// As `Answer { bye_after: None }`, but the 200's SDP offers only G.729 (payload type 18).
+    AnswerG729,
     /// 100, 486 Busy Here, waits for the ACK.
     Busy,
     /// 100, 180, then waits for CANCEL: 200 to the CANCEL, 487 to the INVITE, waits for the ACK.
@@ -700,7 +702,9 @@ impl Sipp {
     pub fn uas(scenario: SippScenario) -> Sipp {
         let all = ["ANSWER", "WAITBYE", "SENDBYE", "BUSY", "RING"];
         let (keep, bye_ms): (&[&str], u128) = match scenario {
-            SippScenario::Answer { bye_after: None } => (&["ANSWER", "WAITBYE"], 0),
+            SippScenario::Answer { bye_after: None } | SippScenario::AnswerG729 => {
+                (&["ANSWER", "WAITBYE"], 0)
+            }
             SippScenario::Answer { bye_after: Some(d) } => (&["ANSWER", "SENDBYE"], d.as_millis()),
             SippScenario::Busy => (&["BUSY"], 0),
             SippScenario::RingForever => (&["RING"], 0),
@@ -719,7 +723,13 @@ impl Sipp {
             }
             _ => "",
         };
-        let xml = keep_blocks(template("uas.xml"), &all, keep)
+        let mut xml = keep_blocks(template("uas.xml"), &all, keep);
+        if scenario == SippScenario::AnswerG729 {
+            xml = xml
+                .replace("RTP/AVP 0\n", "RTP/AVP 18\n")
+                .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000");
+        }
+        let xml = xml
             .replace("__BYE_MS__", &bye_ms.to_string())
             .replace(
                 "<!-- __ACTIONS__: eregs the chosen blocks need (SIPp rejects variables that are set but never used) -->",
