@@ -44,7 +44,25 @@ fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
     Ok((command.unwrap_or(Command::Run), path))
 }
 
+/// glibc gives every thread that allocates its own malloc arena. Speech synthesis, prompt encoding
+/// and recognition run on smol's blocking pool, so each concurrent call touched its own arena, and
+/// memory freed in one was not reused by the others: 22.9 MB RSS per speaking call with 20 calls,
+/// 5.5 MB with two arenas (`.ci/figures`). `MALLOC_ARENA_MAX` in the environment still wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; called before any thread is started.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let (command, path) = match parse_args() {
         Ok(x) => x,
         Err(e) => {
