@@ -9,6 +9,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod espeak;
+pub mod flite;
+pub mod grammar;
+pub mod pocketsphinx;
+pub mod vad;
+pub mod wav;
+
 /// A boxed future, as the engine traits return (engines are chosen at run time).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
