@@ -2,15 +2,18 @@
 //!
 //! `SIP_ASSISTANT__<SECTION>__<KEY>` names a key here; the kind says how the variable's text becomes a
 //! TOML value (so `SIP_ASSISTANT__SIP__USER=1001` stays a string and `..__LOCAL_PORT=5070` a number).
+//! Sub-sections are dotted here and one more `__` in the variable:
+//! `SIP_ASSISTANT__SPEECH__FLITE__VOICE` sets `speech.flite.voice`.
 
 /// How an environment variable's text is turned into a TOML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Text,
     Integer,
+    Boolean,
 }
 
-/// Every settable key as (section, key, kind).
+/// Every settable key as (section, key, kind); a section may be dotted (`speech.flite`).
 pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("api", "listen", KeyKind::Text),
     ("api", "token", KeyKind::Text),
@@ -43,6 +46,17 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("webhook", "request_timeout_ms", KeyKind::Integer),
     ("speech", "tts", KeyKind::Text),
     ("speech", "stt", KeyKind::Text),
+    ("speech.flite", "voice", KeyKind::Text),
+    ("speech.espeak", "command", KeyKind::Text),
+    ("speech.espeak", "voice", KeyKind::Text),
+    ("speech.pocketsphinx", "model_dir", KeyKind::Text),
+    ("speech.pocketsphinx", "dict", KeyKind::Text),
+    ("speech.pocketsphinx", "reject_threshold", KeyKind::Integer),
+    ("speech.vad", "hangover_ms", KeyKind::Integer),
+    ("speech.vad", "min_speech_ms", KeyKind::Integer),
+    ("speech.vad", "max_utterance_seconds", KeyKind::Integer),
+    ("speech.cache", "memory_bytes", KeyKind::Integer),
+    ("speech.cache", "disk", KeyKind::Boolean),
     ("hooks", "dir", KeyKind::Text),
     ("log", "level", KeyKind::Text),
 ];
@@ -76,16 +90,27 @@ mod tests {
         c.webhook.secret = Some(crate::config::Secret::new("x"));
         c.webhook.secret_file = Some("x".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&c).expect("render")).expect("parse");
+        fn flatten(section: &str, body: &toml::Table, out: &mut Vec<(String, String, KeyKind)>) {
+            for (key, value) in body {
+                let kind = match value {
+                    toml::Value::Table(t) => {
+                        flatten(&format!("{section}.{key}"), t, out);
+                        continue;
+                    }
+                    toml::Value::Integer(_) => KeyKind::Integer,
+                    toml::Value::Boolean(_) => KeyKind::Boolean,
+                    _ => KeyKind::Text,
+                };
+                out.push((section.to_string(), key.clone(), kind));
+            }
+        }
         let mut from_structs = Vec::new();
         for (section, body) in &table {
-            for (key, value) in body.as_table().expect("sections are tables") {
-                let kind = if value.is_integer() {
-                    KeyKind::Integer
-                } else {
-                    KeyKind::Text
-                };
-                from_structs.push((section.clone(), key.clone(), kind));
-            }
+            flatten(
+                section,
+                body.as_table().expect("sections are tables"),
+                &mut from_structs,
+            );
         }
         assert_eq!(from_structs.len(), KEYS.len(), "{from_structs:?}");
         for (section, key, kind) in from_structs {

@@ -129,16 +129,22 @@ fn read_file(opts: &LoadOptions) -> Result<(toml::Table, ConfigSource), ConfigEr
     Ok((table, ConfigSource::File(path)))
 }
 
+/// Set `section.key`; a dotted section (`speech.flite`) names nested tables.
 fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
-    let entry = table
-        .entry(section.to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if !entry.is_table() {
-        *entry = toml::Value::Table(toml::Table::new());
+    let mut t = table;
+    for part in section.split('.') {
+        let entry = t
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(inner) = entry else {
+            return;
+        };
+        t = inner;
     }
-    if let toml::Value::Table(t) = entry {
-        t.insert(key.to_string(), value);
-    }
+    t.insert(key.to_string(), value);
 }
 
 /// The original project's variable names. `SIP_PORT` is the PBX's port: it completes the registrar
@@ -197,9 +203,10 @@ fn apply_prefixed_env(table: &mut toml::Table, opts: &LoadOptions) -> Result<(),
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        // The last `__` separates the key; earlier ones separate (sub-)sections.
         let (section, key) = path
-            .split_once("__")
-            .map(|(s, k)| (s.to_ascii_lowercase(), k.to_ascii_lowercase()))
+            .rsplit_once("__")
+            .map(|(s, k)| (s.replace("__", ".").to_ascii_lowercase(), k.to_ascii_lowercase()))
             .ok_or_else(|| ConfigError::Env {
                 var: name.clone(),
                 rule: "expected SIP_ASSISTANT__<SECTION>__<KEY>".into(),
@@ -217,6 +224,16 @@ fn apply_prefixed_env(table: &mut toml::Table, opts: &LoadOptions) -> Result<(),
                 })?;
                 toml::Value::Integer(n)
             }
+            KeyKind::Boolean => match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+                "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: name.clone(),
+                        rule: format!("{section}.{key} must be true or false (got '{value}')"),
+                    })
+                }
+            },
         };
         set(table, &section, &key, value);
     }
@@ -264,6 +281,32 @@ fn resolve_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_speech_keys_come_from_the_environment() {
+        let env = |pairs: &[(&str, &str)]| LoadOptions {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..LoadOptions::default()
+        };
+        let (c, _) = load(&env(&[
+            ("SIP_ASSISTANT__SPEECH__FLITE__VOICE", "awb"),
+            ("SIP_ASSISTANT__SPEECH__CACHE__DISK", "false"),
+            ("SIP_ASSISTANT__SPEECH__VAD__HANGOVER_MS", "700"),
+            ("SIP_ASSISTANT__SPEECH__TTS", "espeak"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.speech.flite.voice, "awb");
+        assert!(!c.speech.cache.disk);
+        assert_eq!(c.speech.vad.hangover_ms, 700);
+        assert_eq!(c.speech.tts, "espeak");
+        let bad = load(&env(&[("SIP_ASSISTANT__SPEECH__CACHE__DISK", "maybe")]));
+        assert!(matches!(bad, Err(ConfigError::Env { .. })), "{bad:?}");
+        let unknown = load(&env(&[("SIP_ASSISTANT__SPEECH__FLITE__PITCH", "3")]));
+        assert!(matches!(unknown, Err(ConfigError::Env { .. })), "{unknown:?}");
+    }
 
     #[test]
     fn port_detection() {

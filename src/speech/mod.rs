@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod cache;
+pub mod engines;
 pub mod espeak;
 pub mod flite;
 pub mod grammar;
