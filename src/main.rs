@@ -88,11 +88,29 @@ fn main() -> ExitCode {
             );
             println!("# source: {source}; secrets are redacted\n");
             print!("{}", config.to_redacted_toml());
-            ExitCode::SUCCESS
+            let problems = sip_assistant::speech::engines::probe(&config);
+            if problems.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("sip-assistant: speech engines cannot start:");
+            for p in &problems {
+                eprintln!("  {p}");
+            }
+            ExitCode::from(1)
         }
         Command::Run => {
             sip_assistant::logging::init(&config.log.level);
             tracing::info!(config = %source, "starting sip-assistant {}", env!("CARGO_PKG_VERSION"));
+            // The configured speech engines must be able to start: refuse to run rather than
+            // answer calls that cannot speak or listen.
+            let problems = sip_assistant::speech::engines::probe(&config);
+            if !problems.is_empty() {
+                for p in &problems {
+                    tracing::error!(error = %p, "speech engine cannot start");
+                    eprintln!("sip-assistant: {p}");
+                }
+                return ExitCode::from(1);
+            }
             match smol::block_on(sip_assistant::app::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -289,6 +289,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nested_speech_keys_come_from_the_environment() {
+        let env = |pairs: &[(&str, &str)]| LoadOptions {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..LoadOptions::default()
+        };
+        let (c, _) = load(&env(&[
+            ("SIP_ASSISTANT__SPEECH__FLITE__VOICE", "awb"),
+            ("SIP_ASSISTANT__SPEECH__CACHE__DISK", "false"),
+            ("SIP_ASSISTANT__SPEECH__VAD__HANGOVER_MS", "700"),
+            ("SIP_ASSISTANT__SPEECH__TTS", "espeak"),
+        ]))
+        .expect("valid");
+        assert_eq!(c.speech.flite.voice, "awb");
+        assert!(!c.speech.cache.disk);
+        assert_eq!(c.speech.vad.hangover_ms, 700);
+        assert_eq!(c.speech.tts, "espeak");
+        let bad = load(&env(&[("SIP_ASSISTANT__SPEECH__CACHE__DISK", "maybe")]));
+        assert!(matches!(bad, Err(ConfigError::Env { .. })), "{bad:?}");
+        let unknown = load(&env(&[("SIP_ASSISTANT__SPEECH__FLITE__PITCH", "3")]));
+        assert!(matches!(unknown, Err(ConfigError::Env { .. })), "{unknown:?}");
+    }
+
+    #[test]
     fn port_detection() {
         assert!(has_port("pbx.lan:5060"));
         assert!(!has_port("pbx.lan"));

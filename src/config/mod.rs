@@ -267,12 +267,19 @@ impl Default for WebhookConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpeechConfig {
+    /// Text-to-speech engine: flite (default), espeak, piper, wyoming, openai.
     pub tts: String,
+    /// Speech-to-text engine: pocketsphinx (default), whisper, wyoming, openai.
     pub stt: String,
     pub wyoming: WyomingConfig,
     pub openai: OpenAiConfig,
     pub piper: PiperConfig,
     pub whisper: WhisperConfig,
+    pub flite: FliteConfig,
+    pub espeak: EspeakConfig,
+    pub pocketsphinx: PocketSphinxConfig,
+    pub vad: VadSettings,
+    pub cache: SpeechCacheConfig,
 }
 
 impl Default for SpeechConfig {
@@ -284,6 +291,105 @@ impl Default for SpeechConfig {
             openai: OpenAiConfig::default(),
             piper: PiperConfig::default(),
             whisper: WhisperConfig::default(),
+            flite: FliteConfig::default(),
+            espeak: EspeakConfig::default(),
+            pocketsphinx: PocketSphinxConfig::default(),
+            vad: VadSettings::default(),
+            cache: SpeechCacheConfig::default(),
+        }
+    }
+}
+
+/// `[speech.flite]`: the embedded default TTS (English only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FliteConfig {
+    /// slt (default), kal, awb or rms; a call's `voice` overrides it.
+    pub voice: String,
+}
+
+impl Default for FliteConfig {
+    fn default() -> Self {
+        Self { voice: "slt".into() }
+    }
+}
+
+/// `[speech.espeak]`: eSpeak NG as a subprocess (100+ languages).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EspeakConfig {
+    /// The command to run.
+    pub command: String,
+    /// Voice when a call names neither voice nor language.
+    pub voice: String,
+}
+
+impl Default for EspeakConfig {
+    fn default() -> Self {
+        Self {
+            command: "espeak-ng".into(),
+            voice: "en-us".into(),
+        }
+    }
+}
+
+/// `[speech.pocketsphinx]`: the embedded default STT (English).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PocketSphinxConfig {
+    pub model_dir: PathBuf,
+    pub dict: PathBuf,
+    /// Lowest path score per second of audio an answer may have (negative; higher = stricter).
+    pub reject_threshold: i64,
+}
+
+impl Default for PocketSphinxConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: crate::speech::pocketsphinx::DEFAULT_MODEL_DIR.into(),
+            dict: crate::speech::pocketsphinx::DEFAULT_DICT.into(),
+            reject_threshold: crate::speech::pocketsphinx::DEFAULT_REJECT_THRESHOLD,
+        }
+    }
+}
+
+/// `[speech.vad]`: when the caller has finished speaking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VadSettings {
+    /// Silence that ends an answer.
+    pub hangover_ms: u32,
+    /// Shorter sounds are ignored.
+    pub min_speech_ms: u32,
+    /// An answer is cut after this long.
+    pub max_utterance_seconds: u32,
+}
+
+impl Default for VadSettings {
+    fn default() -> Self {
+        Self {
+            hangover_ms: 500,
+            min_speech_ms: 200,
+            max_utterance_seconds: 10,
+        }
+    }
+}
+
+/// `[speech.cache]`: rendered prompts kept for reuse.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpeechCacheConfig {
+    /// Memory for cached audio, in bytes (0 = no memory cache).
+    pub memory_bytes: u64,
+    /// Also keep renderings in `<store.data_dir>/tts-cache/`.
+    pub disk: bool,
+}
+
+impl Default for SpeechCacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 32 * 1024 * 1024,
+            disk: true,
         }
     }
 }

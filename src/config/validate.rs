@@ -124,6 +124,7 @@ pub fn check(c: &Config) -> Vec<Problem> {
         );
     }
     check_speech_remote(c, &mut k);
+    check_speech(c, &mut k);
     if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
         k.fail(
             "log.level",
@@ -134,6 +135,49 @@ pub fn check(c: &Config) -> Vec<Problem> {
         );
     }
     k.0
+}
+
+fn check_speech(c: &Config, k: &mut Checker) {
+    let s = &c.speech;
+    if !crate::speech::flite::known_voices().any(|v| v == s.flite.voice) {
+        k.fail(
+            "speech.flite.voice",
+            format!(
+                "must be one of {} (got '{}')",
+                crate::speech::flite::known_voices()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.flite.voice
+            ),
+        );
+    }
+    if s.espeak.command.trim().is_empty() {
+        k.fail("speech.espeak.command", "must not be empty");
+    }
+    if s.espeak.voice.is_empty() || s.espeak.voice.starts_with('-') {
+        k.fail(
+            "speech.espeak.voice",
+            "must be an espeak-ng voice name such as en-us",
+        );
+    }
+    if s.pocketsphinx.reject_threshold > 0 || s.pocketsphinx.reject_threshold < -100_000 {
+        k.fail(
+            "speech.pocketsphinx.reject_threshold",
+            format!(
+                "must be between -100000 and 0 (got {})",
+                s.pocketsphinx.reject_threshold
+            ),
+        );
+    }
+    k.range("speech.vad.hangover_ms", s.vad.hangover_ms.into(), 100, 5000);
+    k.range("speech.vad.min_speech_ms", s.vad.min_speech_ms.into(), 32, 2000);
+    k.range(
+        "speech.vad.max_utterance_seconds",
+        s.vad.max_utterance_seconds.into(),
+        1,
+        120,
+    );
+    k.range("speech.cache.memory_bytes", s.cache.memory_bytes, 0, 4 << 30);
 }
 
 fn check_sip(c: &Config, k: &mut Checker) {
@@ -283,6 +327,9 @@ mod tests {
         c.media.rtp_port_min = 40001;
         c.calls.max_concurrent = 0;
         c.speech.tts = "sam".into();
+        c.speech.flite.voice = "hal".into();
+        c.speech.vad.hangover_ms = 0;
+        c.speech.pocketsphinx.reject_threshold = 5;
         c.sip.registrar = Some("pbx.lan:99999".into());
         let got = keys(&c);
         for key in [
@@ -290,6 +337,9 @@ mod tests {
             "media.rtp_port_min",
             "calls.max_concurrent",
             "speech.tts",
+            "speech.flite.voice",
+            "speech.vad.hangover_ms",
+            "speech.pocketsphinx.reject_threshold",
             "sip.registrar",
             "sip.user",
         ] {

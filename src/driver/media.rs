@@ -146,7 +146,7 @@ impl MediaThread {
                 run(rx, epoch);
             })
             .map_err(MediaError::Thread)?;
-        let first = if min % 2 == 0 { min } else { min + 1 };
+        let first = if min.is_multiple_of(2) { min } else { min + 1 };
         Ok((
             Self {
                 cmds: tx,

@@ -119,9 +119,10 @@ async fn local_ip_towards(host: &str, port: u16) -> Option<String> {
 
 impl SipEngine {
     /// Bind the SIP sockets, start the driver and the media thread and, with a registrar, register.
-    /// Answered calls run the configured speech script. When its engines cannot start, the
-    /// service still places calls, logs the error with what to install or set, and every
-    /// answered call says in its timeline that nothing could be spoken ([`NoSpeechScript`]).
+    /// Answered calls run the configured speech script. The binary refuses to start when the
+    /// engines cannot (`speech::engines::probe`); should building them still fail here, the
+    /// service places calls, logs the error with what to install or set, and every answered call
+    /// says in its timeline that nothing could be spoken ([`NoSpeechScript`]).
     pub async fn start(config: &Config) -> Result<Self, DriverError> {
         let script: Arc<dyn CallScript> = match super::speech_setup::speech_script(config) {
             Ok(s) => Arc::new(s),

@@ -152,7 +152,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             // Wake 0-3 ms late, and now and then 70 ms late.
-            let late = if x % 500 == 0 { 70_000 } else { x % 3_000 };
+            let late = if x.is_multiple_of(500) { 70_000 } else { x % 3_000 };
             let due = p.due(p.deadline() + Duration::from_micros(late));
             ran += u64::from(due.count);
             burst_max = burst_max.max(due.count);

@@ -205,7 +205,7 @@ fn begin_packet(count: u8, packet_type: u8, out: &mut Vec<u8>) -> usize {
 
 /// Zero-pads the packet begun at `start` to a 32-bit boundary and fills in its length field.
 fn finish_packet(start: usize, out: &mut Vec<u8>) {
-    while (out.len() - start) % 4 != 0 {
+    while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
     }
     let words = ((out.len() - start) / 4 - 1) as u16;

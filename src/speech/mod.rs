@@ -6,6 +6,8 @@
 //! 16 kHz stream the media plane decodes (`MediaEvent::Audio16k`), already cut to one utterance by
 //! the voice-activity detector, so silence never reaches an engine that would invent text on it.
 
+pub mod cache;
+pub mod engines;
 pub mod espeak;
 pub mod flite;
 pub mod grammar;

@@ -1326,7 +1326,7 @@ fn mutated_messages_never_panic_and_tables_stay_bounded() {
             for _ in 0..edits {
                 mutate(&mut m, &mut x);
             }
-            if xorshift(&mut x) % 4 != 0 {
+            if !xorshift(&mut x).is_multiple_of(4) {
                 fix_content_length(&mut m);
             }
             let transport = if i % 7 == 0 {

@@ -1,0 +1,161 @@
+//! The configured engines, built from `[speech]`: what `app` hands to the call script.
+//!
+//! [`build`] returns the TTS engine behind the prompt cache, the recognizer and the endpointer
+//! settings; [`probe`] checks that each configured engine can start here (its library opens, its
+//! model files exist, its command runs) and says what to install or set when it cannot. Both
+//! `check-config` and start-up run the probe, and both refuse to go on when it fails: a phone
+//! call that cannot speak or listen is worse than a service that does not start.
+
+use std::sync::Arc;
+
+use super::cache::CachedSynthesizer;
+use super::espeak::Espeak;
+use super::flite::{self, FliteSynthesizer};
+use super::pocketsphinx::{self, PocketSphinx, PocketSphinxSettings};
+use super::vad::VadConfig;
+use super::{OpenAiRecognizer, OpenAiSynthesizer, PiperSynthesizer, WhisperRecognizer};
+use super::{Recognizer, SpeechError, Synthesizer, WyomingRecognizer, WyomingSynthesizer};
+use crate::config::{Config, SpeechConfig};
+
+/// The speech engines of one running service.
+pub struct Engines {
+    /// The configured TTS engine behind the prompt cache.
+    pub tts: Arc<CachedSynthesizer>,
+    pub stt: Arc<dyn Recognizer>,
+    /// Endpointer settings for each listen (`no_speech_timeout_ms` is left to the call script,
+    /// whose `choice.timeout_seconds` governs).
+    pub vad: VadConfig,
+}
+
+fn pocketsphinx_settings(s: &SpeechConfig) -> PocketSphinxSettings {
+    PocketSphinxSettings {
+        model_dir: s.pocketsphinx.model_dir.clone(),
+        dict: s.pocketsphinx.dict.clone(),
+        reject_threshold: s.pocketsphinx.reject_threshold,
+        ..PocketSphinxSettings::default()
+    }
+}
+
+/// Endpointer settings from `[speech.vad]`.
+pub fn vad_config(s: &SpeechConfig) -> VadConfig {
+    VadConfig {
+        hangover_ms: s.vad.hangover_ms,
+        min_speech_ms: s.vad.min_speech_ms,
+        max_utterance_ms: s.vad.max_utterance_seconds.saturating_mul(1000),
+        ..VadConfig::default()
+    }
+}
+
+/// The configured TTS engine, uncached.
+pub fn synthesizer(s: &SpeechConfig) -> Result<Arc<dyn Synthesizer>, SpeechError> {
+    match s.tts.as_str() {
+        "flite" => Ok(Arc::new(FliteSynthesizer::new(s.flite.voice.clone()))),
+        "espeak" => Ok(Arc::new(Espeak::new(
+            s.espeak.command.clone(),
+            s.espeak.voice.clone(),
+        ))),
+        "piper" => Ok(Arc::new(PiperSynthesizer::new(&s.piper)?)),
+        "wyoming" => Ok(Arc::new(WyomingSynthesizer::new(&s.wyoming)?)),
+        "openai" => Ok(Arc::new(OpenAiSynthesizer::new(&s.openai)?)),
+        other => Err(SpeechError::Invalid(format!("unknown speech.tts '{other}'"))),
+    }
+}
+
+/// The configured recognizer.
+pub fn recognizer(s: &SpeechConfig) -> Result<Arc<dyn Recognizer>, SpeechError> {
+    match s.stt.as_str() {
+        "pocketsphinx" => Ok(Arc::new(PocketSphinx::new(pocketsphinx_settings(s)))),
+        "wyoming" => Ok(Arc::new(WyomingRecognizer::new(&s.wyoming)?)),
+        "openai" => Ok(Arc::new(OpenAiRecognizer::new(&s.openai)?)),
+        // Always `Unavailable` in this build (no ggml model is obtainable), saying why.
+        "whisper" => match WhisperRecognizer::new(&s.whisper) {
+            Err(e) => Err(e),
+            Ok(_) => Err(SpeechError::Invalid(
+                "speech.stt = whisper is not available in this build".into(),
+            )),
+        },
+        other => Err(SpeechError::Invalid(format!("unknown speech.stt '{other}'"))),
+    }
+}
+
+/// Build the engines of `config` (cheap for the embedded engines, whose libraries and models load
+/// on first use or in [`probe`]; Piper loads its voice here). Remote engines are not contacted:
+/// a server that is down fails the step of the call that needs it, which the call records.
+pub fn build(config: &Config) -> Result<Engines, SpeechError> {
+    let s = &config.speech;
+    let inner = synthesizer(s)?;
+    let disk = s.cache.disk.then(|| config.store.data_dir.join("tts-cache"));
+    let memory = usize::try_from(s.cache.memory_bytes).unwrap_or(usize::MAX);
+    Ok(Engines {
+        tts: Arc::new(CachedSynthesizer::new(inner, memory, disk)),
+        stt: recognizer(s)?,
+        vad: vad_config(s),
+    })
+}
+
+/// Check that the configured engines can start; every problem found, empty when all is well.
+pub fn probe(config: &Config) -> Vec<SpeechError> {
+    let s = &config.speech;
+    let mut problems = Vec::new();
+    let tts = match s.tts.as_str() {
+        "flite" => flite::probe(&s.flite.voice),
+        "espeak" => Espeak::new(s.espeak.command.clone(), s.espeak.voice.clone()).probe(),
+        "piper" => PiperSynthesizer::probe(&s.piper).map(|_| ()),
+        _ => synthesizer(s).map(|_| ()),
+    };
+    problems.extend(tts.err());
+    let stt = match s.stt.as_str() {
+        "pocketsphinx" => pocketsphinx::probe(&pocketsphinx_settings(s)),
+        "whisper" => WhisperRecognizer::probe(&s.whisper).map(|_| ()),
+        _ => recognizer(s).map(|_| ()),
+    };
+    problems.extend(stt.err());
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_build_and_probe_clean() {
+        let c = Config::default();
+        assert_eq!(probe(&c), Vec::<SpeechError>::new());
+        let e = build(&c).expect("build");
+        assert_eq!(e.tts.name(), "flite");
+        assert_eq!(e.stt.name(), "pocketsphinx");
+        assert_eq!(e.vad.hangover_ms, 500);
+        assert_eq!(e.vad.max_utterance_ms, 10_000);
+    }
+
+    #[test]
+    fn probe_reports_each_engine_that_cannot_start() {
+        let mut c = Config::default();
+        c.speech.tts = "espeak".into();
+        c.speech.espeak.command = "/nonexistent/espeak-ng".into();
+        c.speech.pocketsphinx.dict = "/nonexistent/dict".into();
+        let problems = probe(&c);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].to_string().contains("apt install espeak-ng"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[1].to_string().contains("speech.pocketsphinx.dict"),
+            "{}",
+            problems[1]
+        );
+
+        c.speech.tts = "flite".into();
+        c.speech.stt = "whisper".into();
+        c.speech.pocketsphinx.dict = crate::speech::pocketsphinx::DEFAULT_DICT.into();
+        let problems = probe(&c);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            matches!(&problems[0], SpeechError::Unavailable { engine, .. } if engine == "whisper"),
+            "{problems:?}"
+        );
+        assert!(build(&c).is_err());
+    }
+}
