@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod call;
+pub mod choice;
 pub mod config;
 pub mod driver;
 pub mod logging;
