@@ -10,6 +10,7 @@ use futures_lite::{FutureExt, StreamExt};
 use crate::api::{self, ApiState};
 use crate::call::{CallEngine, Timestamp};
 use crate::config::Config;
+use crate::hooks::{Hooks, HooksError, HooksSettings};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient, WorkerHandle};
@@ -25,6 +26,8 @@ pub enum AppError {
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(transparent)]
+    Hooks(#[from] HooksError),
+    #[error(transparent)]
     Sip(#[from] crate::driver::DriverError),
 }
 
@@ -39,6 +42,8 @@ pub struct App {
     pub store: Arc<Store>,
     pub scheduler: Scheduler,
     pub webhooks: WorkerHandle,
+    /// WebAssembly choice hooks from `hooks.dir`, reloaded on change and on SIGHUP.
+    pub hooks: Hooks,
     /// Closed at shutdown: stops the housekeeping tasks so the store can be reopened.
     housekeeping: async_channel::Sender<()>,
 }
@@ -71,13 +76,20 @@ impl App {
         scheduler
             .recover()
             .map_err(|e| AppError::Store(dir.display().to_string(), e))?;
+        let hooks = Hooks::new(HooksSettings::from_config(
+            &config.hooks,
+            Some(dir.join("hooks-cache")),
+        ))?;
+        hooks.reload_blocking();
         let (housekeeping, stop) = async_channel::bounded(1);
+        hooks.spawn_watcher(crate::hooks::POLL_INTERVAL, stop.clone());
         spawn_housekeeping(store.clone(), config.store.retention_days, stop);
         Ok(Self {
             config,
             store,
             scheduler,
             webhooks,
+            hooks,
             housekeeping,
         })
     }
@@ -88,6 +100,7 @@ impl App {
             store: self.store.clone(),
             token: self.config.api.token.clone(),
             registrar_configured: self.config.sip.registrar.is_some(),
+            hooks: self.hooks.clone(),
         }
     }
 
@@ -175,8 +188,12 @@ fn sd_notify(state: &str) {
 
 /// Run the service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), AppError> {
-    let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-        .map_err(AppError::Signals)?;
+    let mut signals = async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(AppError::Signals)?;
     let engine = crate::driver::SipEngine::start(&config).await?;
     let app = App::start(config, Arc::new(engine))?;
     let addr = app.config.api_listen();
@@ -198,7 +215,15 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     };
     tracing::info!(listen = %bound, version = env!("CARGO_PKG_VERSION"), "API listening on http://{bound}");
     sd_notify("READY=1");
-    let signal = signals.next().await;
+    let signal = loop {
+        match signals.next().await {
+            Some(Ok(async_signal::Signal::Hup)) => {
+                let report = app.hooks.reload().await;
+                tracing::info!(?report, "SIGHUP: hooks reloaded");
+            }
+            other => break other,
+        }
+    };
     tracing::info!(
         ?signal,
         "shutting down: new calls get 503, running calls may finish"

@@ -44,6 +44,10 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech", "tts", KeyKind::Text),
     ("speech", "stt", KeyKind::Text),
     ("hooks", "dir", KeyKind::Text),
+    ("hooks", "default", KeyKind::Text),
+    ("hooks", "timeout_ms", KeyKind::Integer),
+    ("hooks", "memory_bytes", KeyKind::Integer),
+    ("hooks", "fuel", KeyKind::Integer),
     ("log", "level", KeyKind::Text),
 ];
 
@@ -75,6 +79,7 @@ mod tests {
         c.sip.public_address = Some("x".into());
         c.webhook.secret = Some(crate::config::Secret::new("x"));
         c.webhook.secret_file = Some("x".into());
+        c.hooks.default = Some("x".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&c).expect("render")).expect("parse");
         let mut from_structs = Vec::new();
         for (section, body) in &table {
