@@ -152,6 +152,31 @@ pub fn call(
         .map_err(|e| classify(&e, &store, limits, false))
 }
 
+/// Create a store and instantiate `pre` without calling it (for measurements).
+pub fn instantiate_only(
+    engine: &Engine,
+    hook: &str,
+    pre: &Prepared,
+    limits: Limits,
+) -> Result<(), GuestFailure> {
+    let state = GuestState {
+        hook: hook.to_string(),
+        memory_limit: limits.memory_bytes,
+        memory_exceeded: false,
+        log_lines_left: LOG_LINES_PER_CALL,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s);
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|e| GuestFailure::Instantiate(e.to_string()))?;
+    store.set_epoch_deadline(deadline_ticks(limits.timeout));
+    store.epoch_deadline_trap();
+    pre.instantiate(&mut store)
+        .map(|_| ())
+        .map_err(|e| classify(&e, &store, limits, true))
+}
+
 fn classify(
     err: &wasmtime::Error,
     store: &Store<GuestState>,

@@ -470,6 +470,21 @@ impl Hooks {
         }
     }
 
+    /// Time `n` bare instantiations of hook `name` (fresh store each, no call): for benchmarks.
+    pub fn time_instantiation(&self, name: &str, n: u32) -> Option<Duration> {
+        let loaded = self.read_entries().get(name)?.loaded.clone()?;
+        let limits = Limits {
+            fuel: self.inner.settings.fuel,
+            timeout: self.inner.settings.timeout,
+            memory_bytes: self.inner.settings.memory_bytes,
+        };
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            guest::instantiate_only(&self.inner.engine, name, &loaded.prepared, limits).ok()?;
+        }
+        Some(started.elapsed())
+    }
+
     fn builtin(&self, input: &HookInput, fallback: Option<String>) -> Decided {
         let decision = match_answer(&input.answer(), &input.options, &self.inner.settings.builtin);
         let verdict = match &decision {
