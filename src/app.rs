@@ -10,6 +10,7 @@ use futures_lite::{FutureExt, StreamExt};
 use crate::api::{self, ApiState};
 use crate::call::{CallEngine, Timestamp};
 use crate::config::Config;
+use crate::hooks::{Hooks, HooksError, HooksSettings};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient, WorkerHandle};
@@ -24,6 +25,8 @@ pub enum AppError {
     Listen(SocketAddr, std::io::Error),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Hooks(#[from] HooksError),
     #[error(transparent)]
     Sip(#[from] crate::driver::DriverError),
 }
@@ -44,6 +47,8 @@ pub struct App {
     pub webhooks: WorkerHandle,
     /// The delivery worker, awaited (briefly) at shutdown so in-flight webhooks are not cut off.
     worker: std::sync::Mutex<Option<smol::Task<()>>>,
+    /// WebAssembly choice hooks from `hooks.dir`, reloaded on change and on SIGHUP.
+    pub hooks: Hooks,
     /// Closed at shutdown: stops the housekeeping tasks so the store can be reopened.
     housekeeping: async_channel::Sender<()>,
 }
@@ -51,6 +56,16 @@ pub struct App {
 impl App {
     /// Open the store, start the webhook worker and recover calls; `engine` places calls.
     pub fn start(config: Config, engine: Arc<dyn CallEngine>) -> Result<Self, AppError> {
+        let hooks = load_hooks(&config)?;
+        Self::start_with_hooks(config, engine, hooks)
+    }
+
+    /// As [`App::start`], with hooks already loaded ([`load_hooks`]) and shared with `engine`.
+    pub fn start_with_hooks(
+        config: Config,
+        engine: Arc<dyn CallEngine>,
+        hooks: Hooks,
+    ) -> Result<Self, AppError> {
         let dir = &config.store.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| AppError::DataDir(dir.display().to_string(), e))?;
         let store = Arc::new(Store::open(dir).map_err(|e| AppError::Store(dir.display().to_string(), e))?);
@@ -77,6 +92,7 @@ impl App {
             .recover()
             .map_err(|e| AppError::Store(dir.display().to_string(), e))?;
         let (housekeeping, stop) = async_channel::bounded(1);
+        hooks.spawn_watcher(crate::hooks::POLL_INTERVAL, stop.clone());
         spawn_housekeeping(store.clone(), config.store.retention_days, stop);
         Ok(Self {
             config,
@@ -84,6 +100,7 @@ impl App {
             scheduler,
             webhooks,
             worker: std::sync::Mutex::new(Some(worker)),
+            hooks,
             housekeeping,
         })
     }
@@ -94,6 +111,7 @@ impl App {
             store: self.store.clone(),
             token: self.config.api.token.clone(),
             registrar_configured: self.config.sip.registrar.is_some(),
+            hooks: self.hooks.clone(),
         }
     }
 
@@ -195,12 +213,29 @@ fn sd_notify(state: &str) {
     }
 }
 
+/// Set up the WebAssembly hooks of `hooks.dir` and load them (blocking: compiles what the cache
+/// lacks). The built-in fallback uses the `[script]` matcher settings.
+pub fn load_hooks(config: &Config) -> Result<Hooks, AppError> {
+    let mut settings =
+        HooksSettings::from_config(&config.hooks, Some(config.store.data_dir.join("hooks-cache")));
+    settings.builtin = crate::driver::speech_setup::match_settings(config);
+    let hooks = Hooks::new(settings)?;
+    hooks.reload_blocking();
+    Ok(hooks)
+}
+
 /// Run the service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), AppError> {
-    let mut signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-        .map_err(AppError::Signals)?;
-    let engine = crate::driver::SipEngine::start(&config).await?;
-    let app = App::start(config, Arc::new(engine))?;
+    let mut signals = async_signal::Signals::new([
+        async_signal::Signal::Term,
+        async_signal::Signal::Int,
+        async_signal::Signal::Hup,
+    ])
+    .map_err(AppError::Signals)?;
+    let hooks = load_hooks(&config)?;
+    let decider = Arc::new(crate::driver::HookDecider { hooks: hooks.clone() });
+    let engine = crate::driver::SipEngine::start_with_decider(&config, decider).await?;
+    let app = App::start_with_hooks(config, Arc::new(engine), hooks)?;
     let addr = app.config.api_listen();
     let server = api::router(app.api_state());
     let (bound_tx, bound_rx) = async_channel::bounded(1);
@@ -220,7 +255,15 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     };
     tracing::info!(listen = %bound, version = env!("CARGO_PKG_VERSION"), "API listening on http://{bound}");
     sd_notify("READY=1");
-    let signal = signals.next().await;
+    let signal = loop {
+        match signals.next().await {
+            Some(Ok(async_signal::Signal::Hup)) => {
+                let report = app.hooks.reload().await;
+                tracing::info!(?report, "SIGHUP: hooks reloaded");
+            }
+            other => break other,
+        }
+    };
     tracing::info!(
         ?signal,
         "shutting down: new calls get 503, running calls may finish"

@@ -10,6 +10,7 @@ pub mod call;
 pub mod choice;
 pub mod config;
 pub mod driver;
+pub mod hooks;
 pub mod logging;
 pub mod media;
 pub mod rng;

@@ -2,6 +2,8 @@
 //! speech (the embedded engines: flite speaks, pocketsphinx listens) → choice → store → webhook
 //! (a real HTTP receiver). Each test starts its own PBX, phones and service on loopback.
 
+#[path = "support/guests.rs"]
+mod guests;
 #[path = "support/harness.rs"]
 mod harness;
 #[path = "support/peers.rs"]
@@ -453,4 +455,108 @@ fn an_answer_without_a_usable_codec_fails_the_call_with_the_reason() {
         "{error}"
     );
     assert_eq!(hook["message_played"], false);
+}
+
+/// The service's way of starting: hooks from `hooks.dir` decide the answers.
+fn start_with_hooks(config: Config) -> App {
+    let hooks = sip_assistant::app::load_hooks(&config).expect("hooks");
+    let decider = Arc::new(sip_assistant::driver::HookDecider { hooks: hooks.clone() });
+    let engine = smol::block_on(SipEngine::start_with_decider(&config, decider)).expect("SIP engine");
+    App::start_with_hooks(config, Arc::new(engine), hooks).expect("app")
+}
+
+#[test]
+fn a_hook_named_by_the_request_decides_and_a_broken_default_falls_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hooks_dir = dir.path().join("hooks");
+    std::fs::create_dir_all(&hooks_dir).expect("hooks dir");
+    guests::install(&hooks_dir, "ordinals", "ordinals");
+    std::fs::write(hooks_dir.join("broken.wasm"), b"\0asm but not really").expect("broken hook");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1007", "pw-1007")], 30_000);
+    let silence = dir.path().join("silence.wav");
+    peers::write_silence_wav(&silence, 16_000, 90.0);
+    let phone = Phone::start(
+        "1007",
+        "pw-1007",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&silence),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let mut config = config_for(dir.path(), Some(k.port));
+    config.hooks.dir = hooks_dir;
+    config.hooks.default = Some("broken".into());
+    let app = start_with_hooks(config);
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+    // A request may not name a hook that did not load.
+    let body = json!({"message": "x", "extension": "1007", "callback_url": receiver.url("/unused"),
+                      "choice": {"prompt": "p", "options": [{"value": "a"}], "matcher": "broken"}})
+    .to_string();
+    let r = request(&router(&app), "POST", "/call", Some(body.as_bytes()), &[]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("choice.matcher 'broken' is not a loaded hook"),
+        "{}",
+        r.text
+    );
+
+    // The hook the request names decides: key 2 through the ordinals hook.
+    let mut with_matcher = choice(15, 2);
+    with_matcher["matcher"] = json!("ordinals");
+    let mut decided = Vec::new();
+    for choice in [with_matcher, choice(15, 2)] {
+        let id = post_call(
+            &app,
+            json!({"message": "This is a reminder.", "extension": "1007",
+                   "callback_url": receiver.url("/hook"), "choice": choice}),
+        );
+        assert!(
+            wait_for(Duration::from_secs(20), || count(&record(&app, &id), "prompt")
+                >= 1),
+            "{}",
+            record(&app, &id)
+        );
+        phone.command("sndcode", "2").expect("sndcode");
+        let hook = webhook_of(&receiver, &id, Duration::from_secs(30));
+        let rec = record(&app, &id);
+        assert_eq!(hook["choice_response"], "cancelled", "{rec}");
+        let matched = timeline(&rec)
+            .into_iter()
+            .find(|(e, _)| e == "matched")
+            .map(|(_, d)| d)
+            .unwrap_or_else(|| panic!("no match in {rec}"));
+        decided.push(matched);
+        // One call at a time on the one phone.
+        assert!(
+            wait_for(Duration::from_secs(10), || record(&app, &id)["status"]
+                == "completed"),
+            "{}",
+            record(&app, &id)
+        );
+    }
+    assert_eq!(decided[0], "cancelled: hook 'ordinals': option 2", "{decided:?}");
+    // No matcher named: the configured default, which failed to load, so the built-in matcher
+    // decided and the timeline says why.
+    assert!(
+        decided[1].starts_with("cancelled: hook 'broken' failed to load; fallback to the built-in matcher"),
+        "{decided:?}"
+    );
+    let hooks = request(&router(&app), "GET", "/hooks", None, &[]).json();
+    let broken = hooks["hooks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|h| h["name"] == "broken"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{hooks}"));
+    assert_eq!(broken["failures"], 1, "{hooks}");
+    assert_eq!(broken["loaded"], false, "{hooks}");
 }

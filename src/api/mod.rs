@@ -1,6 +1,7 @@
 //! The REST API on tide: the only module that names tide. Routes are in [`routes`], request
 //! validation in [`validate`]. Every error is JSON `{"detail": "..."}`, also tide's own 404/405.
 
+mod hooks;
 mod routes;
 pub mod validate;
 
@@ -12,6 +13,7 @@ use tide::listener::{Listener, ToListener};
 use tide::{Middleware, Next, Request, Response, StatusCode};
 
 use crate::config::Secret;
+use crate::hooks::Hooks;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 
@@ -29,6 +31,8 @@ pub struct ApiState {
     pub token: Option<Secret>,
     /// A registrar is configured, so health depends on registration.
     pub registrar_configured: bool,
+    /// The WebAssembly choice hooks (`GET /hooks`, `choice.matcher` checks).
+    pub hooks: Hooks,
 }
 
 /// JSON response with `status` and `body`.
@@ -50,6 +54,7 @@ pub fn router(state: ApiState) -> tide::Server<ApiState> {
     app.with(JsonErrors);
     app.with(BearerAuth);
     routes::mount(&mut app);
+    hooks::mount(&mut app);
     app
 }
 

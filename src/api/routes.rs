@@ -33,7 +33,7 @@ async fn health(req: Request<ApiState>) -> tide::Result {
 }
 
 /// Read at most [`MAX_BODY_BYTES`]; larger bodies are refused with 413 without reading them all.
-async fn read_body(req: &mut Request<ApiState>) -> Result<Vec<u8>, Response> {
+pub(super) async fn read_body(req: &mut Request<ApiState>) -> Result<Vec<u8>, Response> {
     let too_large = || {
         detail(
             StatusCode::PayloadTooLarge,
@@ -66,6 +66,14 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
         Err(d) => return Ok(detail(StatusCode::BadRequest, d)),
     };
     let s = req.state();
+    let matcher = accepted
+        .request
+        .choice
+        .as_ref()
+        .and_then(|c| c.matcher.as_deref());
+    if let Err(d) = s.hooks.check_matcher(matcher) {
+        return Ok(detail(StatusCode::BadRequest, d));
+    }
     Ok(
         match s
             .scheduler

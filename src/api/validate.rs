@@ -38,7 +38,7 @@ fn required_text(obj: &Map<String, Value>, key: &str, name: &str) -> Result<Stri
 }
 
 /// An integer in `min..=max`, `default` when absent. JSON numbers with a zero fraction count.
-fn bounded_int(
+pub(super) fn bounded_int(
     obj: &Map<String, Value>,
     key: &str,
     name: &str,
@@ -99,7 +99,7 @@ fn call_id(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
     Ok(Some(s.clone()))
 }
 
-fn option(v: &Value, i: usize) -> Result<ChoiceOption, Detail> {
+pub(super) fn option(v: &Value, i: usize) -> Result<ChoiceOption, Detail> {
     let name = format!("choice.options[{i}]");
     let Value::Object(obj) = v else {
         return Err(format!("{name} must be an object with a value"));
@@ -171,7 +171,7 @@ fn optional_name(
 }
 
 /// A BCP 47 tag such as `en`, `en-US` or `de-CH`, or absent.
-fn language(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
+pub(super) fn language(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
     match obj.get("language") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {

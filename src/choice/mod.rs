@@ -34,6 +34,7 @@ pub use crate::speech::Alternative;
 
 pub use dtmf::option_for_key;
 pub use normalize::words as fold_words;
+pub use numbers::phrases as number_phrases;
 
 /// What the caller answered: recogniser hypotheses (best first) and/or keys pressed.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -48,6 +48,26 @@ fn ordinal(word: &str) -> Option<usize> {
     None
 }
 
+/// For options `0..count` (at most 12), the ways of saying each one's 1-based number that [`find`]
+/// reads back: "one", "option one", "number one", "press one", "the first one", "the first".
+/// Grammar-based recognisers listen for these so that spoken numbers can reach the matcher.
+pub fn phrases(count: usize) -> Vec<(usize, Vec<String>)> {
+    (0..count.min(CARDINALS.len() - 1))
+        .map(|i| {
+            let (c, o) = (CARDINALS[i + 1], ORDINALS[i + 1]);
+            let said = vec![
+                c.to_string(),
+                format!("option {c}"),
+                format!("number {c}"),
+                format!("press {c}"),
+                format!("the {o} one"),
+                format!("the {o}"),
+            ];
+            (i, said)
+        })
+        .collect()
+}
+
 /// A number found in a transcript: its value and the token it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spoken {

@@ -394,3 +394,47 @@ fn hostile_input_does_not_panic() {
     assert_eq!(said("yes", &weird), None);
     assert_eq!(said("", &weird), None);
 }
+
+#[test]
+fn number_phrases_are_read_back_as_their_option() {
+    let options = vec![
+        ChoiceOption {
+            value: "confirmed".into(),
+            synonyms: vec!["yes".into()],
+            dtmf: None,
+        },
+        ChoiceOption {
+            value: "cancelled".into(),
+            synonyms: vec!["no".into()],
+            dtmf: None,
+        },
+        ChoiceOption {
+            value: "later".into(),
+            synonyms: vec![],
+            dtmf: None,
+        },
+    ];
+    let settings = MatchSettings {
+        spoken_numbers: true,
+        ..MatchSettings::default()
+    };
+    let phrases = super::number_phrases(options.len());
+    assert_eq!(phrases.len(), 3);
+    for (option, said) in phrases {
+        assert_eq!(said.len(), 6);
+        for text in said {
+            let answer = Answer {
+                alternatives: vec![Alternative {
+                    transcript: text.clone(),
+                    confidence: None,
+                }],
+                digits: String::new(),
+            };
+            match match_answer(&answer, &options, &settings) {
+                Decision::Matched { option: got, .. } => assert_eq!(got, option, "{text}"),
+                other => panic!("{text}: {other}"),
+            }
+        }
+    }
+    assert!(super::number_phrases(40).len() == 12);
+}

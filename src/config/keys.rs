@@ -85,6 +85,10 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("script", "acknowledgement", KeyKind::Text),
     ("script", "goodbye", KeyKind::Text),
     ("script", "spoken_numbers", KeyKind::Bool),
+    ("hooks", "default", KeyKind::Text),
+    ("hooks", "timeout_ms", KeyKind::Integer),
+    ("hooks", "memory_bytes", KeyKind::Integer),
+    ("hooks", "fuel", KeyKind::Integer),
     ("log", "level", KeyKind::Text),
 ];
 
@@ -128,6 +132,7 @@ mod tests {
         s.piper.speaker = Some(1);
         s.whisper.model = Some("x".into());
         s.whisper.language = Some("x".into());
+        c.hooks.default = Some("x".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&c).expect("render")).expect("parse");
         let mut from_structs = Vec::new();
         fn walk(section: &str, body: &toml::Table, out: &mut Vec<(String, String, KeyKind)>) {

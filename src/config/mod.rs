@@ -397,14 +397,26 @@ impl Default for SpeechCacheConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HooksConfig {
-    /// Folder of WebAssembly choice-matcher components.
+    /// Folder of WebAssembly choice-matcher components (`NAME.wasm`); watched for changes.
     pub dir: PathBuf,
+    /// The hook used when a request names none; `None` = the built-in matcher.
+    pub default: Option<String>,
+    /// Wall-clock limit of one hook call (epoch deadline).
+    pub timeout_ms: u64,
+    /// Linear-memory limit of one hook instance.
+    pub memory_bytes: u64,
+    /// Fuel (roughly, wasm instructions) of one hook call.
+    pub fuel: u64,
 }
 
 impl Default for HooksConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("./hooks"),
+            default: None,
+            timeout_ms: 50,
+            memory_bytes: 16 * 1024 * 1024,
+            fuel: 100_000_000,
         }
     }
 }

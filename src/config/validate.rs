@@ -125,6 +125,18 @@ pub fn check(c: &Config) -> Vec<Problem> {
     }
     check_speech_remote(c, &mut k);
     check_speech(c, &mut k);
+    let h = &c.hooks;
+    k.range("hooks.timeout_ms", h.timeout_ms, 1, 10_000);
+    k.range("hooks.memory_bytes", h.memory_bytes, 1 << 20, 1 << 30);
+    k.range("hooks.fuel", h.fuel, 1_000, 1 << 40);
+    if let Some(name) = &h.default {
+        if !crate::hooks::is_valid_name(name) {
+            k.fail(
+                "hooks.default",
+                format!("must be a hook file name without .wasm: letters, digits, '-', '_' (got '{name}')"),
+            );
+        }
+    }
     if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
         k.fail(
             "log.level",
@@ -318,6 +330,25 @@ mod tests {
 
     fn keys(c: &Config) -> Vec<String> {
         check(c).into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn hook_limits_and_default_name_are_checked() {
+        let mut c = Config::default();
+        assert!(keys(&c).iter().all(|k| !k.starts_with("hooks.")));
+        c.hooks.timeout_ms = 0;
+        c.hooks.memory_bytes = 1024;
+        c.hooks.fuel = 10;
+        c.hooks.default = Some("../evil".into());
+        let got = keys(&c);
+        for key in [
+            "hooks.timeout_ms",
+            "hooks.memory_bytes",
+            "hooks.fuel",
+            "hooks.default",
+        ] {
+            assert!(got.iter().any(|k| k == key), "{key} missing from {got:?}");
+        }
     }
 
     #[test]

@@ -8,4 +8,5 @@ pub mod sip;
 pub mod speech_script;
 pub mod speech_setup;
 
+pub use decider::HookDecider;
 pub use sip::{DriverError, SipEngine};

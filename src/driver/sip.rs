@@ -124,7 +124,16 @@ impl SipEngine {
     /// service places calls, logs the error with what to install or set, and every answered call
     /// says in its timeline that nothing could be spoken ([`NoSpeechScript`]).
     pub async fn start(config: &Config) -> Result<Self, DriverError> {
-        let script: Arc<dyn CallScript> = match super::speech_setup::speech_script(config) {
+        Self::start_with_decider(config, super::speech_setup::builtin_decider(config)).await
+    }
+
+    /// As [`SipEngine::start`], with `decider` taking the caller's answers (the WebAssembly hooks
+    /// in the service: [`super::decider::HookDecider`]).
+    pub async fn start_with_decider(
+        config: &Config,
+        decider: Arc<dyn super::speech_script::Decider>,
+    ) -> Result<Self, DriverError> {
+        let script: Arc<dyn CallScript> = match super::speech_setup::speech_script(config, decider) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 tracing::error!(error = %e, "speech engines unavailable: calls will not speak");

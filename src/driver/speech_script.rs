@@ -59,6 +59,9 @@ pub struct SpeechScript {
     pub detector: DetectorFactory,
     pub decider: Arc<dyn Decider>,
     pub phrasing: Phrasing,
+    /// Also listen for option numbers ("option two", "the second one"), as `script.spoken_numbers`
+    /// lets the matcher take them.
+    pub spoken_numbers: bool,
 }
 
 type Frames = Arc<Vec<Vec<u8>>>;
@@ -135,12 +138,13 @@ impl SpeechScript {
     }
 }
 
-/// The phrases a recogniser listens for: every synonym and value of every option.
-fn phrases(call: &ActiveCall) -> Vec<Phrase> {
+/// The phrases a recogniser listens for: every synonym and value of every option and, with
+/// `numbers`, ways of saying its number.
+fn phrases(call: &ActiveCall, numbers: bool) -> Vec<Phrase> {
     let Some(choice) = call.request.choice.as_ref() else {
         return Vec::new();
     };
-    choice
+    let mut out: Vec<Phrase> = choice
         .options
         .iter()
         .enumerate()
@@ -152,7 +156,13 @@ fn phrases(call: &ActiveCall) -> Vec<Phrase> {
                     option: i,
                 })
         })
-        .collect()
+        .collect();
+    if numbers {
+        for (i, spoken) in crate::choice::number_phrases(choice.options.len()) {
+            out.extend(spoken.into_iter().map(|text| Phrase { text, option: i }));
+        }
+    }
+    out
 }
 
 enum Wake {
@@ -210,7 +220,7 @@ impl SpeechScript {
         let mut inputs: Vec<Input> = Vec::new();
         let recognition = RecognitionContext {
             language: call.request.language.clone(),
-            phrases: phrases(call),
+            phrases: phrases(call, self.spoken_numbers),
         };
         let mut speech_error: Option<String> = None;
         script.start(now());

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use super::decider::BuiltinDecider;
-use super::speech_script::{DetectorFactory, Phrasing, SpeechDetector, SpeechScript, VadEvent as ScriptVad};
+use super::speech_script::{
+    Decider, DetectorFactory, Phrasing, SpeechDetector, SpeechScript, VadEvent as ScriptVad,
+};
 use crate::choice::MatchSettings;
 use crate::config::Config;
 use crate::speech::engines;
@@ -35,9 +37,25 @@ impl SpeechDetector for Earshot {
     }
 }
 
+/// The built-in matcher with the `[script]` settings.
+pub fn builtin_decider(config: &Config) -> Arc<dyn Decider> {
+    Arc::new(BuiltinDecider {
+        settings: match_settings(config),
+    })
+}
+
+/// The built-in matcher's settings from `[script]`.
+pub fn match_settings(config: &Config) -> MatchSettings {
+    MatchSettings {
+        spoken_numbers: config.script.spoken_numbers,
+        min_confidence: None,
+    }
+}
+
 /// The call script the configuration describes: the engines of [`engines::build`] (TTS behind the
-/// prompt cache) and an endpointer per listen with the `[speech.vad]` settings.
-pub fn speech_script(config: &Config) -> Result<SpeechScript, SpeechError> {
+/// prompt cache), an endpointer per listen with the `[speech.vad]` settings, and `decider` (the
+/// hooks, or the built-in matcher).
+pub fn speech_script(config: &Config, decider: Arc<dyn Decider>) -> Result<SpeechScript, SpeechError> {
     let built = engines::build(config)?;
     let vad = built.vad;
     let detector: DetectorFactory = Arc::new(move || Box::new(Earshot(Endpointer::new(vad.clone()))));
@@ -45,15 +63,11 @@ pub fn speech_script(config: &Config) -> Result<SpeechScript, SpeechError> {
         tts: built.tts,
         stt: built.stt,
         detector,
-        decider: Arc::new(BuiltinDecider {
-            settings: MatchSettings {
-                spoken_numbers: config.script.spoken_numbers,
-                min_confidence: None,
-            },
-        }),
+        decider,
         phrasing: Phrasing {
             acknowledgement: config.script.acknowledgement.clone(),
             goodbye: config.script.goodbye.clone(),
         },
+        spoken_numbers: config.script.spoken_numbers,
     })
 }

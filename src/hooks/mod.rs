@@ -1,0 +1,559 @@
+//! WebAssembly choice hooks: user components (WIT world `choice-matcher` in `wasm-hooks/wit/`)
+//! that decide which option a caller's answer picks, run under wasmtime with a fresh `Store` per
+//! call limited by fuel, an epoch deadline and a memory cap. Anything that goes wrong (trap,
+//! timeout, memory, an option index out of range, an over-long reprompt, a missing hook) falls
+//! back to the built-in matcher ([`crate::choice`]); [`Decided`] says who decided and why.
+//!
+//! Driven by the shell: [`Hooks::new`] once (one `Engine`, one epoch-ticker thread), then
+//! [`Hooks::reload`] at start, from the polling watcher ([`Hooks::spawn_watcher`]) and on SIGHUP;
+//! [`Hooks::decide`] per answer, which runs the guest on `smol::unblock`.
+//!
+//! Hooks live in `hooks.dir` as `NAME.wasm`; `NAME` is what `choice.matcher` and `hooks.default`
+//! refer to. Compiled code is cached in `cache_dir` (see [`cache`]) so a restart does not
+//! recompile. Note for systemd units: the JIT needs writable+executable memory, so
+//! `MemoryDenyWriteExecute=yes` must not be set.
+
+mod cache;
+mod engine;
+mod guest;
+mod library;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::call::{ChoiceOption, Timestamp};
+use crate::choice::{match_answer, Alternative, Answer, Decision, MatchSettings};
+use crate::config::HooksConfig;
+use engine::EpochTicker;
+use guest::{GuestState, Limits, MatchInput, MatchResult, WitAlternative, WitOption};
+use library::{Loaded, Seen};
+
+pub use guest::GuestFailure;
+
+/// The name that always means the built-in matcher.
+pub const BUILT_IN: &str = "built-in";
+/// Longest reprompt text a hook may return.
+pub const MAX_REPROMPT_CHARS: usize = 1000;
+/// How often the watcher looks at the hooks folder.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Whether `name` can name a hook: 1 to 64 letters, digits, `-`, `_`, `.`, not starting with `.`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// How hooks are found, limited and cached.
+#[derive(Debug, Clone)]
+pub struct HooksSettings {
+    pub dir: PathBuf,
+    pub default: Option<String>,
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub fuel: u64,
+    /// Where precompiled hooks are kept; `None` compiles at every start.
+    pub cache_dir: Option<PathBuf>,
+    /// The fallback's settings.
+    pub builtin: MatchSettings,
+}
+
+impl HooksSettings {
+    pub fn from_config(c: &HooksConfig, cache_dir: Option<PathBuf>) -> Self {
+        Self {
+            dir: c.dir.clone(),
+            default: c.default.clone(),
+            timeout: Duration::from_millis(c.timeout_ms),
+            memory_bytes: usize::try_from(c.memory_bytes).unwrap_or(usize::MAX),
+            fuel: c.fuel,
+            cache_dir,
+            builtin: MatchSettings::default(),
+        }
+    }
+}
+
+/// Everything a hook is told about one answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HookInput {
+    /// Best first; the first one's transcript is the hook's `transcript`.
+    pub alternatives: Vec<Alternative>,
+    pub digits: String,
+    pub options: Vec<ChoiceOption>,
+    /// 1 for the first ask.
+    pub attempt: u32,
+    pub language: Option<String>,
+    pub call_id: String,
+    pub extension: String,
+}
+
+impl HookInput {
+    fn answer(&self) -> Answer {
+        Answer {
+            alternatives: self.alternatives.clone(),
+            digits: self.digits.clone(),
+        }
+    }
+
+    fn to_wit(&self) -> MatchInput {
+        MatchInput {
+            transcript: self
+                .alternatives
+                .first()
+                .map(|a| a.transcript.clone())
+                .unwrap_or_default(),
+            alternatives: self
+                .alternatives
+                .iter()
+                .map(|a| WitAlternative {
+                    transcript: a.transcript.clone(),
+                    confidence: a.confidence,
+                })
+                .collect(),
+            digits: self.digits.clone(),
+            options: self
+                .options
+                .iter()
+                .map(|o| WitOption {
+                    value: o.value.clone(),
+                    synonyms: o.synonyms.clone(),
+                    dtmf: o.dtmf,
+                })
+                .collect(),
+            attempt: self.attempt,
+            language: self.language.clone(),
+            call_id: self.call_id.clone(),
+            extension: self.extension.clone(),
+        }
+    }
+}
+
+/// What was decided about one answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Index into the options.
+    Matched(usize),
+    NoMatch,
+    /// Ask again, speaking this instead of the prompt.
+    Reprompt(String),
+}
+
+/// A verdict, who reached it, and why a hook was bypassed if it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub verdict: Verdict,
+    /// The hook's name, or [`BUILT_IN`].
+    pub by: String,
+    /// Set when the chosen hook failed and the built-in matcher decided instead.
+    pub fallback: Option<String>,
+    /// One line for the timeline.
+    pub detail: String,
+}
+
+/// What `GET /hooks` shows of one hook file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookInfo {
+    pub name: String,
+    /// Whether a version of it can run (the last good one stays loaded if a new one fails).
+    pub loaded: bool,
+    /// SHA-256 of the loaded component.
+    pub hash: Option<String>,
+    pub loaded_at: Option<Timestamp>,
+    pub from_cache: bool,
+    pub load_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub calls: u64,
+    pub failures: u64,
+}
+
+/// Why the hook machinery could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HooksError {
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(std::io::Error),
+}
+
+/// What one reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub loaded: Vec<String>,
+    pub removed: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Stats {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn set_error(&self, e: String) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(e);
+        }
+    }
+}
+
+struct Entry {
+    seen: Seen,
+    loaded: Option<Arc<Loaded>>,
+    stats: Arc<Stats>,
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: wasmtime::component::Linker<GuestState>,
+    cache: cache::Cache,
+    settings: HooksSettings,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    reloading: Mutex<()>,
+    _ticker: EpochTicker,
+}
+
+/// The loaded hooks; cheap to clone.
+#[derive(Clone)]
+pub struct Hooks {
+    inner: Arc<Inner>,
+}
+
+impl Hooks {
+    /// Set up the engine and the epoch ticker; loads nothing yet (see [`Hooks::reload`]).
+    pub fn new(settings: HooksSettings) -> Result<Self, HooksError> {
+        let engine = engine::new_engine().map_err(|e| HooksError::Engine(e.to_string()))?;
+        let linker = guest::linker(&engine).map_err(|e| HooksError::Engine(e.to_string()))?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(HooksError::Ticker)?;
+        let cache = cache::Cache::new(settings.cache_dir.clone(), &engine);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                settings,
+                entries: RwLock::new(BTreeMap::new()),
+                reloading: Mutex::new(()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &HooksSettings {
+        &self.inner.settings
+    }
+
+    /// Look at the folder again and (re)load what changed. Blocking (compiles): prefer
+    /// [`Hooks::reload`] on the executor.
+    pub fn reload_blocking(&self) -> ReloadReport {
+        let inner = &self.inner;
+        let _one_at_a_time = inner.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = ReloadReport::default();
+        let files = match library::scan(&inner.settings.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir = %inner.settings.dir.display(), error = %e, "cannot read the hooks folder");
+                return report;
+            }
+        };
+        let known: BTreeMap<String, (Seen, Option<String>)> = self
+            .read_entries()
+            .iter()
+            .map(|(n, e)| {
+                (
+                    n.clone(),
+                    (e.seen.clone(), e.loaded.as_ref().map(|l| l.hash.clone())),
+                )
+            })
+            .collect();
+        let mut updates: Vec<(Seen, Option<Result<Loaded, String>>)> = Vec::new();
+        for seen in &files {
+            let previous = known.get(&seen.name);
+            if previous.is_some_and(|(s, _)| s == seen) {
+                continue;
+            }
+            let outcome = match library::read(seen) {
+                Err(e) => Some(Err(e.to_string())),
+                Ok(bytes) => {
+                    let unchanged = previous
+                        .and_then(|(_, h)| h.as_deref())
+                        .is_some_and(|h| h == cache::sha256_hex(&bytes));
+                    if unchanged {
+                        None
+                    } else {
+                        Some(
+                            library::load(&inner.engine, &inner.linker, &inner.cache, &seen.path, &bytes)
+                                .map_err(|e| e.to_string()),
+                        )
+                    }
+                }
+            };
+            updates.push((seen.clone(), outcome));
+        }
+        let mut entries = inner.entries.write().unwrap_or_else(|p| p.into_inner());
+        for (seen, outcome) in updates {
+            let name = seen.name.clone();
+            let entry = entries.entry(name.clone()).or_insert_with(|| Entry {
+                seen: seen.clone(),
+                loaded: None,
+                stats: Arc::new(Stats::default()),
+            });
+            entry.seen = seen;
+            match outcome {
+                None => {}
+                Some(Ok(loaded)) => {
+                    tracing::info!(
+                        hook = %name,
+                        hash = %loaded.hash,
+                        from_cache = loaded.from_cache,
+                        load_ms = loaded.load_ms,
+                        "hook loaded"
+                    );
+                    entry.loaded = Some(Arc::new(loaded));
+                    report.loaded.push(name);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(hook = %name, error = %e, keeps_previous = entry.loaded.is_some(), "hook failed to load");
+                    entry.stats.set_error(e.clone());
+                    report.failed.push((name, e));
+                }
+            }
+        }
+        let gone: Vec<String> = entries
+            .keys()
+            .filter(|n| !files.iter().any(|f| &f.name == *n))
+            .cloned()
+            .collect();
+        for name in gone {
+            entries.remove(&name);
+            tracing::info!(hook = %name, "hook removed");
+            report.removed.push(name);
+        }
+        let keep: Vec<String> = entries
+            .values()
+            .filter_map(|e| e.loaded.as_ref().map(|l| l.hash.clone()))
+            .collect();
+        drop(entries);
+        inner.cache.prune(&keep);
+        report
+    }
+
+    /// [`Hooks::reload_blocking`] on the blocking pool.
+    pub async fn reload(&self) -> ReloadReport {
+        let hooks = self.clone();
+        smol::unblock(move || hooks.reload_blocking()).await
+    }
+
+    fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.inner.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Names of the hooks that can run, sorted.
+    pub fn loaded_names(&self) -> Vec<String> {
+        self.read_entries()
+            .iter()
+            .filter(|(_, e)| e.loaded.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Whether a request may name `matcher` (`None` and [`BUILT_IN`] always may); the error is
+    /// the API's 400 detail.
+    pub fn check_matcher(&self, matcher: Option<&str>) -> Result<(), String> {
+        match matcher {
+            None | Some(BUILT_IN) => Ok(()),
+            Some(name) => {
+                let loaded = self.loaded_names();
+                if loaded.iter().any(|n| n == name) {
+                    return Ok(());
+                }
+                let list = if loaded.is_empty() {
+                    "none".to_string()
+                } else {
+                    loaded.join(", ")
+                };
+                Err(format!(
+                    "choice.matcher '{name}' is not a loaded hook (loaded: {list}; '{BUILT_IN}' is the built-in matcher)"
+                ))
+            }
+        }
+    }
+
+    /// Whether `name` is a hook file in the folder (loaded or not) or [`BUILT_IN`].
+    pub fn knows(&self, name: &str) -> bool {
+        name == BUILT_IN || self.read_entries().contains_key(name)
+    }
+
+    /// The state of every hook file.
+    pub fn infos(&self) -> Vec<HookInfo> {
+        self.read_entries()
+            .iter()
+            .map(|(name, e)| HookInfo {
+                name: name.clone(),
+                loaded: e.loaded.is_some(),
+                hash: e.loaded.as_ref().map(|l| l.hash.clone()),
+                loaded_at: e.loaded.as_ref().map(|l| l.loaded_at),
+                from_cache: e.loaded.as_ref().is_some_and(|l| l.from_cache),
+                load_ms: e.loaded.as_ref().map(|l| l.load_ms),
+                last_error: e.stats.last_error.lock().ok().and_then(|s| s.clone()),
+                calls: e.stats.calls.load(Ordering::Relaxed),
+                failures: e.stats.failures.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Decide about one answer: the hook `matcher` names (else `hooks.default`, else the
+    /// built-in matcher); on any hook failure the built-in matcher, with the reason.
+    pub async fn decide(&self, matcher: Option<&str>, input: &HookInput) -> Decided {
+        let name = matcher.or(self.inner.settings.default.as_deref());
+        let Some(name) = name.filter(|n| *n != BUILT_IN) else {
+            return self.builtin(input, None);
+        };
+        let found = self
+            .read_entries()
+            .get(name)
+            .map(|e| (e.loaded.clone(), e.stats.clone()));
+        let (loaded, stats) = match found {
+            None => return self.builtin(input, Some(format!("hook '{name}' is not loaded"))),
+            Some((None, stats)) => {
+                stats.calls.fetch_add(1, Ordering::Relaxed);
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                let reason = format!("hook '{name}' failed to load");
+                return self.builtin(input, Some(reason));
+            }
+            Some((Some(loaded), stats)) => (loaded, stats),
+        };
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        let engine = self.inner.engine.clone();
+        let limits = Limits {
+            fuel: self.inner.settings.fuel,
+            timeout: self.inner.settings.timeout,
+            memory_bytes: self.inner.settings.memory_bytes,
+        };
+        let wit = input.to_wit();
+        let hook = name.to_string();
+        let outcome =
+            smol::unblock(move || guest::call(&engine, &hook, &loaded.prepared, &wit, limits)).await;
+        match outcome
+            .map_err(|f| f.to_string())
+            .and_then(|r| check(r, input.options.len()))
+        {
+            Ok(verdict) => {
+                let detail = match &verdict {
+                    Verdict::Matched(i) => format!("hook '{name}': option {}", i + 1),
+                    Verdict::NoMatch => format!("hook '{name}': no match"),
+                    Verdict::Reprompt(_) => format!("hook '{name}': reprompt"),
+                };
+                Decided {
+                    verdict,
+                    by: name.to_string(),
+                    fallback: None,
+                    detail,
+                }
+            }
+            Err(problem) => {
+                let reason = format!("hook '{name}' {problem}");
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.set_error(reason.clone());
+                tracing::warn!(hook = %name, call_id = %input.call_id, reason = %reason, "hook failed; the built-in matcher decides");
+                self.builtin(input, Some(reason))
+            }
+        }
+    }
+
+    /// Time `n` bare instantiations of hook `name` (fresh store each, no call): for benchmarks.
+    pub fn time_instantiation(&self, name: &str, n: u32) -> Option<Duration> {
+        let loaded = self.read_entries().get(name)?.loaded.clone()?;
+        let limits = Limits {
+            fuel: self.inner.settings.fuel,
+            timeout: self.inner.settings.timeout,
+            memory_bytes: self.inner.settings.memory_bytes,
+        };
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            guest::instantiate_only(&self.inner.engine, name, &loaded.prepared, limits).ok()?;
+        }
+        Some(started.elapsed())
+    }
+
+    fn builtin(&self, input: &HookInput, fallback: Option<String>) -> Decided {
+        let decision = match_answer(&input.answer(), &input.options, &self.inner.settings.builtin);
+        let verdict = match &decision {
+            Decision::Matched { option, .. } => Verdict::Matched(*option),
+            Decision::NoMatch { .. } => Verdict::NoMatch,
+        };
+        Decided {
+            verdict,
+            by: BUILT_IN.to_string(),
+            fallback,
+            detail: decision.to_string(),
+        }
+    }
+}
+
+/// A hook's answer, if usable for `options` options.
+fn check(result: MatchResult, options: usize) -> Result<Verdict, String> {
+    match result {
+        MatchResult::Matched(i) => {
+            let i = usize::try_from(i).unwrap_or(usize::MAX);
+            if i < options {
+                Ok(Verdict::Matched(i))
+            } else {
+                Err(format!(
+                    "answered option index {i}, but there are {options} options"
+                ))
+            }
+        }
+        MatchResult::NoMatch => Ok(Verdict::NoMatch),
+        MatchResult::Reprompt(text) => {
+            let n = text.chars().count();
+            if n > MAX_REPROMPT_CHARS {
+                Err(format!(
+                    "returned a reprompt of {n} characters (at most {MAX_REPROMPT_CHARS})"
+                ))
+            } else if text.trim().is_empty() {
+                Err("returned an empty reprompt".to_string())
+            } else {
+                Ok(Verdict::Reprompt(text))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("fuzzy"));
+        assert!(is_valid_name("yes-no_eu.v2"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(".hidden"));
+        assert!(!is_valid_name("a/b"));
+        assert!(!is_valid_name(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn hook_answers_are_checked() {
+        assert_eq!(check(MatchResult::Matched(1), 2), Ok(Verdict::Matched(1)));
+        assert!(check(MatchResult::Matched(2), 2).is_err());
+        assert!(check(MatchResult::Matched(u32::MAX), 2).is_err());
+        assert_eq!(check(MatchResult::NoMatch, 2), Ok(Verdict::NoMatch));
+        assert!(check(MatchResult::Reprompt("x".repeat(1001)), 2).is_err());
+        assert!(check(MatchResult::Reprompt("  ".into()), 2).is_err());
+        assert_eq!(
+            check(MatchResult::Reprompt("Say yes or no.".into()), 2),
+            Ok(Verdict::Reprompt("Say yes or no.".into()))
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! The polling watcher: every [`super::POLL_INTERVAL`] the hooks folder is compared with what was
+//! loaded (names, sizes, modification times; contents by hash when those changed).
+
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+
+use super::Hooks;
+
+impl Hooks {
+    /// Reload changed hooks every `interval` until `stop` closes.
+    pub fn spawn_watcher(&self, interval: Duration, stop: async_channel::Receiver<()>) {
+        let hooks = self.clone();
+        smol::spawn(async move {
+            loop {
+                let tick = async {
+                    smol::Timer::after(interval).await;
+                    true
+                };
+                let stopped = async {
+                    let _ = stop.recv().await;
+                    false
+                };
+                if !tick.or(stopped).await {
+                    break;
+                }
+                hooks.reload().await;
+            }
+        })
+        .detach();
+    }
+}

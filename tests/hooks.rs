@@ -1,0 +1,404 @@
+//! WebAssembly choice hooks end to end: the example guests and a hostile one, built into
+//! components by `wasm-hooks/build.sh`, loaded by `Hooks`, limited, reloaded, chosen per request,
+//! and reached through the API.
+
+#[path = "support/guests.rs"]
+mod guests;
+#[path = "support/harness.rs"]
+mod harness;
+#[path = "support/openapi.rs"]
+mod openapi;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use guests::install;
+use serde_json::json;
+use sip_assistant::call::ChoiceOption;
+use sip_assistant::choice::{Alternative, MatchSettings};
+use sip_assistant::hooks::{HookInput, Hooks, HooksSettings, Verdict, BUILT_IN};
+
+/// A hooks folder holding `files` as (component, name).
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (component, name) in files {
+        install(dir.path(), component, name);
+    }
+    dir
+}
+
+fn settings(dir: &Path, cache: Option<&Path>) -> HooksSettings {
+    HooksSettings {
+        dir: dir.to_path_buf(),
+        default: None,
+        timeout: Duration::from_millis(50),
+        memory_bytes: 16 << 20,
+        fuel: 100_000_000,
+        cache_dir: cache.map(Path::to_path_buf),
+        builtin: MatchSettings::default(),
+    }
+}
+
+fn loaded(settings: HooksSettings) -> Hooks {
+    let hooks = Hooks::new(settings).expect("hooks");
+    let report = hooks.reload_blocking();
+    assert!(report.failed.is_empty(), "load failures: {:?}", report.failed);
+    hooks
+}
+
+fn opt(value: &str, synonyms: &[&str]) -> ChoiceOption {
+    ChoiceOption {
+        value: value.into(),
+        synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
+        dtmf: None,
+    }
+}
+
+fn input(transcript: &str, options: Vec<ChoiceOption>) -> HookInput {
+    HookInput {
+        alternatives: vec![Alternative {
+            transcript: transcript.into(),
+            confidence: Some(0.8),
+        }],
+        digits: String::new(),
+        options,
+        attempt: 1,
+        language: None,
+        call_id: "t-1".into(),
+        extension: "1001".into(),
+    }
+}
+
+fn confirm_cancel() -> Vec<ChoiceOption> {
+    vec![opt("confirm", &["yes"]), opt("cancel", &["no"])]
+}
+
+#[test]
+fn example_hooks_decide() {
+    let dir = folder(&[
+        ("fuzzy", "fuzzy"),
+        ("ordinals", "ordinals"),
+        ("yesno-eu", "yesno"),
+    ]);
+    let hooks = loaded(settings(dir.path(), None));
+    assert_eq!(hooks.loaded_names(), ["fuzzy", "ordinals", "yesno"]);
+
+    let d = smol::block_on(hooks.decide(Some("fuzzy"), &input("council", confirm_cancel())));
+    assert_eq!(
+        (d.verdict, d.by.as_str(), d.fallback),
+        (Verdict::Matched(1), "fuzzy", None)
+    );
+    // The built-in matcher would not take "council" for "cancel".
+    let b = smol::block_on(hooks.decide(Some(BUILT_IN), &input("council", confirm_cancel())));
+    assert_eq!(b.verdict, Verdict::NoMatch);
+
+    let colours = vec![opt("red", &[]), opt("green", &[]), opt("blue", &[])];
+    for (said, want) in [
+        ("the second one", 1),
+        ("option 3", 2),
+        ("press two", 1),
+        ("the last one", 2),
+    ] {
+        let d = smol::block_on(hooks.decide(Some("ordinals"), &input(said, colours.clone())));
+        assert_eq!(d.verdict, Verdict::Matched(want), "{said}");
+    }
+    let d = smol::block_on(hooks.decide(Some("ordinals"), &input("option five", colours)));
+    assert!(
+        matches!(d.verdict, Verdict::Reprompt(ref t) if t.contains("1 to 3")),
+        "{d:?}"
+    );
+
+    let yes_no = vec![opt("yes", &[]), opt("no", &[])];
+    for (said, lang, want) in [
+        ("Jawohl", "de-DE", Verdict::Matched(0)),
+        ("nee hoor", "nl", Verdict::Matched(1)),
+        ("d'accord", "fr-FR", Verdict::Matched(0)),
+        ("claro que no", "es", Verdict::Matched(1)),
+        ("nicht sicher", "de", Verdict::NoMatch),
+    ] {
+        let mut i = input(said, yes_no.clone());
+        i.language = Some(lang.into());
+        let d = smol::block_on(hooks.decide(Some("yesno"), &i));
+        assert_eq!(d.verdict, want, "{said} ({lang})");
+        assert_eq!(d.fallback, None);
+    }
+    let mut keyed = input("", yes_no);
+    keyed.alternatives.clear();
+    keyed.digits = "2".into();
+    let d = smol::block_on(hooks.decide(Some("yesno"), &keyed));
+    assert_eq!(d.verdict, Verdict::Matched(1));
+}
+
+/// Run the hostile hook on `transcript` and return the fallback reason.
+fn hostile_reason(hooks: &Hooks, transcript: &str) -> String {
+    let started = Instant::now();
+    let d = smol::block_on(hooks.decide(Some("hostile"), &input(transcript, confirm_cancel())));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{transcript} took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(d.by, BUILT_IN, "{transcript}: {d:?}");
+    let shown = format!("{d:?}");
+    d.fallback
+        .unwrap_or_else(|| panic!("{transcript}: no fallback recorded: {shown}"))
+}
+
+#[test]
+fn hostile_hooks_are_contained_and_fall_back() {
+    let dir = folder(&[("hostile", "hostile")]);
+    let mut s = settings(dir.path(), None);
+    // Long enough that fuel and memory, not the clock, stop these (the clock has its own test).
+    s.timeout = Duration::from_secs(5);
+    let hooks = loaded(s);
+    let fuel = hostile_reason(&hooks, "loop");
+    assert!(fuel.contains("ran out of fuel"), "{fuel}");
+    let memory = hostile_reason(&hooks, "grow");
+    assert!(memory.contains("memory limit"), "{memory}");
+    let trap = hostile_reason(&hooks, "trap");
+    assert!(trap.contains("trapped"), "{trap}");
+    let index = hostile_reason(&hooks, "index");
+    assert!(index.contains("option index 999"), "{index}");
+    let huge = hostile_reason(&hooks, "huge");
+    assert!(huge.contains("reprompt of 2100000 characters"), "{huge}");
+    // A log flood is cut to the budget and the call still answers.
+    let spam = smol::block_on(hooks.decide(Some("hostile"), &input("spam", confirm_cancel())));
+    assert_eq!((spam.verdict, spam.fallback), (Verdict::NoMatch, None));
+    // The fallback decides with the built-in matcher: "first" is fine, "yes" falls back to option 0.
+    let ok = smol::block_on(hooks.decide(Some("hostile"), &input("first", confirm_cancel())));
+    assert_eq!((ok.verdict, ok.by.as_str()), (Verdict::Matched(0), "hostile"));
+    let info = hooks
+        .infos()
+        .into_iter()
+        .find(|i| i.name == "hostile")
+        .expect("info");
+    assert_eq!((info.calls, info.failures), (7, 5));
+    assert!(info.last_error.is_some_and(|e| e.contains("reprompt")));
+    // After all that the instance pool is clean: each call had a fresh store.
+    let again = smol::block_on(hooks.decide(Some("hostile"), &input("first", confirm_cancel())));
+    assert_eq!(again.verdict, Verdict::Matched(0));
+}
+
+#[test]
+fn an_endless_loop_hits_the_epoch_deadline() {
+    let dir = folder(&[("hostile", "hostile")]);
+    let mut s = settings(dir.path(), None);
+    s.fuel = 1 << 40;
+    let hooks = loaded(s);
+    let started = Instant::now();
+    let reason = hostile_reason(&hooks, "loop");
+    assert!(reason.contains("timed out after 50 ms"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn fallback_decides_with_the_built_in_matcher() {
+    let dir = folder(&[("hostile", "hostile")]);
+    let hooks = loaded(settings(dir.path(), None));
+    let mut i = input("trap", confirm_cancel());
+    i.alternatives.push(Alternative {
+        transcript: "yes".into(),
+        confidence: Some(0.5),
+    });
+    let d = smol::block_on(hooks.decide(Some("hostile"), &i));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), BUILT_IN));
+    assert!(d.detail.contains("\"yes\""), "{}", d.detail);
+    let missing = smol::block_on(hooks.decide(Some("nope"), &input("no", confirm_cancel())));
+    assert_eq!(missing.verdict, Verdict::Matched(1));
+    assert_eq!(missing.fallback.as_deref(), Some("hook 'nope' is not loaded"));
+}
+
+#[test]
+fn reload_on_change_and_removal_and_the_precompiled_cache() {
+    let dir = folder(&[("ordinals", "pick")]);
+    let cache = tempfile::tempdir().expect("cache");
+    let hooks = loaded(settings(dir.path(), Some(cache.path())));
+    let first = hooks.infos()[0].clone();
+    assert!(!first.from_cache);
+    let yes_no = vec![opt("yes", &[]), opt("no", &[])];
+    let mut ja = input("jawohl", yes_no.clone());
+    ja.language = Some("de".into());
+    assert_eq!(
+        smol::block_on(hooks.decide(Some("pick"), &ja)).verdict,
+        Verdict::NoMatch
+    );
+
+    // Nothing changed: nothing reloads.
+    assert!(hooks.reload_blocking().loaded.is_empty());
+
+    // A new version under the same name replaces it.
+    install(dir.path(), "yesno-eu", "pick");
+    let report = hooks.reload_blocking();
+    assert_eq!(report.loaded, ["pick"]);
+    assert_eq!(
+        smol::block_on(hooks.decide(Some("pick"), &ja)).verdict,
+        Verdict::Matched(0)
+    );
+    assert_ne!(hooks.infos()[0].hash, first.hash);
+
+    // A broken file keeps the last good version running and shows the error.
+    std::fs::write(dir.path().join("pick.wasm"), b"\0asm not really").expect("write");
+    let report = hooks.reload_blocking();
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let info = hooks.infos()[0].clone();
+    assert!(info.loaded && info.last_error.is_some(), "{info:?}");
+    assert_eq!(
+        smol::block_on(hooks.decide(Some("pick"), &ja)).verdict,
+        Verdict::Matched(0)
+    );
+
+    // A restart loads from the cache.
+    install(dir.path(), "yesno-eu", "pick");
+    hooks.reload_blocking();
+    let restarted = loaded(settings(dir.path(), Some(cache.path())));
+    assert!(restarted.infos()[0].from_cache, "{:?}", restarted.infos());
+    assert_eq!(
+        smol::block_on(restarted.decide(Some("pick"), &ja)).verdict,
+        Verdict::Matched(0)
+    );
+    // A damaged cache entry is not trusted: it recompiles.
+    for entry in std::fs::read_dir(cache.path()).expect("cache dir").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "cwasm") {
+            std::fs::write(entry.path(), b"garbage").expect("damage");
+        }
+    }
+    let again = loaded(settings(dir.path(), Some(cache.path())));
+    assert!(!again.infos()[0].from_cache);
+
+    // Removal unloads.
+    std::fs::remove_file(dir.path().join("pick.wasm")).expect("remove");
+    assert_eq!(hooks.reload_blocking().removed, ["pick"]);
+    let d = smol::block_on(hooks.decide(Some("pick"), &ja));
+    assert!(d.fallback.is_some());
+}
+
+#[test]
+fn the_watcher_picks_up_new_files() {
+    let dir = folder(&[]);
+    let hooks = loaded(settings(dir.path(), None));
+    assert!(hooks.loaded_names().is_empty());
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    hooks.spawn_watcher(Duration::from_millis(100), stop_rx);
+    install(dir.path(), "ordinals", "late");
+    assert!(harness::wait_for(Duration::from_secs(20), || !hooks
+        .loaded_names()
+        .is_empty()));
+    assert_eq!(hooks.loaded_names(), ["late"]);
+    drop(stop_tx);
+}
+
+#[test]
+fn a_hook_per_request_else_the_default() {
+    let dir = folder(&[("fuzzy", "fuzzy"), ("ordinals", "ordinals")]);
+    let mut s = settings(dir.path(), None);
+    s.default = Some("ordinals".into());
+    let hooks = loaded(s);
+    let colours = vec![opt("red", &[]), opt("green", &[])];
+    let d = smol::block_on(hooks.decide(None, &input("the second one", colours.clone())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(1), "ordinals"));
+    let d = smol::block_on(hooks.decide(Some("fuzzy"), &input("grean", colours.clone())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(1), "fuzzy"));
+    let d = smol::block_on(hooks.decide(Some(BUILT_IN), &input("the second one", colours)));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::NoMatch, BUILT_IN));
+    assert_eq!(hooks.check_matcher(Some("fuzzy")), Ok(()));
+    assert_eq!(hooks.check_matcher(None), Ok(()));
+    assert_eq!(
+        hooks.check_matcher(Some("x")),
+        Err("choice.matcher 'x' is not a loaded hook (loaded: fuzzy, ordinals; 'built-in' is the built-in matcher)".into())
+    );
+}
+
+#[test]
+fn api_lists_tests_and_checks_hooks() {
+    let data = tempfile::tempdir().expect("data");
+    let hooks_dir = folder(&[("fuzzy", "fuzzy"), ("hostile", "hostile")]);
+    let mut config = harness::test_config(data.path());
+    config.hooks.dir = hooks_dir.path().to_path_buf();
+    let app = harness::start_app(config, harness::HoldEngine::new());
+    let server = harness::router(&app);
+    let spec = openapi::Spec::ours();
+
+    let test_body = json!({"transcript": "council", "options": [{"value": "confirm"}, {"value": "cancel"}]});
+    let r = harness::request(
+        &server,
+        "POST",
+        "/hooks/fuzzy/test",
+        Some(test_body.to_string().as_bytes()),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(
+        (v["decision"].as_str(), v["option"].as_u64(), v["value"].as_str()),
+        (Some("matched"), Some(1), Some("cancel"))
+    );
+    assert_eq!(spec.check_response("/hooks/{name}/test", "post", 200, &v), Ok(()));
+
+    let trap = json!({"transcript": "trap", "alternatives": [{"transcript": "yes", "confidence": 0.4}],
+        "options": [{"value": "confirm", "synonyms": ["yes"]}, {"value": "cancel"}]});
+    let r = harness::request(
+        &server,
+        "POST",
+        "/hooks/hostile/test",
+        Some(trap.to_string().as_bytes()),
+        &[],
+    );
+    let v = r.json();
+    assert_eq!(v["by"], "built-in", "{v}");
+    assert!(
+        v["fallback"].as_str().is_some_and(|f| f.contains("trapped")),
+        "{v}"
+    );
+    assert_eq!(v["option"], 0);
+    assert_eq!(spec.check_response("/hooks/{name}/test", "post", 200, &v), Ok(()));
+
+    let r = harness::request(
+        &server,
+        "POST",
+        "/hooks/nope/test",
+        Some(test_body.to_string().as_bytes()),
+        &[],
+    );
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.detail().contains("no hook named 'nope'"));
+    let r = harness::request(
+        &server,
+        "POST",
+        "/hooks/fuzzy/test",
+        Some(b"{\"options\": []}"),
+        &[],
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    let r = harness::request(&server, "GET", "/hooks", None, &[]);
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(spec.check_response("/hooks", "get", 200, &v), Ok(()));
+    let hooks = v["hooks"].as_array().expect("hooks");
+    assert_eq!(hooks.len(), 2);
+    let hostile = hooks.iter().find(|h| h["name"] == "hostile").expect("hostile");
+    assert_eq!(
+        (hostile["calls"].as_u64(), hostile["failures"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(hostile["hash"].as_str().map(str::len), Some(64));
+
+    let call = |matcher: &str| {
+        json!({"message": "m", "extension": "1001", "callback_url": "http://127.0.0.1:9/hook",
+            "choice": {"prompt": "p", "matcher": matcher, "options": [{"value": "a"}, {"value": "b"}]}})
+        .to_string()
+    };
+    let r = harness::request(&server, "POST", "/call", Some(call("x").as_bytes()), &[]);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(
+        r.detail(),
+        "choice.matcher 'x' is not a loaded hook (loaded: fuzzy, hostile; 'built-in' is the built-in matcher)"
+    );
+    let r = harness::request(&server, "POST", "/call", Some(call("fuzzy").as_bytes()), &[]);
+    assert_eq!(r.status, 200, "{}", r.text);
+    smol::block_on(app.shutdown());
+}
