@@ -143,6 +143,10 @@ pub struct MediaHealth {
     pub jitter_ms: f64,
     /// No RTP arrived within 5 s of the answer: one-way audio.
     pub no_rtp_received: bool,
+    /// Milliseconds from the answer (200 OK received) to the first RTP packet carrying speech;
+    /// `None` when nothing was spoken. Records stored before this field existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_to_audio_ms: Option<f64>,
 }
 
 /// Everything stored about one call.

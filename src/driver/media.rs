@@ -327,7 +327,7 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
             }
             let due = s.pacer.due(now);
             for i in 0..u64::from(due.count) {
-                s.session.on_tick(due.first + i, &mut packet);
+                s.session.on_tick(due.first + i, since, &mut packet);
                 if packet.is_empty() {
                     continue;
                 }

@@ -369,7 +369,8 @@ impl Shared {
     ) -> CallOutcome {
         // An answered call ends by itself (the script hangs up, the far end does, or the API
         // cancels); this only bounds a far end that never confirms the end.
-        let give_up = Instant::now() + MAX_ANSWERED;
+        let answer_seen = Instant::now();
+        let give_up = answer_seen + MAX_ANSWERED;
         let negotiated = match sdp::parse_answer(answer, &self.codecs) {
             Ok(n) => n,
             Err(e) => {
@@ -395,6 +396,7 @@ impl Shared {
             "media_started",
             Some(format!("{} to {}", codec.name(), params.remote)),
         );
+        let media_opened = Instant::now();
         let media = match silence_frame(codec)
             .and_then(|s| self.media.open(ports, params, s).map_err(|e| e.to_string()))
         {
@@ -469,8 +471,13 @@ impl Shared {
             CallEnd::HungUpRemote => call.events.event("hangup", Some("by the far end".into())),
             _ => {}
         }
-        let health = media.close().await.ok();
-        if let Some(h) = &health {
+        let mut health = media.close().await.ok();
+        if let Some(h) = health.as_mut() {
+            // The session counts from its own start; add the time from the 200 OK to it.
+            let before_media = media_opened.saturating_duration_since(answer_seen);
+            h.answer_to_audio_ms = h
+                .answer_to_audio_ms
+                .map(|ms| ((ms + before_media.as_secs_f64() * 1000.0) * 1000.0).round() / 1000.0);
             if h.no_rtp_received {
                 call.events.event(
                     "no_rtp_received",

@@ -16,8 +16,29 @@ pub enum PromptError {
     Opus(String),
 }
 
-/// The encoded 20 ms frames of `samples` (mono, `rate` Hz) for `codec`.
+/// Samples at or below this magnitude (about -50 dBFS) count as silence at a prompt's edges.
+const EDGE_SILENCE: i16 = 100;
+/// Silence kept before the first and after the last sound of a prompt.
+const EDGE_KEEP_MS: u32 = 60;
+
+/// `samples` without the silence engines put before and after speech, keeping
+/// [`EDGE_KEEP_MS`] on each side: the caller hears the message sooner after answering and the
+/// call hangs up sooner after the acknowledgement. All-silent input stays as it is.
+pub fn trim_edges(samples: &[i16], rate: u32) -> &[i16] {
+    let loud = |s: &i16| s.unsigned_abs() > EDGE_SILENCE.unsigned_abs();
+    let (Some(first), Some(last)) = (samples.iter().position(loud), samples.iter().rposition(loud)) else {
+        return samples;
+    };
+    let keep = (rate * EDGE_KEEP_MS / 1000) as usize;
+    let start = first.saturating_sub(keep);
+    let end = last.saturating_add(1).saturating_add(keep).min(samples.len());
+    &samples[start..end]
+}
+
+/// The encoded 20 ms frames of `samples` (mono, `rate` Hz) for `codec`, edge silence trimmed
+/// ([`trim_edges`]).
 pub fn encode_frames(samples: &[i16], rate: u32, codec: AudioCodec) -> Result<Vec<Vec<u8>>, PromptError> {
+    let samples = trim_edges(samples, rate);
     if samples.is_empty() {
         return Ok(Vec::new());
     }
@@ -50,6 +71,27 @@ fn g711_frames(law: Law, pcm: &[i16]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_silence_is_trimmed_to_a_short_margin() {
+        let rate = 8_000;
+        let mut s = vec![0i16; 4_000];
+        s.extend(vec![30i16; 800]); // -60 dBFS hiss counts as silence
+        s.extend(tone(rate, 500));
+        s.extend(vec![0i16; 8_000]);
+        let t = trim_edges(&s, rate);
+        // 480 (first, 60 ms before the tone's first loud sample) .. 60 ms after its last.
+        let tone_len = tone(rate, 500).len();
+        assert!(
+            t.len() <= tone_len + 2 * 480 && t.len() >= tone_len,
+            "{}",
+            t.len()
+        );
+        assert_eq!(trim_edges(&[0; 100], rate).len(), 100);
+        assert!(trim_edges(&[], rate).is_empty());
+        let frames = encode_frames(&s, rate, AudioCodec::Pcmu).expect("frames");
+        assert_eq!(frames.len(), t.len().div_ceil(160));
+    }
 
     fn tone(rate: u32, ms: u32) -> Vec<i16> {
         let n = rate * ms / 1000;

@@ -117,6 +117,8 @@ pub struct MediaSession {
     bytes_received: u64,
     started: Duration,
     first_rx: Option<Duration>,
+    /// When the first packet carrying a prompt frame went out.
+    first_audio: Option<Duration>,
     out: VecDeque<MediaEvent>,
     pcm: Vec<i16>,
 }
@@ -156,6 +158,7 @@ impl MediaSession {
             bytes_received: 0,
             started: now,
             first_rx: None,
+            first_audio: None,
             out: VecDeque::new(),
             pcm: Vec::with_capacity(960),
             params,
@@ -232,9 +235,10 @@ impl MediaSession {
         }
     }
 
-    /// The packet for tick `frame_index`: the next prompt frame, else silence; an RFC 4733 event
-    /// while a key press is being sent; nothing (`out` empty) while the far end holds the call.
-    pub fn on_tick(&mut self, frame_index: u64, out: &mut Vec<u8>) {
+    /// The packet for tick `frame_index`, sent at `now`: the next prompt frame, else silence; an
+    /// RFC 4733 event while a key press is being sent; nothing (`out` empty) while the far end
+    /// holds the call.
+    pub fn on_tick(&mut self, frame_index: u64, now: Duration, out: &mut Vec<u8>) {
         out.clear();
         self.next_frame = frame_index + 1;
         let spf = self.params.codec.samples_per_frame();
@@ -248,6 +252,9 @@ impl MediaSession {
         }
         let (payload, marker) = match self.queue.front_mut() {
             Some(p) => {
+                if self.sending && self.first_audio.is_none() {
+                    self.first_audio = Some(now);
+                }
                 let marker = !self.talking;
                 self.talking = true;
                 let frame = p
@@ -377,6 +384,9 @@ impl MediaSession {
             loss_percent: (self.stats.loss_percent() * 100.0).round() / 100.0,
             jitter_ms: (self.stats.jitter_ms() * 100.0).round() / 100.0,
             no_rtp_received: self.first_rx.is_none() && now.saturating_sub(self.started) >= NO_RTP_AFTER,
+            answer_to_audio_ms: self
+                .first_audio
+                .map(|t| t.saturating_sub(self.started).as_secs_f64() * 1000.0),
         }
     }
 }
@@ -405,11 +415,29 @@ mod tests {
     }
 
     #[test]
+    fn the_first_packet_carrying_speech_is_timed_from_the_session_start() {
+        let mut s =
+            MediaSession::new(params(), vec![0xFF; 160], Duration::from_millis(1_000)).expect("session");
+        let mut out = Vec::new();
+        s.on_tick(0, Duration::from_millis(1_000), &mut out);
+        s.on_tick(1, Duration::from_millis(1_020), &mut out);
+        assert_eq!(s.health(Duration::from_millis(1_020)).answer_to_audio_ms, None);
+        s.play(1, Arc::new(vec![vec![1; 160]; 3]));
+        for (n, at) in [(2, 1_040), (3, 1_060), (4, 1_080)] {
+            s.on_tick(n, Duration::from_millis(at), &mut out);
+        }
+        assert_eq!(
+            s.health(Duration::from_millis(1_100)).answer_to_audio_ms,
+            Some(40.0)
+        );
+    }
+
+    #[test]
     fn ticks_follow_the_frame_counter_and_mark_talkspurts() {
         let mut s = session();
         let mut out = Vec::new();
         let mut seen = Vec::new();
-        s.on_tick(0, &mut out);
+        s.on_tick(0, Duration::ZERO, &mut out);
         seen.push(
             parse(&out)
                 .map(|(h, p)| (h.seq, h.timestamp, h.marker, p.to_vec()))
@@ -417,7 +445,7 @@ mod tests {
         );
         s.play(7, Arc::new(vec![vec![1; 160], vec![2; 160]]));
         for n in 1..5 {
-            s.on_tick(n, &mut out);
+            s.on_tick(n, Duration::ZERO, &mut out);
             seen.push(
                 parse(&out)
                     .map(|(h, p)| (h.seq, h.timestamp, h.marker, p.to_vec()))
@@ -456,7 +484,7 @@ mod tests {
         let mut s = session();
         s.play(1, Arc::new(vec![vec![1; 160]; 50]));
         let mut out = Vec::new();
-        s.on_tick(0, &mut out);
+        s.on_tick(0, Duration::ZERO, &mut out);
         s.stop_playback();
         assert_eq!(
             s.poll_event(),
@@ -465,7 +493,7 @@ mod tests {
                 complete: false
             })
         );
-        s.on_tick(1, &mut out);
+        s.on_tick(1, Duration::ZERO, &mut out);
         assert_eq!(
             parse(&out).map(|(_, p)| p.to_vec()).expect("rtp"),
             vec![0xFF; 160]
@@ -563,7 +591,7 @@ mod tests {
         let mut s = session();
         let mut out = Vec::new();
         for n in 0..10 {
-            s.on_tick(n, &mut out);
+            s.on_tick(n, Duration::ZERO, &mut out);
         }
         s.rtcp(
             Duration::from_secs(5),
@@ -587,11 +615,11 @@ mod tests {
     fn digits_are_sent_as_rfc4733_events_in_place_of_audio() {
         let mut s = session();
         let mut out = Vec::new();
-        s.on_tick(0, &mut out);
+        s.on_tick(0, Duration::ZERO, &mut out);
         s.send_digit('5', 100).expect("queued");
         let mut events = Vec::new();
         for n in 1..12 {
-            s.on_tick(n, &mut out);
+            s.on_tick(n, Duration::ZERO, &mut out);
             let (h, p) = parse(&out).expect("rtp");
             events.push((h.payload_type, h.timestamp, h.marker, p.to_vec()));
         }
@@ -643,10 +671,10 @@ mod tests {
         s.update_remote(moved, moved_rtcp, false);
         assert_eq!(s.remote(), moved);
         assert_eq!(s.remote_rtcp(), moved_rtcp);
-        s.on_tick(1, &mut out);
+        s.on_tick(1, Duration::ZERO, &mut out);
         assert!(out.is_empty(), "nothing is sent while held");
         s.update_remote(moved, moved_rtcp, true);
-        s.on_tick(2, &mut out);
+        s.on_tick(2, Duration::ZERO, &mut out);
         let (h, _) = parse(&out).expect("rtp after resume");
         assert_eq!(h.timestamp, 1000 + 2 * 160);
         let from: SocketAddr = "127.0.0.1:41050".parse().expect("addr");

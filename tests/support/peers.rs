@@ -649,6 +649,8 @@ pub enum SippScenario {
     Answer { bye_after: Option<Duration> },
     /// As `Answer { bye_after: None }`, but the 200's SDP offers only G.729 (payload type 18).
     AnswerG729,
+    /// As `Answer { bye_after: None }`, with `ring` between the 180 and the 200.
+    AnswerAfterRinging { ring: Duration },
     /// 100, 486 Busy Here, waits for the ACK.
     Busy,
     /// 100, 180, then waits for CANCEL: 200 to the CANCEL, 487 to the INVITE, waits for the ACK.
@@ -700,11 +702,16 @@ fn keep_blocks(mut xml: String, all: &[&str], keep: &[&str]) -> String {
 impl Sipp {
     /// Start a SIPp UAS for one call with `scenario`; it is listening when this returns.
     pub fn uas(scenario: SippScenario) -> Sipp {
+        Sipp::uas_calls(scenario, 1)
+    }
+
+    /// As [`Sipp::uas`], handling `calls` calls (concurrent ones too) before it exits.
+    pub fn uas_calls(scenario: SippScenario, calls: u32) -> Sipp {
         let all = ["ANSWER", "WAITBYE", "SENDBYE", "BUSY", "RING"];
         let (keep, bye_ms): (&[&str], u128) = match scenario {
-            SippScenario::Answer { bye_after: None } | SippScenario::AnswerG729 => {
-                (&["ANSWER", "WAITBYE"], 0)
-            }
+            SippScenario::Answer { bye_after: None }
+            | SippScenario::AnswerG729
+            | SippScenario::AnswerAfterRinging { .. } => (&["ANSWER", "WAITBYE"], 0),
             SippScenario::Answer { bye_after: Some(d) } => (&["ANSWER", "SENDBYE"], d.as_millis()),
             SippScenario::Busy => (&["BUSY"], 0),
             SippScenario::RingForever => (&["RING"], 0),
@@ -729,13 +736,20 @@ impl Sipp {
                 .replace("RTP/AVP 0\n", "RTP/AVP 18\n")
                 .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000");
         }
+        if let SippScenario::AnswerAfterRinging { ring } = scenario {
+            let pause = format!(
+                "  <pause milliseconds=\"{}\"/>\n  <send retrans=\"500\">",
+                ring.as_millis()
+            );
+            xml = xml.replacen("  <send retrans=\"500\">", &pause, 1);
+        }
         let xml = xml
             .replace("__BYE_MS__", &bye_ms.to_string())
             .replace(
                 "<!-- __ACTIONS__: eregs the chosen blocks need (SIPp rejects variables that are set but never used) -->",
                 actions,
             );
-        let sipp = Sipp::spawn(&xml, &[]);
+        let sipp = Sipp::spawn(&xml, &[], calls);
         // SIPp binds its SIP socket a few ms after start: wait until the port is taken.
         let port = sipp.port;
         wait_until(Duration::from_secs(5), || {
@@ -813,10 +827,11 @@ impl Sipp {
             ]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Sipp::spawn(&xml, &args)
+        Sipp::spawn(&xml, &args, 1)
     }
 
-    fn spawn(xml: &str, extra: &[&str]) -> Sipp {
+    /// SIPp running `xml` for `calls` calls; it gives up 40 s plus 5 s per further call after start.
+    fn spawn(xml: &str, extra: &[&str], calls: u32) -> Sipp {
         let dir = tempfile::Builder::new()
             .prefix("sipp-")
             .tempdir()
@@ -835,7 +850,7 @@ impl Sipp {
             "-t",
             "u1",
             "-m",
-            "1",
+            &calls.to_string(),
             "-nostdin",
         ]);
         cmd.args([
@@ -846,7 +861,8 @@ impl Sipp {
             "-mp",
             &(port + 2).to_string(),
         ]);
-        cmd.args(["-timeout", "40s", "-timeout_error", "-trace_msg", "-trace_err"]);
+        let timeout = format!("{}s", 40 + 5 * calls.saturating_sub(1));
+        cmd.args(["-timeout", &timeout, "-timeout_error", "-trace_msg", "-trace_err"]);
         cmd.arg("-message_file").arg(d.join("messages.log"));
         cmd.arg("-error_file").arg(d.join("errors.log"));
         cmd.current_dir(d);

@@ -50,6 +50,7 @@ def main():
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
+            received_at = time.time()
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             with lock:
@@ -60,6 +61,7 @@ def main():
                 time.sleep(args.delay)
             status = args.fail_status if failing else 200
             entry = {
+                "received_at": received_at,
                 "method": "POST",
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
