@@ -7,17 +7,28 @@
 //! recognised reply, end of speech → final result latency, the endpointer's CPU per audio
 //! second; per TTS engine, the time to the first audio of a 15-word message (engines render whole
 //! messages, so that is the whole rendering) cold and from the prompt cache; and the RSS.
+//!
+//! When the speech test venv exists (`tests/support/speech_venv.sh`, as `.ci/dev test` builds it),
+//! also the Wyoming engines on real servers: wyoming-piper's voice joins the voices, and
+//! wyoming-faster-whisper (tiny.en) transcribes the same dev set, its free text matched by the
+//! built-in matcher; its CPU is the server's (another process), so wall time is given.
 
 #[path = "../tests/support/speech_devset.rs"]
 mod devset;
+#[path = "../tests/support/speech_servers.rs"]
+mod servers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sip_assistant::call::ChoiceOption;
+use sip_assistant::choice::{match_answer, Answer, Decision, MatchSettings};
+use sip_assistant::config::WyomingConfig;
 use sip_assistant::speech::cache::CachedSynthesizer;
 use sip_assistant::speech::pocketsphinx::{PocketSphinx, PocketSphinxSettings};
 use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
-use sip_assistant::speech::{Recognition, Recognizer, SynthRequest, Synthesizer};
+use sip_assistant::speech::{Recognition, Recognizer, SynthRequest, Synthesizer, Utterance};
+use sip_assistant::speech::{WyomingRecognizer, WyomingSynthesizer};
 
 const MESSAGE: &str =
     "Hello, this is the building system: the boiler in house four reports low water pressure.";
@@ -81,6 +92,189 @@ fn listen(ps: &PocketSphinx, audio: &[i16], vad_cpu: &mut f64) -> Option<(Option
         }
     }
     None
+}
+
+/// The dev set's question as options for the built-in matcher.
+fn options() -> Vec<ChoiceOption> {
+    [devset::YES, devset::NO]
+        .iter()
+        .map(|list| ChoiceOption {
+            value: list[0].into(),
+            synonyms: list[1..].iter().map(|s| (*s).into()).collect(),
+            dtmf: None,
+        })
+        .collect()
+}
+
+/// The dev set through the endpointer and `stt`, answers matched by the built-in matcher:
+/// (right, answers, rejected, off-topic, end of speech → result latencies).
+fn free_text_round(
+    voices: &[(String, Arc<dyn Synthesizer>)],
+    stt: &dyn Recognizer,
+) -> (usize, usize, usize, usize, Vec<Duration>) {
+    let ctx = devset::context();
+    let opts = options();
+    let (mut right, mut answers, mut rejected, mut off) = (0, 0, 0, 0);
+    let mut latencies = Vec::new();
+    for (label, tts) in voices {
+        let mut items: Vec<(Option<usize>, &str)> = Vec::new();
+        for (option, list) in [devset::YES, devset::NO].into_iter().enumerate() {
+            items.extend(list.iter().map(|t| (Some(option), *t)));
+        }
+        items.extend(devset::OFF_TOPIC.iter().map(|t| (None, *t)));
+        let (mut r, mut a, mut rej, mut o) = (0, 0, 0, 0);
+        for (i, (expected, text)) in items.into_iter().enumerate() {
+            let mut audio = devset::noise(8000, 60, i as u64 + 1);
+            audio.extend(devset::telephone(&devset::say(tts.as_ref(), text)));
+            audio.extend(devset::noise(24_000, 60, i as u64 + 2));
+            let mut ep = Endpointer::new(VadConfig::default());
+            let mut utterance: Option<Box<dyn Utterance>> = None;
+            let mut got = None;
+            'feed: for packet in audio.chunks(320) {
+                ep.push(packet);
+                while let Some(ev) = ep.poll_event() {
+                    match ev {
+                        VadEvent::SpeechStart { audio, .. } => {
+                            let mut u = match smol::block_on(stt.start(&ctx)) {
+                                Ok(u) => u,
+                                Err(e) => {
+                                    eprintln!("{label} {text:?}: {e}");
+                                    break 'feed;
+                                }
+                            };
+                            let _ = smol::block_on(u.push(&audio));
+                            utterance = Some(u);
+                        }
+                        VadEvent::Audio(a) => {
+                            if let Some(u) = utterance.as_mut() {
+                                let _ = smol::block_on(u.push(&a));
+                            }
+                        }
+                        VadEvent::SpeechEnd { .. } => {
+                            if let Some(u) = utterance.take() {
+                                let t0 = Instant::now();
+                                got = Some(smol::block_on(u.finish()));
+                                latencies.push(t0.elapsed());
+                            }
+                            break 'feed;
+                        }
+                        VadEvent::NoSpeechTimeout { .. } => break 'feed,
+                    }
+                }
+            }
+            let heard = match got {
+                Some(Ok(Recognition::Heard(alternatives))) => {
+                    let answer = Answer {
+                        alternatives,
+                        digits: String::new(),
+                    };
+                    match match_answer(&answer, &opts, &MatchSettings::default()) {
+                        Decision::Matched { option, .. } => Some(option),
+                        Decision::NoMatch { .. } => None,
+                    }
+                }
+                Some(Err(e)) => {
+                    eprintln!("{label} {text:?}: {e}");
+                    None
+                }
+                _ => None,
+            };
+            match expected {
+                Some(x) => {
+                    a += 1;
+                    r += usize::from(heard == Some(x));
+                }
+                None => {
+                    o += 1;
+                    rej += usize::from(heard.is_none());
+                }
+            }
+        }
+        println!(
+            "{label:<22} {:>14} {:>18}",
+            format!("{r}/{a}"),
+            format!("{rej}/{o}")
+        );
+        (right, answers, rejected, off) = (right + r, answers + a, rejected + rej, off + o);
+    }
+    (right, answers, rejected, off, latencies)
+}
+
+/// The Wyoming engines on real servers from the speech venv, when it exists.
+fn remote_engines() {
+    let Some(venv) = servers::venv_if_present() else {
+        println!("\n(no speech venv: run tests/support/speech_venv.sh for the Wyoming figures)");
+        return;
+    };
+    let mut piper = servers::wyoming_piper(&venv);
+    let mut whisper = servers::wyoming_faster_whisper(&venv);
+    let quick = Duration::from_millis(500);
+    for server in [&mut piper, &mut whisper] {
+        let addr = server.addr.clone();
+        server.wait_ready(Duration::from_secs(120), || {
+            smol::block_on(sip_assistant::speech::wyoming::describe(&addr, quick, quick)).is_ok()
+        });
+    }
+    let config = WyomingConfig {
+        tts_address: piper.addr.clone(),
+        stt_address: whisper.addr.clone(),
+        voice: Some("en_US-joe-medium".into()),
+        language: Some("en".into()),
+        connect_timeout_ms: 2_000,
+        request_timeout_ms: 60_000,
+    };
+    let (Ok(tts), Ok(stt)) = (WyomingSynthesizer::new(&config), WyomingRecognizer::new(&config)) else {
+        println!("wyoming engines cannot be configured");
+        return;
+    };
+    let tts: Arc<dyn Synthesizer> = Arc::new(tts);
+    let req = SynthRequest {
+        text: MESSAGE.into(),
+        voice: None,
+        language: None,
+    };
+    let t0 = Instant::now();
+    match smol::block_on(tts.synthesize(&req)) {
+        Ok(pcm) => println!(
+            "\nTTS wyoming-piper (en_US-joe-medium), 15-word message: first audio {:.0} ms (whole rendering, server side), {:.2} s of audio",
+            t0.elapsed().as_secs_f64() * 1000.0,
+            pcm.duration().as_secs_f64()
+        ),
+        Err(e) => println!("\nTTS wyoming-piper: {e}"),
+    }
+    let mut voices: Vec<(String, Arc<dyn Synthesizer>)> = devset::voices()
+        .into_iter()
+        .map(|(l, t)| (l, Arc::from(t)))
+        .collect();
+    voices.push(("wyoming-piper/joe".into(), tts.clone()));
+    println!(
+        "\nSTT wyoming-faster-whisper (tiny.en), free text matched by the built-in matcher, over G.711:"
+    );
+    println!(
+        "{:<22} {:>14} {:>18}",
+        "voice", "answers right", "off-topic rejected"
+    );
+    let (right, answers, rejected, off, mut lat) = free_text_round(&voices, &stt);
+    lat.sort();
+    let pct = |p: usize| {
+        lat.get(lat.len() * p / 100)
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0
+    };
+    println!(
+        "all voices: answers right {right}/{answers} ({:.0} %), off-topic rejected {rejected}/{off} ({:.0} %); end of speech → result p50 {:.0} ms, p95 {:.0} ms (server CPU, 2 cores)",
+        100.0 * right as f64 / answers.max(1) as f64,
+        100.0 * rejected as f64 / off.max(1) as f64,
+        pct(50),
+        pct(95)
+    );
+    // pocketsphinx on the Piper voice too, so every TTS engine's audio meets the embedded STT.
+    let ps = PocketSphinx::new(PocketSphinxSettings::default());
+    println!("\nSTT pocketsphinx on the wyoming-piper voice:");
+    let (right, answers, rejected, off, _) = free_text_round(&voices[voices.len() - 1..], &ps);
+    println!("wyoming-piper/joe: answers right {right}/{answers}, off-topic rejected {rejected}/{off}");
 }
 
 fn main() {
@@ -210,4 +404,8 @@ fn main() {
         status_kib("VmRSS:") / 1024,
         status_kib("VmHWM:") / 1024
     );
+    if std::env::args().any(|a| a == "--no-remote") {
+        return;
+    }
+    remote_engines();
 }
