@@ -560,3 +560,69 @@ fn a_hook_named_by_the_request_decides_and_a_broken_default_falls_back() {
     assert_eq!(broken["failures"], 1, "{hooks}");
     assert_eq!(broken["loaded"], false, "{hooks}");
 }
+
+#[test]
+fn remote_engines_that_are_down_fail_their_steps_and_the_call_still_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1008", "pw-1008")], 30_000);
+    let says = dir.path().join("yes.wav");
+    peers::speech_wav(&says, "yes", 1.0, 20.0);
+    let phone = Phone::start(
+        "1008",
+        "pw-1008",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&says),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let mut config = config_for(dir.path(), Some(k.port));
+    // Nothing listens there: both Wyoming servers are down.
+    let closed = peers::free_udp_tcp_port();
+    config.speech.tts = "wyoming".into();
+    config.speech.stt = "wyoming".into();
+    config.speech.wyoming.tts_address = format!("127.0.0.1:{closed}");
+    config.speech.wyoming.stt_address = format!("127.0.0.1:{closed}");
+    config.speech.wyoming.connect_timeout_ms = 500;
+    let app = start(config);
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+    let id = post_call(
+        &app,
+        json!({"message": "This is a reminder.", "extension": "1008",
+               "callback_url": receiver.url("/hook"), "choice": choice(5, 1)}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(60));
+    let rec = record(&app, &id);
+    assert_eq!(hook["status"], "completed", "{rec}");
+    assert_eq!(hook["message_played"], false, "{rec}");
+    assert_eq!(hook["choice_response"], Value::Null, "{rec}");
+    let tl = timeline(&rec);
+    let failed: Vec<&String> = tl
+        .iter()
+        .filter(|(e, _)| e == "speech_failed" || e == "recognizer_error")
+        .map(|(_, d)| d)
+        .collect();
+    assert!(!failed.is_empty(), "{tl:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|d| d.contains("wyoming") && d.contains(&closed.to_string())),
+        "{failed:?}"
+    );
+    assert!(tl.iter().any(|(e, _)| e == "hangup"), "{tl:?}");
+    // The failures are recorded step by step, and the outcome says why nothing was chosen.
+    assert!(
+        tl.iter()
+            .any(|(e, d)| e == "completed" && d.contains("speech recognition failed")),
+        "{tl:?}"
+    );
+}
