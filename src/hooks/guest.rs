@@ -13,10 +13,10 @@ wasmtime::component::bindgen!({
     world: "choice-matcher",
 });
 
-pub use exports::sip_assistant::hooks::matcher::{
+pub use self::exports::sip_assistant::hooks::matcher::{
     Alternative as WitAlternative, ChoiceOption as WitOption, MatchInput, MatchResult,
 };
-use sip_assistant::hooks::host::{Host, Level};
+use self::sip_assistant::hooks::host::{Host, Level};
 
 /// How many log lines one call may write, and how long each may be.
 const LOG_LINES_PER_CALL: u32 = 20;
