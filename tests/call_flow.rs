@@ -301,6 +301,12 @@ fn a_key_press_picks_the_mapped_option() {
     let rec = record(&app, &id);
     assert_eq!(hook["choice_response"], "cancelled", "{rec}");
     assert_eq!(hook["choice_raw_text"], "2", "{rec}");
+    // The key came while the prompt played (sent as soon as it started): barge-in stopped it.
+    let tl = timeline(&rec);
+    assert!(
+        tl.iter().any(|(e, d)| e == "barge_in" && d.contains("key 2")),
+        "{tl:?}"
+    );
 }
 
 #[test]
