@@ -632,3 +632,166 @@ fn remote_engines_that_are_down_fail_their_steps_and_the_call_still_reports() {
         "{tl:?}"
     );
 }
+
+/// A language or voice the configured engines cannot speak or hear is refused before any phone
+/// rings, naming the engine and what to use instead.
+#[test]
+fn a_language_or_voice_the_engines_lack_is_a_400() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start(config_for(dir.path(), None));
+    let refused = |body: Value| {
+        let r = request(
+            &router(&app),
+            "POST",
+            "/call",
+            Some(body.to_string().as_bytes()),
+            &[],
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        r.json()["detail"].as_str().unwrap_or_default().to_string()
+    };
+    let to = "sip:1001@127.0.0.1:5999";
+    let d = refused(json!({"message": "Hallo", "extension": to, "language": "de-DE"}));
+    assert!(
+        d.contains("flite speaks English only") && d.contains("espeak"),
+        "{d}"
+    );
+    let d = refused(json!({"message": "Hello", "extension": to, "voice": "nosuch"}));
+    assert!(d.contains("no voice 'nosuch'") && d.contains("slt"), "{d}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config_for(dir.path(), None);
+    c.speech.tts = "espeak".into();
+    let app = start(c);
+    let refused = |body: Value| {
+        let r = request(
+            &router(&app),
+            "POST",
+            "/call",
+            Some(body.to_string().as_bytes()),
+            &[],
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        r.json()["detail"].as_str().unwrap_or_default().to_string()
+    };
+    // espeak speaks German, but the embedded recogniser only hears English.
+    let d = refused(
+        json!({"message": "Hallo", "extension": to, "language": "de", "choice": choice(5, 1),
+                           "callback_url": "http://127.0.0.1:9/hook"}),
+    );
+    assert!(d.contains("pocketsphinx model is English only"), "{d}");
+    let d = refused(json!({"message": "Hallo", "extension": to, "language": "xx-YY"}));
+    assert!(d.contains("espeak-ng has no voice for 'xx-YY'"), "{d}");
+}
+
+/// The far end hangs up in the middle of the message: the call is completed, but the message was
+/// not all sent, the timeline says who hung up, and the duration runs from answer to hang-up.
+#[test]
+fn a_phone_hanging_up_mid_message_leaves_message_played_false() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1004", "pw-1004")], 30_000);
+    // baresip hangs up (BYE) when its audio file ends: 4 s after answering.
+    let short = dir.path().join("short.wav");
+    peers::write_silence_wav(&short, 16_000, 4.0);
+    let phone = Phone::start(
+        "1004",
+        "pw-1004",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&short),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let id = post_call(
+        &app,
+        json!({"message": "This is a long notification. The backup of the file server did not finish last night, \
+                           and the disk of the mail server is almost full. Please check both systems as soon as you can.",
+               "extension": "1004", "callback_url": receiver.url("/hook")}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(40));
+    let rec = record(&app, &id);
+    assert_eq!(hook["status"], "completed", "{rec}");
+    assert_eq!(hook["message_played"], false, "{rec}");
+    let tl = timeline(&rec);
+    assert!(
+        tl.iter().any(|(e, d)| e == "hangup" && d == "by the far end"),
+        "{tl:?}"
+    );
+    assert!(!tl.iter().any(|(e, _)| e == "message_ended"), "{tl:?}");
+    let duration = hook["duration_seconds"].as_f64().unwrap_or(-1.0);
+    let answered_to_hangup = seconds_between(&rec, "answered", "hangup");
+    assert!((3.0..8.0).contains(&duration), "duration {duration}: {rec}");
+    assert!(
+        (duration - answered_to_hangup).abs() < 1.0,
+        "duration {duration} s, answered→hangup {answered_to_hangup} s"
+    );
+}
+
+/// The caller answers while the question is still being asked: the prompt stops (barge-in) and
+/// what was said is the answer.
+#[test]
+fn speaking_during_the_prompt_stops_it_and_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = Kamailio::start(&[(US, OUR_PW), ("1005", "pw-1005")], 30_000);
+    // "yes" 4.5 s after answering: a one-word message (~1 s), then a prompt of ~9 s.
+    let says = dir.path().join("yes.wav");
+    peers::speech_wav(&says, "yes", 4.5, 20.0);
+    let phone = Phone::start(
+        "1005",
+        "pw-1005",
+        k.port,
+        "udp",
+        PhoneMode::AutoAnswer,
+        Some(&says),
+    );
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
+    let app = start(config_for(dir.path(), Some(k.port)));
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+
+    let mut question = choice(10, 2);
+    question["prompt"] = json!(
+        "Please listen to the whole question before you answer. Your appointment is tomorrow afternoon \
+         at two o'clock at the main office. Do you confirm it? Say yes or no."
+    );
+    let id = post_call(
+        &app,
+        json!({"message": "Hello.", "extension": "1005",
+               "callback_url": receiver.url("/hook"), "choice": question}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(60));
+    let rec = record(&app, &id);
+    assert_eq!(hook["choice_response"], "confirmed", "{rec}");
+    let tl = timeline(&rec);
+    assert!(
+        tl.iter()
+            .any(|(e, d)| e == "barge_in" && d == "speech during the prompt"),
+        "{tl:?}"
+    );
+    assert_eq!(count(&rec, "prompt"), 1, "answered on the first prompt: {tl:?}");
+    let prompt_to_heard = seconds_between(&rec, "prompt", "heard");
+    assert!(
+        prompt_to_heard < 6.0,
+        "the answer came {prompt_to_heard} s into a ~9 s prompt, so it interrupted it"
+    );
+}

@@ -81,6 +81,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech.vad", "max_utterance_seconds", KeyKind::Integer),
     ("speech.cache", "memory_bytes", KeyKind::Integer),
     ("speech.cache", "disk", KeyKind::Bool),
+    ("speech.cache", "disk_bytes", KeyKind::Integer),
     ("hooks", "dir", KeyKind::Text),
     ("script", "acknowledgement", KeyKind::Text),
     ("script", "goodbye", KeyKind::Text),

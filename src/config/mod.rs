@@ -381,8 +381,10 @@ impl Default for VadSettings {
 pub struct SpeechCacheConfig {
     /// Memory for cached audio, in bytes (0 = no memory cache).
     pub memory_bytes: u64,
-    /// Also keep renderings in `<store.data_dir>/tts-cache/`.
+    /// Also keep renderings in `<store.data_dir>/tts-cache/` (those used at least twice).
     pub disk: bool,
+    /// Most bytes the disk cache may hold; the least recently used files go first.
+    pub disk_bytes: u64,
 }
 
 impl Default for SpeechCacheConfig {
@@ -390,6 +392,7 @@ impl Default for SpeechCacheConfig {
         Self {
             memory_bytes: 32 * 1024 * 1024,
             disk: true,
+            disk_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -190,6 +190,7 @@ fn check_speech(c: &Config, k: &mut Checker) {
         120,
     );
     k.range("speech.cache.memory_bytes", s.cache.memory_bytes, 0, 4 << 30);
+    k.range("speech.cache.disk_bytes", s.cache.disk_bytes, 1 << 20, 64 << 30);
 }
 
 fn check_sip(c: &Config, k: &mut Checker) {
