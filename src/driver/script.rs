@@ -67,7 +67,10 @@ impl CallScript for NoSpeechScript {
             ctx.call
                 .events
                 .event("speech_unavailable", Some(NO_SPEECH.into()));
-            ScriptResult::default()
+            ScriptResult {
+                error: Some(NO_SPEECH.into()),
+                ..ScriptResult::default()
+            }
         })
     }
 }
