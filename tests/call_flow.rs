@@ -46,6 +46,50 @@ fn start(config: Config) -> App {
     start_app(config, Arc::new(engine))
 }
 
+/// A PBX, one phone on it and the service registered to it, with a webhook receiver. Bind it as
+/// `let Rig { k: _pbx, phone, receiver, app } = ...`, so that the service goes first, the PBX last.
+struct Rig {
+    k: Kamailio,
+    phone: Phone,
+    receiver: Receiver,
+    app: App,
+}
+
+/// Kamailio with our extension and phone `ext` (password `pw-<ext>`), which answers at once with
+/// `wav` as its microphone; the service, launched by `launch` with `config_for` changed by
+/// `configure`, registered to the PBX.
+fn rig(
+    dir: &Path,
+    ext: &str,
+    wav: &Path,
+    configure: impl FnOnce(&mut Config),
+    launch: fn(Config) -> App,
+) -> Rig {
+    let pw = format!("pw-{ext}");
+    let k = Kamailio::start(&[(US, OUR_PW), (ext, pw.as_str())], 30_000);
+    let phone = Phone::start(ext, &pw, k.port, "udp", PhoneMode::AutoAnswer, Some(wav));
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir, 0, 503, None, None);
+    let mut config = config_for(dir, Some(k.port));
+    configure(&mut config);
+    let app = launch(config);
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+    Rig {
+        k,
+        phone,
+        receiver,
+        app,
+    }
+}
+
 fn post_call(app: &App, body: Value) -> String {
     let body = body.to_string();
     let r = request(&router(app), "POST", "/call", Some(body.as_bytes()), &[]);
@@ -148,29 +192,14 @@ fn choice(timeout: u32, repeat: u32) -> Value {
 #[test]
 fn notification_only_is_spoken_and_completed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1001", "pw-1001")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 30.0);
-    let mut phone = Phone::start(
-        "1001",
-        "pw-1001",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        mut phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1001", &silence, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -205,29 +234,14 @@ fn notification_only_is_spoken_and_completed() {
 #[test]
 fn a_spoken_yes_confirms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1002", "pw-1002")], 30_000);
     let says = dir.path().join("yes.wav");
     peers::speech_wav(&says, "yes", 7.0, 15.0);
-    let phone = Phone::start(
-        "1002",
-        "pw-1002",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&says),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1002", &says, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -261,29 +275,14 @@ fn a_spoken_yes_confirms() {
 #[test]
 fn a_key_press_picks_the_mapped_option() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1003", "pw-1003")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 40.0);
-    let phone = Phone::start(
-        "1003",
-        "pw-1003",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1003", &silence, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -312,29 +311,14 @@ fn a_key_press_picks_the_mapped_option() {
 #[test]
 fn silence_repeats_the_prompt_then_ends_without_a_choice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1004", "pw-1004")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 60.0);
-    let phone = Phone::start(
-        "1004",
-        "pw-1004",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1004", &silence, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -478,32 +462,18 @@ fn a_hook_named_by_the_request_decides_and_a_broken_default_falls_back() {
     std::fs::create_dir_all(&hooks_dir).expect("hooks dir");
     guests::install(&hooks_dir, "ordinals", "ordinals");
     std::fs::write(hooks_dir.join("broken.wasm"), b"\0asm but not really").expect("broken hook");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1007", "pw-1007")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 90.0);
-    let phone = Phone::start(
-        "1007",
-        "pw-1007",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let mut config = config_for(dir.path(), Some(k.port));
-    config.hooks.dir = hooks_dir;
-    config.hooks.default = Some("broken".into());
-    let app = start_with_hooks(config);
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let configure = |c: &mut Config| {
+        c.hooks.dir = hooks_dir.clone();
+        c.hooks.default = Some("broken".into());
+    };
+    let Rig {
+        k: _pbx,
+        phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1007", &silence, configure, start_with_hooks);
     // A request may not name a hook that did not load.
     let body = json!({"message": "x", "extension": "1007", "callback_url": receiver.url("/unused"),
                       "choice": {"prompt": "p", "options": [{"value": "a"}], "matcher": "broken"}})
@@ -689,30 +659,15 @@ fn a_language_or_voice_the_engines_lack_is_a_400() {
 #[test]
 fn a_phone_hanging_up_mid_message_leaves_message_played_false() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1004", "pw-1004")], 30_000);
     // baresip hangs up (BYE) when its audio file ends: 4 s after answering.
     let short = dir.path().join("short.wav");
     peers::write_silence_wav(&short, 16_000, 4.0);
-    let phone = Phone::start(
-        "1004",
-        "pw-1004",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&short),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1004", &short, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -744,30 +699,15 @@ fn a_phone_hanging_up_mid_message_leaves_message_played_false() {
 #[test]
 fn speaking_during_the_prompt_stops_it_and_answers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1005", "pw-1005")], 30_000);
     // "yes" 4.5 s after answering: a one-word message (~1 s), then a prompt of ~9 s.
     let says = dir.path().join("yes.wav");
     peers::speech_wav(&says, "yes", 4.5, 20.0);
-    let phone = Phone::start(
-        "1005",
-        "pw-1005",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&says),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1005", &says, |_| {}, start);
 
     let mut question = choice(10, 2);
     question["prompt"] = json!(
