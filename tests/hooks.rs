@@ -9,65 +9,13 @@ mod harness;
 #[path = "support/openapi.rs"]
 mod openapi;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use guests::install;
+use guests::{folder, input, install, loaded, opt, settings};
 use serde_json::json;
 use sip_assistant::call::ChoiceOption;
-use sip_assistant::choice::{Alternative, MatchSettings};
-use sip_assistant::hooks::{HookInput, Hooks, HooksSettings, Verdict, BUILT_IN};
-
-/// A hooks folder holding `files` as (component, name).
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (component, name) in files {
-        install(dir.path(), component, name);
-    }
-    dir
-}
-
-fn settings(dir: &Path, cache: Option<&Path>) -> HooksSettings {
-    HooksSettings {
-        dir: dir.to_path_buf(),
-        default: None,
-        timeout: Duration::from_millis(50),
-        memory_bytes: 16 << 20,
-        fuel: 100_000_000,
-        cache_dir: cache.map(Path::to_path_buf),
-        builtin: MatchSettings::default(),
-    }
-}
-
-fn loaded(settings: HooksSettings) -> Hooks {
-    let hooks = Hooks::new(settings).expect("hooks");
-    let report = hooks.reload_blocking();
-    assert!(report.failed.is_empty(), "load failures: {:?}", report.failed);
-    hooks
-}
-
-fn opt(value: &str, synonyms: &[&str]) -> ChoiceOption {
-    ChoiceOption {
-        value: value.into(),
-        synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
-        dtmf: None,
-    }
-}
-
-fn input(transcript: &str, options: Vec<ChoiceOption>) -> HookInput {
-    HookInput {
-        alternatives: vec![Alternative {
-            transcript: transcript.into(),
-            confidence: Some(0.8),
-        }],
-        digits: String::new(),
-        options,
-        attempt: 1,
-        language: None,
-        call_id: "t-1".into(),
-        extension: "1001".into(),
-    }
-}
+use sip_assistant::choice::Alternative;
+use sip_assistant::hooks::{Hooks, Verdict, BUILT_IN};
 
 fn confirm_cancel() -> Vec<ChoiceOption> {
     vec![opt("confirm", &["yes"]), opt("cancel", &["no"])]
