@@ -127,6 +127,37 @@ fn hostile_hooks_are_contained_and_fall_back() {
     assert_eq!(again.verdict, Verdict::Matched(0));
 }
 
+/// A component built against a WASI world imports more than `log`: it never loads, and says why.
+#[test]
+fn a_component_with_a_wasi_import_is_refused_at_load() {
+    let dir = folder(&[("wasi-clock", "clock"), ("ordinals", "ordinals")]);
+    let hooks = Hooks::new(settings(dir.path(), None)).expect("hooks");
+    let report = hooks.reload_blocking();
+    assert_eq!(report.loaded, ["ordinals"]);
+    let [(name, error)] = report.failed.as_slice() else {
+        panic!("{report:?}");
+    };
+    assert_eq!(name, "clock");
+    assert!(
+        error.contains("does not fit the choice-matcher world")
+            && error.contains("wasi:clocks/monotonic-clock@0.2.0"),
+        "{error}"
+    );
+    let info = hooks
+        .infos()
+        .into_iter()
+        .find(|i| i.name == "clock")
+        .expect("listed");
+    assert!(!info.loaded && info.hash.is_none(), "{info:?}");
+    assert_eq!(info.last_error.as_deref(), Some(error.as_str()));
+    assert_eq!(hooks.loaded_names(), ["ordinals"]);
+    assert!(hooks.check_matcher(Some("clock")).is_err());
+    // A call that names it anyway (the default, say) is decided by the built-in matcher.
+    let d = smol::block_on(hooks.decide(Some("clock"), &input("yes", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), BUILT_IN));
+    assert_eq!(d.fallback.as_deref(), Some("hook 'clock' failed to load"));
+}
+
 #[test]
 fn an_endless_loop_hits_the_epoch_deadline() {
     let dir = folder(&[("hostile", "hostile")]);
@@ -263,7 +294,11 @@ fn a_hook_per_request_else_the_default() {
 #[test]
 fn api_lists_tests_and_checks_hooks() {
     let data = tempfile::tempdir().expect("data");
-    let hooks_dir = folder(&[("fuzzy", "fuzzy"), ("hostile", "hostile")]);
+    let hooks_dir = folder(&[
+        ("fuzzy", "fuzzy"),
+        ("hostile", "hostile"),
+        ("wasi-clock", "clock"),
+    ]);
     let mut config = harness::test_config(data.path());
     config.hooks.dir = hooks_dir.path().to_path_buf();
     let app = harness::start_app(config, harness::HoldEngine::new());
@@ -327,13 +362,22 @@ fn api_lists_tests_and_checks_hooks() {
     let v = r.json();
     assert_eq!(spec.check_response("/hooks", "get", 200, &v), Ok(()));
     let hooks = v["hooks"].as_array().expect("hooks");
-    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks.len(), 3);
     let hostile = hooks.iter().find(|h| h["name"] == "hostile").expect("hostile");
     assert_eq!(
         (hostile["calls"].as_u64(), hostile["failures"].as_u64()),
         (Some(1), Some(1))
     );
     assert_eq!(hostile["hash"].as_str().map(str::len), Some(64));
+    // A component importing more than `log` is listed, not loaded, with the reason.
+    let clock = hooks.iter().find(|h| h["name"] == "clock").expect("clock");
+    assert_eq!((&clock["loaded"], &clock["hash"]), (&json!(false), &json!(null)));
+    let error = clock["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not fit the choice-matcher world")
+            && error.contains("wasi:clocks/monotonic-clock@0.2.0"),
+        "{clock}"
+    );
 
     let call = |matcher: &str| {
         json!({"message": "m", "extension": "1001", "callback_url": "http://127.0.0.1:9/hook",
@@ -346,6 +390,8 @@ fn api_lists_tests_and_checks_hooks() {
         r.detail(),
         "choice.matcher 'x' is not a loaded hook (loaded: fuzzy, hostile; 'built-in' is the built-in matcher)"
     );
+    let r = harness::request(&server, "POST", "/call", Some(call("clock").as_bytes()), &[]);
+    assert_eq!(r.status, 400, "{}", r.text);
     let r = harness::request(&server, "POST", "/call", Some(call("fuzzy").as_bytes()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
     smol::block_on(app.shutdown());
