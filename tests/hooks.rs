@@ -127,6 +127,32 @@ fn hostile_hooks_are_contained_and_fall_back() {
     assert_eq!(again.verdict, Verdict::Matched(0));
 }
 
+/// `hostile-memories` is the hostile guest with three more linear memories of 6 MiB each: every
+/// one fits under 16 MiB, all of them together (plus the guest's own memory) do not.
+#[test]
+fn the_memory_limit_is_for_all_memories_of_a_component_together() {
+    let dir = folder(&[("hostile-memories", "many")]);
+    let hooks = loaded(settings(dir.path(), None));
+    let d = smol::block_on(hooks.decide(Some("many"), &input("first", confirm_cancel())));
+    assert_eq!(d.by, BUILT_IN);
+    let reason = d.fallback.expect("fallback");
+    assert!(
+        reason.contains("exceeded the memory limit of 16777216 bytes"),
+        "{reason}"
+    );
+
+    // With room for all of them it runs; growing past the total is still stopped.
+    let mut s = settings(dir.path(), None);
+    s.memory_bytes = 32 << 20;
+    s.timeout = Duration::from_secs(5);
+    let roomy = loaded(s);
+    let d = smol::block_on(roomy.decide(Some("many"), &input("first", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), "many"));
+    let d = smol::block_on(roomy.decide(Some("many"), &input("grow", confirm_cancel())));
+    let reason = d.fallback.expect("fallback");
+    assert!(reason.contains("memory limit"), "{reason}");
+}
+
 /// A component built against a WASI world imports more than `log`: it never loads, and says why.
 #[test]
 fn a_component_with_a_wasi_import_is_refused_at_load() {

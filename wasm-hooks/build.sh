@@ -4,7 +4,9 @@
 #   2. our `componentize` tool (wit-component, the version wit-bindgen itself uses) wraps each
 #      module into a component. No WASI: the guests import `log` only (except the test guest
 #      `wasi-clock`, which imports a WASI clock so that the host's refusal can be tested).
-# Output: OUT_DIR/{fuzzy,ordinals,yesno-eu,hostile,echo,wasi-clock}.wasm (default: wasm-hooks/dist).
+# Output: OUT_DIR/{fuzzy,ordinals,yesno-eu,hostile,echo,wasi-clock,hostile-memories}.wasm
+# (default: wasm-hooks/dist). `hostile-memories` is the hostile module with 3 more linear
+# memories of 6 MiB each (`add-memories`), for the host's store-wide memory limit.
 # Needs: rustup target add wasm32-unknown-unknown (done here when rustup is present).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +17,7 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 cargo build --quiet --release --locked --target wasm32-unknown-unknown \
     -p hook-fuzzy -p hook-ordinals -p hook-yesno-eu -p hook-hostile -p hook-echo -p hook-wasi-clock
-cargo build --quiet --release --locked -p componentize
+cargo build --quiet --release --locked -p componentize -p add-memories
 target="${CARGO_TARGET_DIR:-$here/target}"
 modules="$target/wasm32-unknown-unknown/release"
 mkdir -p "$out"
@@ -26,4 +28,7 @@ componentize() { # MODULE NAME
 for crate in fuzzy ordinals yesno-eu hostile echo wasi-clock; do
     componentize "$modules/hook_${crate//-/_}.wasm" "$crate"
 done
+"$target/release/add-memories" "$modules/hook_hostile.wasm" "$out/hostile-memories.core.wasm" 3 96
+componentize "$out/hostile-memories.core.wasm" hostile-memories
+rm -f "$out/hostile-memories.core.wasm"
 echo "$out"

@@ -403,7 +403,7 @@ pub struct HooksConfig {
     pub default: Option<String>,
     /// Wall-clock limit of one hook call (epoch deadline).
     pub timeout_ms: u64,
-    /// Linear-memory limit of one hook instance.
+    /// Memory limit of one hook call: all its linear memories and tables together.
     pub memory_bytes: u64,
     /// Fuel (roughly, wasm instructions) of one hook call.
     pub fuel: u64,

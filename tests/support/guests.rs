@@ -11,7 +11,7 @@ use sip_assistant::choice::{Alternative, MatchSettings};
 use sip_assistant::hooks::{HookInput, Hooks, HooksSettings};
 
 /// The folder holding the components `build.sh` makes: `fuzzy`, `ordinals`, `yesno-eu`,
-/// `hostile`, `echo` and `wasi-clock` (`.wasm`).
+/// `hostile`, `hostile-memories`, `echo` and `wasi-clock` (`.wasm`).
 pub fn components() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
