@@ -184,6 +184,46 @@ fn a_component_with_a_wasi_import_is_refused_at_load() {
     assert_eq!(d.fallback.as_deref(), Some("hook 'clock' failed to load"));
 }
 
+/// A hook named by a call that is not there when the answer comes, or a mistyped
+/// `hooks.default`: the built-in matcher decides and the name is counted.
+#[test]
+fn a_missing_hook_is_counted_and_a_missing_default_reported() {
+    let dir = folder(&[("ordinals", "ordinals"), ("fuzzy", "fuzzy")]);
+    let mut s = settings(dir.path(), None);
+    s.default = Some("ordinal".into());
+    let hooks = Hooks::new(s).expect("hooks");
+    let report = hooks.reload_blocking();
+    assert_eq!(report.default_missing.as_deref(), Some("ordinal"));
+    assert!(hooks.missing().is_empty());
+
+    let d = smol::block_on(hooks.decide(None, &input("yes", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), BUILT_IN));
+    assert_eq!(d.fallback.as_deref(), Some("hook 'ordinal' is not loaded"));
+    smol::block_on(hooks.decide(None, &input("no", confirm_cancel())));
+
+    // Accepted while `fuzzy` was there; removed before the answer.
+    assert_eq!(hooks.check_matcher(Some("fuzzy")), Ok(()));
+    std::fs::remove_file(dir.path().join("fuzzy.wasm")).expect("remove");
+    assert_eq!(hooks.reload_blocking().removed, ["fuzzy"]);
+    let d = smol::block_on(hooks.decide(Some("fuzzy"), &input("council", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::NoMatch, BUILT_IN));
+    assert_eq!(d.fallback.as_deref(), Some("hook 'fuzzy' is not loaded"));
+
+    let missing = hooks.missing();
+    assert_eq!(
+        missing.into_iter().collect::<Vec<_>>(),
+        [("fuzzy".to_string(), 1), ("ordinal".to_string(), 2)]
+    );
+    // The hooks that are there did not count these calls.
+    assert!(hooks.infos().iter().all(|i| i.calls == 0), "{:?}", hooks.infos());
+
+    // Once the default's file appears, the reload says so.
+    install(dir.path(), "ordinals", "ordinal");
+    assert_eq!(hooks.reload_blocking().default_missing, None);
+    let d = smol::block_on(hooks.decide(None, &input("the second one", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(1), "ordinal"));
+}
+
 #[test]
 fn an_endless_loop_hits_the_epoch_deadline() {
     let dir = folder(&[("hostile", "hostile")]);
@@ -404,6 +444,7 @@ fn api_lists_tests_and_checks_hooks() {
             && error.contains("wasi:clocks/monotonic-clock@0.2.0"),
         "{clock}"
     );
+    assert_eq!(v["missing"], json!({}));
 
     let call = |matcher: &str| {
         json!({"message": "m", "extension": "1001", "callback_url": "http://127.0.0.1:9/hook",
@@ -420,5 +461,11 @@ fn api_lists_tests_and_checks_hooks() {
     assert_eq!(r.status, 400, "{}", r.text);
     let r = harness::request(&server, "POST", "/call", Some(call("fuzzy").as_bytes()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
+
+    // An answer for a hook that has gone since its call was accepted is counted by name.
+    smol::block_on(app.hooks.decide(Some("gone"), &input("a", confirm_cancel())));
+    let v = harness::request(&server, "GET", "/hooks", None, &[]).json();
+    assert_eq!(v["missing"], json!({"gone": 1}));
+    assert_eq!(spec.check_response("/hooks", "get", 200, &v), Ok(()));
     smol::block_on(app.shutdown());
 }

@@ -27,6 +27,7 @@ async fn list(req: Request<ApiState>) -> tide::Result {
             "dir": hooks.settings().dir.display().to_string(),
             "default": hooks.settings().default,
             "hooks": hooks.infos(),
+            "missing": hooks.missing(),
         }),
     ))
 }

@@ -24,7 +24,7 @@ impl Hooks {
                 if !tick.or(stopped).await {
                     break;
                 }
-                hooks.reload().await;
+                hooks.poll().await;
             }
         })
         .detach();
