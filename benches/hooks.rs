@@ -16,6 +16,7 @@ const CALLS: usize = 10_000;
 fn settings(dir: &Path, cache: &Path) -> HooksSettings {
     HooksSettings {
         dir: dir.to_path_buf(),
+        poll: None,
         default: None,
         timeout: Duration::from_millis(50),
         memory_bytes: 16 << 20,

@@ -82,6 +82,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech.cache", "memory_bytes", KeyKind::Integer),
     ("speech.cache", "disk", KeyKind::Bool),
     ("hooks", "dir", KeyKind::Text),
+    ("hooks", "poll_ms", KeyKind::Integer),
     ("script", "acknowledgement", KeyKind::Text),
     ("script", "goodbye", KeyKind::Text),
     ("script", "spoken_numbers", KeyKind::Bool),

@@ -399,6 +399,8 @@ impl Default for SpeechCacheConfig {
 pub struct HooksConfig {
     /// Folder of WebAssembly choice-matcher components (`NAME.wasm`); watched for changes.
     pub dir: PathBuf,
+    /// How often the folder is looked at for changes; 0 = never (SIGHUP reloads it).
+    pub poll_ms: u64,
     /// The hook used when a request names none; `None` = the built-in matcher.
     pub default: Option<String>,
     /// Wall-clock limit of one hook call (epoch deadline).
@@ -413,6 +415,7 @@ impl Default for HooksConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("./hooks"),
+            poll_ms: 2000,
             default: None,
             timeout_ms: 50,
             memory_bytes: 16 * 1024 * 1024,

@@ -5,7 +5,8 @@
 //! back to the built-in matcher ([`crate::choice`]); [`Decided`] says who decided and why.
 //!
 //! Driven by the shell: [`Hooks::new`] once (one `Engine`, one epoch-ticker thread), then
-//! [`Hooks::reload`] at start, from the polling watcher ([`Hooks::spawn_watcher`]) and on SIGHUP;
+//! [`Hooks::reload`] at start and on SIGHUP, and the polling watcher ([`Hooks::spawn_watcher`],
+//! every `hooks.poll_ms` unless that is 0);
 //! [`Hooks::decide`] per answer, which runs the guest on `smol::unblock`.
 //!
 //! Hooks live in `hooks.dir` as `NAME.wasm`; `NAME` is what `choice.matcher` and `hooks.default`
@@ -43,8 +44,6 @@ pub use stats::{MAX_MISSING_NAMES, OTHER_MISSING};
 pub const BUILT_IN: &str = "built-in";
 /// Longest reprompt text a hook may return.
 pub const MAX_REPROMPT_CHARS: usize = 1000;
-/// How often the watcher looks at the hooks folder.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Whether `name` can name a hook: 1 to 64 letters, digits, `-`, `_`, `.`, not starting with `.`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -60,6 +59,8 @@ pub fn is_valid_name(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct HooksSettings {
     pub dir: PathBuf,
+    /// How often the watcher looks at the folder; `None`: never (SIGHUP and [`Hooks::reload`]).
+    pub poll: Option<Duration>,
     pub default: Option<String>,
     pub timeout: Duration,
     pub memory_bytes: usize,
@@ -74,6 +75,7 @@ impl HooksSettings {
     pub fn from_config(c: &HooksConfig, cache_dir: Option<PathBuf>) -> Self {
         Self {
             dir: c.dir.clone(),
+            poll: (c.poll_ms > 0).then(|| Duration::from_millis(c.poll_ms)),
             default: c.default.clone(),
             timeout: Duration::from_millis(c.timeout_ms),
             memory_bytes: usize::try_from(c.memory_bytes).unwrap_or(usize::MAX),

@@ -44,10 +44,11 @@ pub fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-/// The default limits and no default hook.
+/// The default limits, no default hook, no polling.
 pub fn settings(dir: &Path, cache: Option<&Path>) -> HooksSettings {
     HooksSettings {
         dir: dir.to_path_buf(),
+        poll: None,
         default: None,
         timeout: Duration::from_millis(50),
         memory_bytes: 16 << 20,
