@@ -83,6 +83,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech.cache", "disk", KeyKind::Bool),
     ("speech.cache", "disk_bytes", KeyKind::Integer),
     ("hooks", "dir", KeyKind::Text),
+    ("hooks", "poll_ms", KeyKind::Integer),
     ("script", "acknowledgement", KeyKind::Text),
     ("script", "goodbye", KeyKind::Text),
     ("script", "spoken_numbers", KeyKind::Bool),
