@@ -128,6 +128,7 @@ fn main() {
         }
     };
     let load = t0.elapsed();
+    let rss_model = status_mib("VmRSS:");
     if let Err(e) = smol::block_on(stt.warm_up()) {
         eprintln!("whisper cannot create a decoder state: {e}");
         std::process::exit(1);
@@ -217,7 +218,9 @@ fn main() {
         pct(95)
     );
     println!(
-        "RSS: {rss_before:.0} MiB before the model, {rss_loaded:.0} MiB with it loaded and one decoder state, peak {:.0} MiB (with the TTS voices of the dev set)",
+        "RSS: {rss_before:.0} MiB before the model, {rss_model:.0} MiB with it loaded, {rss_loaded:.0} MiB with one decoder state (+{:.0} MiB), {:.0} MiB after the dev set, peak {:.0} MiB (with the TTS voices of the dev set)",
+        rss_loaded - rss_model,
+        status_mib("VmRSS:"),
         status_mib("VmHWM:")
     );
 }
