@@ -67,19 +67,14 @@ pub fn recognizer(s: &SpeechConfig) -> Result<Arc<dyn Recognizer>, SpeechError> 
         "pocketsphinx" => Ok(Arc::new(PocketSphinx::new(pocketsphinx_settings(s)))),
         "wyoming" => Ok(Arc::new(WyomingRecognizer::new(&s.wyoming)?)),
         "openai" => Ok(Arc::new(OpenAiRecognizer::new(&s.openai)?)),
-        // Always `Unavailable` in this build (no ggml model is obtainable), saying why.
-        "whisper" => match WhisperRecognizer::new(&s.whisper) {
-            Err(e) => Err(e),
-            Ok(_) => Err(SpeechError::Invalid(
-                "speech.stt = whisper is not available in this build".into(),
-            )),
-        },
+        // Loads the model; `Unavailable` in a build without the `whisper` feature.
+        "whisper" => Ok(Arc::new(WhisperRecognizer::new(&s.whisper)?)),
         other => Err(SpeechError::Invalid(format!("unknown speech.stt '{other}'"))),
     }
 }
 
 /// Build the engines of `config` (cheap for the embedded engines, whose libraries and models load
-/// on first use or in [`probe`]; Piper loads its voice here). Remote engines are not contacted:
+/// on first use or in [`probe`]; Piper loads its voice here, Whisper its model). Remote engines are not contacted:
 /// a server that is down fails the step of the call that needs it, which the call records.
 pub fn build(config: &Config) -> Result<Engines, SpeechError> {
     let s = &config.speech;
