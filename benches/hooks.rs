@@ -4,26 +4,17 @@
 //!
 //! `cargo bench --bench hooks` (builds the guests with `wasm-hooks/build.sh` first).
 
+#[path = "../tests/support/guests.rs"]
+mod guests;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sip_assistant::call::ChoiceOption;
-use sip_assistant::choice::{Alternative, MatchSettings};
-use sip_assistant::hooks::{HookInput, Hooks, HooksSettings, BUILT_IN};
+use guests::{install, opt, settings};
+use sip_assistant::choice::Alternative;
+use sip_assistant::hooks::{HookInput, Hooks, BUILT_IN};
 
 const CALLS: usize = 10_000;
-
-fn settings(dir: &Path, cache: &Path) -> HooksSettings {
-    HooksSettings {
-        dir: dir.to_path_buf(),
-        default: None,
-        timeout: Duration::from_millis(50),
-        memory_bytes: 16 << 20,
-        fuel: 100_000_000,
-        cache_dir: Some(cache.to_path_buf()),
-        builtin: MatchSettings::default(),
-    }
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
@@ -33,26 +24,8 @@ fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
-fn opt(value: &str, synonyms: &[&str]) -> ChoiceOption {
-    ChoiceOption {
-        value: value.into(),
-        synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
-        dtmf: None,
-    }
-}
-
 fn main() -> Result<(), String> {
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hooks-bench");
-    let components = work.join("components");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm-hooks/build.sh");
-    let status = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(&components)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !status.success() {
-        return Err(format!("{} failed: {status}", script.display()));
-    }
     let dir = work.join("hooks");
     let cache = work.join("cache");
     for d in [&dir, &cache] {
@@ -60,14 +33,10 @@ fn main() -> Result<(), String> {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     for name in ["fuzzy", "ordinals", "yesno-eu"] {
-        std::fs::copy(
-            components.join(format!("{name}.wasm")),
-            dir.join(format!("{name}.wasm")),
-        )
-        .map_err(|e| format!("copy {name}: {e}"))?;
+        install(&dir, name, name);
     }
 
-    let cold = Hooks::new(settings(&dir, &cache)).map_err(|e| e.to_string())?;
+    let cold = Hooks::new(settings(&dir, Some(&cache))).map_err(|e| e.to_string())?;
     let started = Instant::now();
     cold.reload_blocking();
     println!("cold load + precompile, 3 hooks: {}", ms(started.elapsed()));
@@ -81,7 +50,7 @@ fn main() -> Result<(), String> {
     }
     drop(cold);
 
-    let hooks = Hooks::new(settings(&dir, &cache)).map_err(|e| e.to_string())?;
+    let hooks = Hooks::new(settings(&dir, Some(&cache))).map_err(|e| e.to_string())?;
     let started = Instant::now();
     hooks.reload_blocking();
     println!(

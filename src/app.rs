@@ -92,7 +92,9 @@ impl App {
             .recover()
             .map_err(|e| AppError::Store(dir.display().to_string(), e))?;
         let (housekeeping, stop) = async_channel::bounded(1);
-        hooks.spawn_watcher(crate::hooks::POLL_INTERVAL, stop.clone());
+        if let Some(every) = hooks.settings().poll {
+            hooks.spawn_watcher(every, stop.clone());
+        }
         spawn_housekeeping(store.clone(), config.store.retention_days, stop);
         Ok(Self {
             config,

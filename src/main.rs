@@ -88,7 +88,10 @@ fn main() -> ExitCode {
             );
             println!("# source: {source}; secrets are redacted\n");
             print!("{}", config.to_redacted_toml());
-            let problems = sip_assistant::speech::engines::probe(&config);
+            let mut problems = sip_assistant::speech::engines::probe(&config);
+            problems.extend(smol::block_on(sip_assistant::speech::engines::probe_remote(
+                &config,
+            )));
             if problems.is_empty() {
                 return ExitCode::SUCCESS;
             }
@@ -110,6 +113,11 @@ fn main() -> ExitCode {
                     eprintln!("sip-assistant: {p}");
                 }
                 return ExitCode::from(1);
+            }
+            // A remote speech server that does not answer yet is a warning: it may come up after
+            // this service, and a call that needs it records the failure and still ends.
+            for p in smol::block_on(sip_assistant::speech::engines::probe_remote(&config)) {
+                tracing::warn!(error = %p, "speech server does not answer (calls will fail that step until it does)");
             }
             match smol::block_on(sip_assistant::app::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -8,187 +8,66 @@
 //! Until the speech engines land an answered call is hung up at once, so "a call that stays up" is
 //! a call that keeps ringing (SIPp `RingForever`, ring_timeout 60 s).
 
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "support/harness.rs"]
 mod harness;
 #[path = "support/peers.rs"]
 mod peers;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use binary::{http, Service};
 use harness::{wait_for, Receiver};
 use peers::{Kamailio, Sipp, SippScenario};
 
-/// Kills the binary we started (by its own handle) if the test ends early.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let sent = write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+/// Place a call to `uri` that will still ring at SIGTERM, and wait until it rings.
+fn place_ringing_call(service: &Service, uri: &str, hook: &str, peer: &Sipp) {
+    let call = format!(
+        r#"{{"message":"Hold on","extension":"{uri}","callback_url":"{hook}","call_id":"held-1","ring_timeout":60}}"#
     );
-    if sent.is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (status, body) = http(service.api, "POST", "/call", &call);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            http(service.api, "GET", "/calls/held-1", "")
+                .1
+                .contains(r#""status":"ringing""#)
+        }),
+        "the call never rang: {}\n{}\n{}",
+        http(service.api, "GET", "/calls/held-1", "").1,
+        service.lines(),
+        peer.messages()
+    );
 }
 
-/// The binary we started, its stderr lines and its API port.
-struct Service {
-    child: Running,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    api: u16,
-}
-
-impl Service {
-    fn start(dir: &Path, env: &[(&str, String)]) -> Service {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sip-assistant"));
-        cmd.arg("run")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("SIP_ASSISTANT__API__LISTEN", "127.0.0.1:0")
-            .env("SIP_ASSISTANT__SIP__LOCAL_PORT", "0")
-            .env("SIP_ASSISTANT__STORE__DATA_DIR", dir.join("data"))
-            .env("SIP_ASSISTANT__CALLS__SHUTDOWN_GRACE_SECONDS", "2");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let mut child = Running(child);
-        let log = Arc::new(Mutex::new(Vec::<String>::new()));
-        let stderr = child.0.stderr.take().expect("stderr");
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("lock").push(line);
-            }
-        });
-        let port = || {
-            log.lock().expect("lock").iter().find_map(|l| {
-                let rest = l.split("listening on http://").nth(1)?;
-                rest.split_whitespace()
-                    .next()?
-                    .rsplit(':')
-                    .next()?
-                    .parse::<u16>()
-                    .ok()
-            })
-        };
-        assert!(
-            wait_for(Duration::from_secs(15), || port().is_some()),
-            "no API: {:?}",
-            log.lock()
-        );
-        let api = port().expect("port");
-        Service {
-            child,
-            log,
-            reader: Some(reader),
-            api,
-        }
-    }
-
-    fn lines(&self) -> String {
-        self.log.lock().expect("lock").join("\n")
-    }
-
-    /// Place a call to `uri` that will still ring at SIGTERM, and wait until it rings.
-    fn place_ringing_call(&self, uri: &str, hook: &str, peer: &Sipp) {
-        let call = format!(
-            r#"{{"message":"Hold on","extension":"{uri}","callback_url":"{hook}","call_id":"held-1","ring_timeout":60}}"#
-        );
-        let (status, body) = http(self.api, "POST", "/call", &call);
-        assert_eq!(status, 200, "{body}");
-        assert!(
-            wait_for(Duration::from_secs(15), || {
-                http(self.api, "GET", "/calls/held-1", "")
-                    .1
-                    .contains(r#""status":"ringing""#)
-            }),
-            "the call never rang: {}\n{}\n{}",
-            http(self.api, "GET", "/calls/held-1", "").1,
-            self.lines(),
-            peer.messages()
-        );
-    }
-
-    /// SIGTERM; assert 503 for a new call during the grace, exit code 0 after at least the grace;
-    /// returns the log.
-    fn sigterm_and_expect_clean_exit(&mut self) -> String {
-        let pid = self.child.0.id().to_string();
-        let sigterm_at = Instant::now();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        assert!(killed.success());
-        let late = r#"{"message":"too late","extension":"1001","call_id":"late-1"}"#;
-        let mut refused = (0, String::new());
-        assert!(
-            wait_for(Duration::from_secs(2), || {
-                refused = http(self.api, "POST", "/call", late);
-                refused.0 == 503
-            }),
-            "no 503 during the grace period: {refused:?}"
-        );
-        assert!(refused.1.contains("shutting down"), "503 body: {}", refused.1);
-        let exited = wait_for(Duration::from_secs(25), || {
-            matches!(self.child.0.try_wait(), Ok(Some(_)))
-        });
-        if !exited {
-            let _ = self.child.0.kill();
-        }
-        let status = self.child.0.wait().expect("wait");
-        let took = sigterm_at.elapsed();
-        if let Some(reader) = self.reader.take() {
-            reader.join().expect("reader");
-        }
-        let lines = self.lines();
-        assert!(exited && status.success(), "exit {status:?}\n{lines}");
-        assert!(
-            took >= Duration::from_millis(1900),
-            "the grace period was not given ({took:?})\n{lines}"
-        );
-        assert!(
-            lines.contains("stopped") && lines.contains("store_flushes="),
-            "{lines}"
-        );
-        lines
-    }
+/// SIGTERM; assert 503 for a new call during the grace, exit code 0 after at least the grace;
+/// returns the log.
+fn sigterm_and_expect_clean_exit(service: &mut Service) -> String {
+    let sigterm_at = Instant::now();
+    service.signal("TERM");
+    let late = r#"{"message":"too late","extension":"1001","call_id":"late-1"}"#;
+    let mut refused = (0, String::new());
+    assert!(
+        wait_for(Duration::from_secs(2), || {
+            refused = http(service.api, "POST", "/call", late);
+            refused.0 == 503
+        }),
+        "no 503 during the grace period: {refused:?}"
+    );
+    assert!(refused.1.contains("shutting down"), "503 body: {}", refused.1);
+    let (exited, status, lines) = service.wait_exit(Duration::from_secs(25));
+    let took = sigterm_at.elapsed();
+    assert!(exited && status.success(), "exit {status:?}\n{lines}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the grace period was not given ({took:?})\n{lines}"
+    );
+    assert!(
+        lines.contains("stopped") && lines.contains("store_flushes="),
+        "{lines}"
+    );
+    lines
 }
 
 fn assert_shutdown_webhook(receiver: &Receiver, context: &str) {
@@ -207,8 +86,8 @@ fn sigterm_refuses_new_calls_cancels_the_ringing_call_and_exits_0() {
     let receiver = Receiver::start(dir.path(), 0, 503, None, None);
     let mut ringing = Sipp::uas(SippScenario::RingForever);
     let mut service = Service::start(dir.path(), &[]);
-    service.place_ringing_call(&ringing.uri("uas"), &receiver.url("/hook"), &ringing);
-    let lines = service.sigterm_and_expect_clean_exit();
+    place_ringing_call(&service, &ringing.uri("uas"), &receiver.url("/hook"), &ringing);
+    let lines = sigterm_and_expect_clean_exit(&mut service);
     assert_shutdown_webhook(&receiver, &lines);
     // The peer saw the whole RingForever scenario: CANCEL -> 200, 487 -> ACK.
     assert_eq!(
@@ -250,8 +129,8 @@ fn sigterm_with_a_registrar_unregisters_and_ends_a_call_the_pbx_never_ends() {
         pbx.ladder()
     );
     assert!(pbx.lookup("1050").is_some(), "{}", pbx.ladder());
-    service.place_ringing_call(&ringing.uri("uas"), &receiver.url("/hook"), &ringing);
-    let lines = service.sigterm_and_expect_clean_exit();
+    place_ringing_call(&service, &ringing.uri("uas"), &receiver.url("/hook"), &ringing);
+    let lines = sigterm_and_expect_clean_exit(&mut service);
     assert_shutdown_webhook(&receiver, &format!("{lines}\n--- kamailio ---\n{}", pbx.ladder()));
     // De-registration: Kamailio no longer has a contact for the extension, and saw the REGISTER
     // after the CANCEL.

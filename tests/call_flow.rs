@@ -46,6 +46,50 @@ fn start(config: Config) -> App {
     start_app(config, Arc::new(engine))
 }
 
+/// A PBX, one phone on it and the service registered to it, with a webhook receiver. Bind it as
+/// `let Rig { k: _pbx, phone, receiver, app } = ...`, so that the service goes first, the PBX last.
+struct Rig {
+    k: Kamailio,
+    phone: Phone,
+    receiver: Receiver,
+    app: App,
+}
+
+/// Kamailio with our extension and phone `ext` (password `pw-<ext>`), which answers at once with
+/// `wav` as its microphone; the service, launched by `launch` with `config_for` changed by
+/// `configure`, registered to the PBX.
+fn rig(
+    dir: &Path,
+    ext: &str,
+    wav: &Path,
+    configure: impl FnOnce(&mut Config),
+    launch: fn(Config) -> App,
+) -> Rig {
+    let pw = format!("pw-{ext}");
+    let k = Kamailio::start(&[(US, OUR_PW), (ext, pw.as_str())], 30_000);
+    let phone = Phone::start(ext, &pw, k.port, "udp", PhoneMode::AutoAnswer, Some(wav));
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    let receiver = Receiver::start(dir, 0, 503, None, None);
+    let mut config = config_for(dir, Some(k.port));
+    configure(&mut config);
+    let app = launch(config);
+    assert!(
+        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
+        "{}",
+        k.ladder()
+    );
+    Rig {
+        k,
+        phone,
+        receiver,
+        app,
+    }
+}
+
 fn post_call(app: &App, body: Value) -> String {
     let body = body.to_string();
     let r = request(&router(app), "POST", "/call", Some(body.as_bytes()), &[]);
@@ -148,29 +192,14 @@ fn choice(timeout: u32, repeat: u32) -> Value {
 #[test]
 fn notification_only_is_spoken_and_completed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1001", "pw-1001")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 30.0);
-    let mut phone = Phone::start(
-        "1001",
-        "pw-1001",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        mut phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1001", &silence, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -205,29 +234,14 @@ fn notification_only_is_spoken_and_completed() {
 #[test]
 fn a_spoken_yes_confirms() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1002", "pw-1002")], 30_000);
     let says = dir.path().join("yes.wav");
     peers::speech_wav(&says, "yes", 7.0, 15.0);
-    let phone = Phone::start(
-        "1002",
-        "pw-1002",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&says),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1002", &says, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -261,29 +275,14 @@ fn a_spoken_yes_confirms() {
 #[test]
 fn a_key_press_picks_the_mapped_option() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1003", "pw-1003")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 40.0);
-    let phone = Phone::start(
-        "1003",
-        "pw-1003",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1003", &silence, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -312,29 +311,14 @@ fn a_key_press_picks_the_mapped_option() {
 #[test]
 fn silence_repeats_the_prompt_then_ends_without_a_choice() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1004", "pw-1004")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 60.0);
-    let phone = Phone::start(
-        "1004",
-        "pw-1004",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let app = start(config_for(dir.path(), Some(k.port)));
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1004", &silence, |_| {}, start);
 
     let id = post_call(
         &app,
@@ -478,32 +462,18 @@ fn a_hook_named_by_the_request_decides_and_a_broken_default_falls_back() {
     std::fs::create_dir_all(&hooks_dir).expect("hooks dir");
     guests::install(&hooks_dir, "ordinals", "ordinals");
     std::fs::write(hooks_dir.join("broken.wasm"), b"\0asm but not really").expect("broken hook");
-    let k = Kamailio::start(&[(US, OUR_PW), ("1007", "pw-1007")], 30_000);
     let silence = dir.path().join("silence.wav");
     peers::write_silence_wav(&silence, 16_000, 90.0);
-    let phone = Phone::start(
-        "1007",
-        "pw-1007",
-        k.port,
-        "udp",
-        PhoneMode::AutoAnswer,
-        Some(&silence),
-    );
-    assert!(
-        phone.wait_registered(&k, Duration::from_secs(10)),
-        "{}",
-        phone.log()
-    );
-    let receiver = Receiver::start(dir.path(), 0, 503, None, None);
-    let mut config = config_for(dir.path(), Some(k.port));
-    config.hooks.dir = hooks_dir;
-    config.hooks.default = Some("broken".into());
-    let app = start_with_hooks(config);
-    assert!(
-        wait_for(Duration::from_secs(10), || k.lookup(US).is_some()),
-        "{}",
-        k.ladder()
-    );
+    let configure = |c: &mut Config| {
+        c.hooks.dir = hooks_dir.clone();
+        c.hooks.default = Some("broken".into());
+    };
+    let Rig {
+        k: _pbx,
+        phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1007", &silence, configure, start_with_hooks);
     // A request may not name a hook that did not load.
     let body = json!({"message": "x", "extension": "1007", "callback_url": receiver.url("/unused"),
                       "choice": {"prompt": "p", "options": [{"value": "a"}], "matcher": "broken"}})
@@ -630,5 +600,138 @@ fn remote_engines_that_are_down_fail_their_steps_and_the_call_still_reports() {
         tl.iter()
             .any(|(e, d)| e == "completed" && d.contains("speech recognition failed")),
         "{tl:?}"
+    );
+}
+
+/// A language or voice the configured engines cannot speak or hear is refused before any phone
+/// rings, naming the engine and what to use instead.
+#[test]
+fn a_language_or_voice_the_engines_lack_is_a_400() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start(config_for(dir.path(), None));
+    let refused = |body: Value| {
+        let r = request(
+            &router(&app),
+            "POST",
+            "/call",
+            Some(body.to_string().as_bytes()),
+            &[],
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        r.json()["detail"].as_str().unwrap_or_default().to_string()
+    };
+    let to = "sip:1001@127.0.0.1:5999";
+    let d = refused(json!({"message": "Hallo", "extension": to, "language": "de-DE"}));
+    assert!(
+        d.contains("flite speaks English only") && d.contains("espeak"),
+        "{d}"
+    );
+    let d = refused(json!({"message": "Hello", "extension": to, "voice": "nosuch"}));
+    assert!(d.contains("no voice 'nosuch'") && d.contains("slt"), "{d}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config_for(dir.path(), None);
+    c.speech.tts = "espeak".into();
+    let app = start(c);
+    let refused = |body: Value| {
+        let r = request(
+            &router(&app),
+            "POST",
+            "/call",
+            Some(body.to_string().as_bytes()),
+            &[],
+        );
+        assert_eq!(r.status, 400, "{}", r.text);
+        r.json()["detail"].as_str().unwrap_or_default().to_string()
+    };
+    // espeak speaks German, but the embedded recogniser only hears English.
+    let d = refused(
+        json!({"message": "Hallo", "extension": to, "language": "de", "choice": choice(5, 1),
+                           "callback_url": "http://127.0.0.1:9/hook"}),
+    );
+    assert!(d.contains("pocketsphinx model is English only"), "{d}");
+    let d = refused(json!({"message": "Hallo", "extension": to, "language": "xx-YY"}));
+    assert!(d.contains("espeak-ng has no voice for 'xx-YY'"), "{d}");
+}
+
+/// The far end hangs up in the middle of the message: the call is completed, but the message was
+/// not all sent, the timeline says who hung up, and the duration runs from answer to hang-up.
+#[test]
+fn a_phone_hanging_up_mid_message_leaves_message_played_false() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // baresip hangs up (BYE) when its audio file ends: 4 s after answering.
+    let short = dir.path().join("short.wav");
+    peers::write_silence_wav(&short, 16_000, 4.0);
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1004", &short, |_| {}, start);
+
+    let id = post_call(
+        &app,
+        json!({"message": "This is a long notification. The backup of the file server did not finish last night, \
+                           and the disk of the mail server is almost full. Please check both systems as soon as you can.",
+               "extension": "1004", "callback_url": receiver.url("/hook")}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(40));
+    let rec = record(&app, &id);
+    assert_eq!(hook["status"], "completed", "{rec}");
+    assert_eq!(hook["message_played"], false, "{rec}");
+    let tl = timeline(&rec);
+    assert!(
+        tl.iter().any(|(e, d)| e == "hangup" && d == "by the far end"),
+        "{tl:?}"
+    );
+    assert!(!tl.iter().any(|(e, _)| e == "message_ended"), "{tl:?}");
+    let duration = hook["duration_seconds"].as_f64().unwrap_or(-1.0);
+    let answered_to_hangup = seconds_between(&rec, "answered", "hangup");
+    assert!((3.0..8.0).contains(&duration), "duration {duration}: {rec}");
+    assert!(
+        (duration - answered_to_hangup).abs() < 1.0,
+        "duration {duration} s, answered→hangup {answered_to_hangup} s"
+    );
+}
+
+/// The caller answers while the question is still being asked: the prompt stops (barge-in) and
+/// what was said is the answer.
+#[test]
+fn speaking_during_the_prompt_stops_it_and_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // "yes" 4.5 s after answering: a one-word message (~1 s), then a prompt of ~9 s.
+    let says = dir.path().join("yes.wav");
+    peers::speech_wav(&says, "yes", 4.5, 20.0);
+    let Rig {
+        k: _pbx,
+        phone: _phone,
+        receiver,
+        app,
+    } = rig(dir.path(), "1005", &says, |_| {}, start);
+
+    let mut question = choice(10, 2);
+    question["prompt"] = json!(
+        "Please listen to the whole question before you answer. Your appointment is tomorrow afternoon \
+         at two o'clock at the main office. Do you confirm it? Say yes or no."
+    );
+    let id = post_call(
+        &app,
+        json!({"message": "Hello.", "extension": "1005",
+               "callback_url": receiver.url("/hook"), "choice": question}),
+    );
+    let hook = webhook_of(&receiver, &id, Duration::from_secs(60));
+    let rec = record(&app, &id);
+    assert_eq!(hook["choice_response"], "confirmed", "{rec}");
+    let tl = timeline(&rec);
+    assert!(
+        tl.iter()
+            .any(|(e, d)| e == "barge_in" && d == "speech during the prompt"),
+        "{tl:?}"
+    );
+    assert_eq!(count(&rec, "prompt"), 1, "answered on the first prompt: {tl:?}");
+    let prompt_to_heard = seconds_between(&rec, "prompt", "heard");
+    assert!(
+        prompt_to_heard < 6.0,
+        "the answer came {prompt_to_heard} s into a ~9 s prompt, so it interrupted it"
     );
 }

@@ -406,3 +406,47 @@ fn remote_speech_sections_from_file_env_and_key_file() {
         "{text}"
     );
 }
+
+/// A loopback TCP port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn check_config_and_start_up_name_speech_engines_that_cannot_start() {
+    let port = closed_port();
+    let out = binary()
+        .args(["check-config"])
+        .env("SIP_ASSISTANT__SPEECH__STT", "wyoming")
+        .env(
+            "SIP_ASSISTANT__SPEECH__WYOMING__STT_ADDRESS",
+            format!("127.0.0.1:{port}"),
+        )
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")) && stderr.contains("wyoming-faster-whisper"),
+        "the unreachable server and what to start: {stderr}"
+    );
+
+    // An engine that cannot start at all keeps the service from starting, naming what to set.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = binary()
+        .args(["run"])
+        .env("SIP_ASSISTANT__SPEECH__TTS", "espeak")
+        .env("SIP_ASSISTANT__SPEECH__ESPEAK__COMMAND", "/nonexistent/espeak-ng")
+        .env("SIP_ASSISTANT__API__LISTEN", "127.0.0.1:0")
+        .env("SIP_ASSISTANT__SIP__LOCAL_PORT", "0")
+        .env("SIP_ASSISTANT__STORE__DATA_DIR", dir.path())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/espeak-ng") && stderr.contains("apt install espeak-ng"),
+        "{stderr}"
+    );
+}

@@ -9,65 +9,13 @@ mod harness;
 #[path = "support/openapi.rs"]
 mod openapi;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use guests::install;
+use guests::{folder, input, install, loaded, opt, settings};
 use serde_json::json;
 use sip_assistant::call::ChoiceOption;
-use sip_assistant::choice::{Alternative, MatchSettings};
-use sip_assistant::hooks::{HookInput, Hooks, HooksSettings, Verdict, BUILT_IN};
-
-/// A hooks folder holding `files` as (component, name).
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (component, name) in files {
-        install(dir.path(), component, name);
-    }
-    dir
-}
-
-fn settings(dir: &Path, cache: Option<&Path>) -> HooksSettings {
-    HooksSettings {
-        dir: dir.to_path_buf(),
-        default: None,
-        timeout: Duration::from_millis(50),
-        memory_bytes: 16 << 20,
-        fuel: 100_000_000,
-        cache_dir: cache.map(Path::to_path_buf),
-        builtin: MatchSettings::default(),
-    }
-}
-
-fn loaded(settings: HooksSettings) -> Hooks {
-    let hooks = Hooks::new(settings).expect("hooks");
-    let report = hooks.reload_blocking();
-    assert!(report.failed.is_empty(), "load failures: {:?}", report.failed);
-    hooks
-}
-
-fn opt(value: &str, synonyms: &[&str]) -> ChoiceOption {
-    ChoiceOption {
-        value: value.into(),
-        synonyms: synonyms.iter().map(|s| s.to_string()).collect(),
-        dtmf: None,
-    }
-}
-
-fn input(transcript: &str, options: Vec<ChoiceOption>) -> HookInput {
-    HookInput {
-        alternatives: vec![Alternative {
-            transcript: transcript.into(),
-            confidence: Some(0.8),
-        }],
-        digits: String::new(),
-        options,
-        attempt: 1,
-        language: None,
-        call_id: "t-1".into(),
-        extension: "1001".into(),
-    }
-}
+use sip_assistant::choice::Alternative;
+use sip_assistant::hooks::{Hooks, Verdict, BUILT_IN};
 
 fn confirm_cancel() -> Vec<ChoiceOption> {
     vec![opt("confirm", &["yes"]), opt("cancel", &["no"])]
@@ -177,6 +125,103 @@ fn hostile_hooks_are_contained_and_fall_back() {
     // After all that the instance pool is clean: each call had a fresh store.
     let again = smol::block_on(hooks.decide(Some("hostile"), &input("first", confirm_cancel())));
     assert_eq!(again.verdict, Verdict::Matched(0));
+}
+
+/// `hostile-memories` is the hostile guest with three more linear memories of 6 MiB each: every
+/// one fits under 16 MiB, all of them together (plus the guest's own memory) do not.
+#[test]
+fn the_memory_limit_is_for_all_memories_of_a_component_together() {
+    let dir = folder(&[("hostile-memories", "many")]);
+    let hooks = loaded(settings(dir.path(), None));
+    let d = smol::block_on(hooks.decide(Some("many"), &input("first", confirm_cancel())));
+    assert_eq!(d.by, BUILT_IN);
+    let reason = d.fallback.expect("fallback");
+    assert!(
+        reason.contains("exceeded the memory limit of 16777216 bytes"),
+        "{reason}"
+    );
+
+    // With room for all of them it runs; growing past the total is still stopped.
+    let mut s = settings(dir.path(), None);
+    s.memory_bytes = 32 << 20;
+    s.timeout = Duration::from_secs(5);
+    let roomy = loaded(s);
+    let d = smol::block_on(roomy.decide(Some("many"), &input("first", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), "many"));
+    let d = smol::block_on(roomy.decide(Some("many"), &input("grow", confirm_cancel())));
+    let reason = d.fallback.expect("fallback");
+    assert!(reason.contains("memory limit"), "{reason}");
+}
+
+/// A component built against a WASI world imports more than `log`: it never loads, and says why.
+#[test]
+fn a_component_with_a_wasi_import_is_refused_at_load() {
+    let dir = folder(&[("wasi-clock", "clock"), ("ordinals", "ordinals")]);
+    let hooks = Hooks::new(settings(dir.path(), None)).expect("hooks");
+    let report = hooks.reload_blocking();
+    assert_eq!(report.loaded, ["ordinals"]);
+    let [(name, error)] = report.failed.as_slice() else {
+        panic!("{report:?}");
+    };
+    assert_eq!(name, "clock");
+    assert!(
+        error.contains("does not fit the choice-matcher world")
+            && error.contains("wasi:clocks/monotonic-clock@0.2.0"),
+        "{error}"
+    );
+    let info = hooks
+        .infos()
+        .into_iter()
+        .find(|i| i.name == "clock")
+        .expect("listed");
+    assert!(!info.loaded && info.hash.is_none(), "{info:?}");
+    assert_eq!(info.last_error.as_deref(), Some(error.as_str()));
+    assert_eq!(hooks.loaded_names(), ["ordinals"]);
+    assert!(hooks.check_matcher(Some("clock")).is_err());
+    // A call that names it anyway (the default, say) is decided by the built-in matcher.
+    let d = smol::block_on(hooks.decide(Some("clock"), &input("yes", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), BUILT_IN));
+    assert_eq!(d.fallback.as_deref(), Some("hook 'clock' failed to load"));
+}
+
+/// A hook named by a call that is not there when the answer comes, or a mistyped
+/// `hooks.default`: the built-in matcher decides and the name is counted.
+#[test]
+fn a_missing_hook_is_counted_and_a_missing_default_reported() {
+    let dir = folder(&[("ordinals", "ordinals"), ("fuzzy", "fuzzy")]);
+    let mut s = settings(dir.path(), None);
+    s.default = Some("ordinal".into());
+    let hooks = Hooks::new(s).expect("hooks");
+    let report = hooks.reload_blocking();
+    assert_eq!(report.default_missing.as_deref(), Some("ordinal"));
+    assert!(hooks.missing().is_empty());
+
+    let d = smol::block_on(hooks.decide(None, &input("yes", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(0), BUILT_IN));
+    assert_eq!(d.fallback.as_deref(), Some("hook 'ordinal' is not loaded"));
+    smol::block_on(hooks.decide(None, &input("no", confirm_cancel())));
+
+    // Accepted while `fuzzy` was there; removed before the answer.
+    assert_eq!(hooks.check_matcher(Some("fuzzy")), Ok(()));
+    std::fs::remove_file(dir.path().join("fuzzy.wasm")).expect("remove");
+    assert_eq!(hooks.reload_blocking().removed, ["fuzzy"]);
+    let d = smol::block_on(hooks.decide(Some("fuzzy"), &input("council", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::NoMatch, BUILT_IN));
+    assert_eq!(d.fallback.as_deref(), Some("hook 'fuzzy' is not loaded"));
+
+    let missing = hooks.missing();
+    assert_eq!(
+        missing.into_iter().collect::<Vec<_>>(),
+        [("fuzzy".to_string(), 1), ("ordinal".to_string(), 2)]
+    );
+    // The hooks that are there did not count these calls.
+    assert!(hooks.infos().iter().all(|i| i.calls == 0), "{:?}", hooks.infos());
+
+    // Once the default's file appears, the reload says so.
+    install(dir.path(), "ordinals", "ordinal");
+    assert_eq!(hooks.reload_blocking().default_missing, None);
+    let d = smol::block_on(hooks.decide(None, &input("the second one", confirm_cancel())));
+    assert_eq!((d.verdict, d.by.as_str()), (Verdict::Matched(1), "ordinal"));
 }
 
 #[test]
@@ -315,7 +360,11 @@ fn a_hook_per_request_else_the_default() {
 #[test]
 fn api_lists_tests_and_checks_hooks() {
     let data = tempfile::tempdir().expect("data");
-    let hooks_dir = folder(&[("fuzzy", "fuzzy"), ("hostile", "hostile")]);
+    let hooks_dir = folder(&[
+        ("fuzzy", "fuzzy"),
+        ("hostile", "hostile"),
+        ("wasi-clock", "clock"),
+    ]);
     let mut config = harness::test_config(data.path());
     config.hooks.dir = hooks_dir.path().to_path_buf();
     let app = harness::start_app(config, harness::HoldEngine::new());
@@ -379,13 +428,23 @@ fn api_lists_tests_and_checks_hooks() {
     let v = r.json();
     assert_eq!(spec.check_response("/hooks", "get", 200, &v), Ok(()));
     let hooks = v["hooks"].as_array().expect("hooks");
-    assert_eq!(hooks.len(), 2);
+    assert_eq!(hooks.len(), 3);
     let hostile = hooks.iter().find(|h| h["name"] == "hostile").expect("hostile");
     assert_eq!(
         (hostile["calls"].as_u64(), hostile["failures"].as_u64()),
         (Some(1), Some(1))
     );
     assert_eq!(hostile["hash"].as_str().map(str::len), Some(64));
+    // A component importing more than `log` is listed, not loaded, with the reason.
+    let clock = hooks.iter().find(|h| h["name"] == "clock").expect("clock");
+    assert_eq!((&clock["loaded"], &clock["hash"]), (&json!(false), &json!(null)));
+    let error = clock["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("does not fit the choice-matcher world")
+            && error.contains("wasi:clocks/monotonic-clock@0.2.0"),
+        "{clock}"
+    );
+    assert_eq!(v["missing"], json!({}));
 
     let call = |matcher: &str| {
         json!({"message": "m", "extension": "1001", "callback_url": "http://127.0.0.1:9/hook",
@@ -398,7 +457,15 @@ fn api_lists_tests_and_checks_hooks() {
         r.detail(),
         "choice.matcher 'x' is not a loaded hook (loaded: fuzzy, hostile; 'built-in' is the built-in matcher)"
     );
+    let r = harness::request(&server, "POST", "/call", Some(call("clock").as_bytes()), &[]);
+    assert_eq!(r.status, 400, "{}", r.text);
     let r = harness::request(&server, "POST", "/call", Some(call("fuzzy").as_bytes()), &[]);
     assert_eq!(r.status, 200, "{}", r.text);
+
+    // An answer for a hook that has gone since its call was accepted is counted by name.
+    smol::block_on(app.hooks.decide(Some("gone"), &input("a", confirm_cancel())));
+    let v = harness::request(&server, "GET", "/hooks", None, &[]).json();
+    assert_eq!(v["missing"], json!({"gone": 1}));
+    assert_eq!(spec.check_response("/hooks", "get", 200, &v), Ok(()));
     smol::block_on(app.shutdown());
 }

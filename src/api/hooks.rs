@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 use tide::{Request, StatusCode};
 
-use super::validate::{bounded_int, language, option, MAX_OPTIONS};
+use super::validate::{bounded_int, language, options};
 use super::{detail, json, ApiState};
 use crate::choice::Alternative;
 use crate::hooks::{HookInput, Verdict, BUILT_IN};
@@ -27,6 +27,7 @@ async fn list(req: Request<ApiState>) -> tide::Result {
             "dir": hooks.settings().dir.display().to_string(),
             "default": hooks.settings().default,
             "hooks": hooks.infos(),
+            "missing": hooks.missing(),
         }),
     ))
 }
@@ -87,14 +88,7 @@ fn parse(body: &[u8]) -> Result<HookInput, String> {
     let Value::Object(obj) = value else {
         return Err("request body must be a JSON object".into());
     };
-    let options = match obj.get("options") {
-        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_OPTIONS => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| option(v, i))
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => return Err(format!("options must be an array of 1 to {MAX_OPTIONS} options")),
-    };
+    let options = options(obj.get("options"), "options")?;
     let digits = text(&obj, "digits")?;
     if let Some(bad) = digits
         .chars()

@@ -74,6 +74,9 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
     if let Err(d) = s.hooks.check_matcher(matcher) {
         return Ok(detail(StatusCode::BadRequest, d));
     }
+    if let Err(d) = s.scheduler.engine().check_request(&accepted.request) {
+        return Ok(detail(StatusCode::BadRequest, d));
+    }
     Ok(
         match s
             .scheduler

@@ -99,8 +99,9 @@ fn call_id(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
     Ok(Some(s.clone()))
 }
 
-pub(super) fn option(v: &Value, i: usize) -> Result<ChoiceOption, Detail> {
-    let name = format!("choice.options[{i}]");
+/// Option `i` of the array named `list`.
+fn option(v: &Value, list: &str, i: usize) -> Result<ChoiceOption, Detail> {
+    let name = format!("{list}[{i}]");
     let Value::Object(obj) = v else {
         return Err(format!("{name} must be an object with a value"));
     };
@@ -145,6 +146,40 @@ pub(super) fn option(v: &Value, i: usize) -> Result<ChoiceOption, Detail> {
         synonyms,
         dtmf,
     })
+}
+
+/// The options array named `list` (`choice.options` in `POST /call`): 1 to [`MAX_OPTIONS`]
+/// options, no value and no `dtmf` key twice.
+pub(super) fn options(v: Option<&Value>, list: &str) -> Result<Vec<ChoiceOption>, Detail> {
+    let options = match v {
+        None | Some(Value::Null) => return Err(format!("{list} is required")),
+        Some(Value::Array(items)) if items.is_empty() => {
+            return Err(format!("{list} must contain at least 1 option"))
+        }
+        Some(Value::Array(items)) if items.len() > MAX_OPTIONS => {
+            return Err(format!("{list} must contain at most {MAX_OPTIONS} options"))
+        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| option(v, list, i))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(format!("{list} must be an array of options")),
+    };
+    for (i, o) in options.iter().enumerate() {
+        if let Some(j) = options[..i].iter().position(|p| p.value == o.value) {
+            return Err(format!(
+                "{list}[{i}].value '{}' repeats {list}[{j}].value",
+                o.value
+            ));
+        }
+        if let Some(k) = o.dtmf {
+            if let Some(j) = options[..i].iter().position(|p| p.dtmf == Some(k)) {
+                return Err(format!("{list}[{i}].dtmf '{k}' repeats {list}[{j}].dtmf"));
+            }
+        }
+    }
+    Ok(options)
 }
 
 /// A name of letters, digits, `_`, `-` and `.` of 1 to `max` characters, or absent.
@@ -203,38 +238,7 @@ fn choice(v: &Value) -> Result<Choice, Detail> {
             "choice.prompt must be at most {MAX_MESSAGE_CHARS} characters"
         ));
     }
-    let options = match obj.get("options") {
-        None | Some(Value::Null) => return Err("choice.options is required".into()),
-        Some(Value::Array(items)) if items.is_empty() => {
-            return Err("choice.options must contain at least 1 option".into())
-        }
-        Some(Value::Array(items)) if items.len() > MAX_OPTIONS => {
-            return Err(format!(
-                "choice.options must contain at most {MAX_OPTIONS} options"
-            ))
-        }
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| option(v, i))
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err("choice.options must be an array of options".into()),
-    };
-    for (i, o) in options.iter().enumerate() {
-        if let Some(j) = options[..i].iter().position(|p| p.value == o.value) {
-            return Err(format!(
-                "choice.options[{i}].value '{}' repeats choice.options[{j}].value",
-                o.value
-            ));
-        }
-        if let Some(k) = o.dtmf {
-            if let Some(j) = options[..i].iter().position(|p| p.dtmf == Some(k)) {
-                return Err(format!(
-                    "choice.options[{i}].dtmf '{k}' repeats choice.options[{j}].dtmf"
-                ));
-            }
-        }
-    }
+    let options = options(obj.get("options"), "choice.options")?;
     Ok(Choice {
         prompt,
         options,

@@ -133,6 +133,12 @@ pub struct ActiveCall {
 pub trait CallEngine: Send + Sync + 'static {
     fn place_call(&self, call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>>;
 
+    /// Whether the engine can carry out `request` (a language or voice its speech engines lack),
+    /// asked before the call is accepted; the error is the 400's detail.
+    fn check_request(&self, _request: &CallRequest) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Whether the engine holds an active registration (for `GET /health`).
     fn sip_registered(&self) -> bool {
         false

@@ -70,9 +70,10 @@ pub enum Verdict {
     NoMatch {
         why: String,
     },
-    /// Ask again with this text.
+    /// Ask again with this text; `detail` says who asked (for the timeline).
     Reprompt {
         text: String,
+        detail: String,
     },
 }
 
@@ -375,8 +376,8 @@ impl Script {
                 self.event("no_match", Some(why));
                 self.next_attempt(attempt);
             }
-            Verdict::Reprompt { text } => {
-                self.event("reprompt", Some(text.clone()));
+            Verdict::Reprompt { text, detail } => {
+                self.event("reprompt", Some(format!("\"{text}\": {detail}")));
                 if attempt < self.repeat_count() {
                     self.ask(attempt + 1, Some(text));
                 } else {

@@ -281,9 +281,18 @@ fn a_reprompt_verdict_speaks_its_text_on_the_next_attempt() {
         s(5.1),
         Input::Decided(Verdict::Reprompt {
             text: "Please say yes or no.".into(),
+            detail: "hook 'yesno': reprompt".into(),
         }),
     );
     let outs = drain(&mut sc);
+    // The timeline says who asked again, as it does for a match or a no-match.
+    assert!(
+        outs.contains(&Output::Event {
+            name: "reprompt",
+            detail: Some("\"Please say yes or no.\": hook 'yesno': reprompt".into()),
+        }),
+        "{outs:?}"
+    );
     assert_eq!(
         plays(&outs),
         vec![Prompt::Reprompt {
@@ -293,7 +302,13 @@ fn a_reprompt_verdict_speaks_its_text_on_the_next_attempt() {
     );
     // On the last attempt a reprompt ends the question.
     sc.handle(s(7.0), heard("what"));
-    sc.handle(s(7.1), Input::Decided(Verdict::Reprompt { text: "again".into() }));
+    sc.handle(
+        s(7.1),
+        Input::Decided(Verdict::Reprompt {
+            text: "again".into(),
+            detail: "hook 'yesno': reprompt".into(),
+        }),
+    );
     assert_eq!(plays(&drain(&mut sc)), vec![Prompt::Goodbye]);
 }
 

@@ -393,8 +393,10 @@ impl Default for VadSettings {
 pub struct SpeechCacheConfig {
     /// Memory for cached audio, in bytes (0 = no memory cache).
     pub memory_bytes: u64,
-    /// Also keep renderings in `<store.data_dir>/tts-cache/`.
+    /// Also keep renderings in `<store.data_dir>/tts-cache/` (those used at least twice).
     pub disk: bool,
+    /// Most bytes the disk cache may hold; the least recently used files go first.
+    pub disk_bytes: u64,
 }
 
 impl Default for SpeechCacheConfig {
@@ -402,6 +404,7 @@ impl Default for SpeechCacheConfig {
         Self {
             memory_bytes: 32 * 1024 * 1024,
             disk: true,
+            disk_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -411,11 +414,13 @@ impl Default for SpeechCacheConfig {
 pub struct HooksConfig {
     /// Folder of WebAssembly choice-matcher components (`NAME.wasm`); watched for changes.
     pub dir: PathBuf,
+    /// How often the folder is looked at for changes; 0 = never (SIGHUP reloads it).
+    pub poll_ms: u64,
     /// The hook used when a request names none; `None` = the built-in matcher.
     pub default: Option<String>,
     /// Wall-clock limit of one hook call (epoch deadline).
     pub timeout_ms: u64,
-    /// Linear-memory limit of one hook instance.
+    /// Memory limit of one hook call: all its linear memories and tables together.
     pub memory_bytes: u64,
     /// Fuel (roughly, wasm instructions) of one hook call.
     pub fuel: u64,
@@ -425,6 +430,7 @@ impl Default for HooksConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("./hooks"),
+            poll_ms: 2000,
             default: None,
             timeout_ms: 50,
             memory_bytes: 16 * 1024 * 1024,

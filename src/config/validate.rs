@@ -129,6 +129,15 @@ pub fn check(c: &Config) -> Vec<Problem> {
     k.range("hooks.timeout_ms", h.timeout_ms, 1, 10_000);
     k.range("hooks.memory_bytes", h.memory_bytes, 1 << 20, 1 << 30);
     k.range("hooks.fuel", h.fuel, 1_000, 1 << 40);
+    if h.poll_ms != 0 && !(100..=3_600_000).contains(&h.poll_ms) {
+        k.fail(
+            "hooks.poll_ms",
+            format!(
+                "must be 0 (no polling: SIGHUP reloads) or between 100 and 3600000 (got {})",
+                h.poll_ms
+            ),
+        );
+    }
     if let Some(name) = &h.default {
         if !crate::hooks::is_valid_name(name) {
             k.fail(
@@ -206,6 +215,7 @@ fn check_speech(c: &Config, k: &mut Checker) {
         120,
     );
     k.range("speech.cache.memory_bytes", s.cache.memory_bytes, 0, 4 << 30);
+    k.range("speech.cache.disk_bytes", s.cache.disk_bytes, 1 << 20, 64 << 30);
 }
 
 fn check_sip(c: &Config, k: &mut Checker) {
@@ -355,16 +365,22 @@ mod tests {
         c.hooks.timeout_ms = 0;
         c.hooks.memory_bytes = 1024;
         c.hooks.fuel = 10;
+        c.hooks.poll_ms = 50;
         c.hooks.default = Some("../evil".into());
         let got = keys(&c);
         for key in [
             "hooks.timeout_ms",
             "hooks.memory_bytes",
             "hooks.fuel",
+            "hooks.poll_ms",
             "hooks.default",
         ] {
             assert!(got.iter().any(|k| k == key), "{key} missing from {got:?}");
         }
+        // 0 turns polling off.
+        let mut c = Config::default();
+        c.hooks.poll_ms = 0;
+        assert!(keys(&c).iter().all(|k| !k.starts_with("hooks.")));
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn verdict_of(d: Decided) -> Verdict {
     match d.verdict {
         HookVerdict::Matched(option) => Verdict::Matched { option, detail },
         HookVerdict::NoMatch => Verdict::NoMatch { why: detail },
-        HookVerdict::Reprompt(text) => Verdict::Reprompt { text },
+        HookVerdict::Reprompt(text) => Verdict::Reprompt { text, detail },
     }
 }
 
@@ -153,10 +153,11 @@ mod tests {
                 HookVerdict::Reprompt("Say yes or no.".into()),
                 "yesno",
                 None,
-                ""
+                "hook 'yesno': reprompt"
             )),
             Verdict::Reprompt {
-                text: "Say yes or no.".into()
+                text: "Say yes or no.".into(),
+                detail: "hook 'yesno': reprompt".into()
             }
         );
     }

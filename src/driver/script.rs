@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use super::media::MediaHandle;
-use crate::call::ActiveCall;
+use crate::call::{ActiveCall, CallRequest};
 use crate::media::session::AudioCodec;
 
 /// What a script sees of an answered call.
@@ -47,6 +47,12 @@ pub trait CallScript: Send + Sync + 'static {
     }
 
     fn run<'a>(&'a self, ctx: ScriptContext<'a>) -> Pin<Box<dyn Future<Output = ScriptResult> + Send + 'a>>;
+
+    /// Whether this script can carry out `request` (its language and voice), asked before the
+    /// call is accepted; the error says why not.
+    fn check_request(&self, _request: &CallRequest) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The script of a build without speech engines: nothing can be spoken, so it says so and ends.
@@ -61,7 +67,10 @@ impl CallScript for NoSpeechScript {
             ctx.call
                 .events
                 .event("speech_unavailable", Some(NO_SPEECH.into()));
-            ScriptResult::default()
+            ScriptResult {
+                error: Some(NO_SPEECH.into()),
+                ..ScriptResult::default()
+            }
         })
     }
 }

@@ -15,7 +15,7 @@ use smol::net::{TcpListener, TcpStream, UdpSocket};
 use super::framing::Framer;
 use super::media::{MediaThread, PortPair};
 use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptResult};
-use crate::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus, MediaHealth};
+use crate::call::{ActiveCall, CallEngine, CallOutcome, CallRequest, FinalStatus, MediaHealth};
 use crate::config::{Config, Transport as CfgTransport};
 use crate::media::session::{AudioCodec, SessionParams};
 use crate::rng::XorShift64;
@@ -577,6 +577,10 @@ fn outcome(end: CallEnd, script: ScriptResult, media: Option<MediaHealth>) -> Ca
 impl CallEngine for SipEngine {
     fn place_call(&self, call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>> {
         Box::pin(self.shared.clone().run_call(call))
+    }
+
+    fn check_request(&self, request: &CallRequest) -> Result<(), String> {
+        self.shared.script.check_request(request)
     }
 
     fn sip_registered(&self) -> bool {

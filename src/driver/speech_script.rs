@@ -11,7 +11,7 @@ use futures_lite::FutureExt;
 
 use super::script::{CallScript, Prepared, ScriptContext, ScriptResult};
 use crate::call::script::{Answer, Input, Output, Prompt, Script, Verdict};
-use crate::call::ActiveCall;
+use crate::call::{ActiveCall, CallRequest};
 use crate::media::prompt::encode_frames;
 use crate::media::session::{AudioCodec, MediaEvent};
 use crate::speech::{
@@ -66,11 +66,21 @@ pub struct SpeechScript {
 
 type Frames = Arc<Vec<Vec<u8>>>;
 
-/// Prompts rendered and encoded for each codec offered: text → codec → frames.
-struct Rendered(HashMap<String, Result<HashMap<AudioCodec, Frames>, String>>);
+/// One text rendered and encoded for each codec offered (codec → frames), or why not.
+type RenderResult = Result<HashMap<AudioCodec, Frames>, String>;
 
-/// What `prepare` hands to `run`.
-struct Rendering(smol::Task<Rendered>);
+/// What `prepare` hands to `run`: the renderings made while the phone rings, each sent as soon as
+/// it is done, in order (the message first), so the message can start before the rest is ready.
+struct Rendering {
+    results: async_channel::Receiver<(String, RenderResult)>,
+    _task: smol::Task<()>,
+}
+
+/// The renderings received so far, and those still coming.
+struct Rendered {
+    done: HashMap<String, RenderResult>,
+    pending: Option<Rendering>,
+}
 
 impl SpeechScript {
     fn request(&self, call: &ActiveCall, text: &str) -> SynthRequest {
@@ -115,6 +125,9 @@ impl SpeechScript {
         Ok(out)
     }
 
+    /// The frames of `text`: prepared while ringing (waiting for that rendering if it is still
+    /// under way), else rendered now (a hook's reprompt). A rendering that failed while ringing
+    /// is not tried again: a server that is down would cost the caller another timeout of silence.
     async fn frames(
         &self,
         call: &ActiveCall,
@@ -122,9 +135,23 @@ impl SpeechScript {
         text: &str,
         codec: AudioCodec,
     ) -> Result<Frames, String> {
-        if let Some(Ok(by_codec)) = rendered.0.get(text) {
-            if let Some(f) = by_codec.get(&codec) {
-                return Ok(f.clone());
+        loop {
+            match rendered.done.get(text) {
+                Some(Ok(by_codec)) => match by_codec.get(&codec) {
+                    Some(f) => return Ok(f.clone()),
+                    None => break,
+                },
+                Some(Err(e)) => return Err(e.clone()),
+                None => {}
+            }
+            let Some(pending) = &rendered.pending else {
+                break;
+            };
+            match pending.results.recv().await {
+                Ok((t, r)) => {
+                    rendered.done.insert(t, r);
+                }
+                Err(_) => rendered.pending = None,
             }
         }
         let req = self.request(call, text);
@@ -133,7 +160,7 @@ impl SpeechScript {
             .get(&codec)
             .cloned()
             .ok_or_else(|| "the prompt was not encoded".to_string())?;
-        rendered.0.insert(text.to_string(), Ok(by_codec));
+        rendered.done.insert(text.to_string(), Ok(by_codec));
         Ok(frames)
     }
 }
@@ -171,6 +198,19 @@ enum Wake {
 }
 
 impl CallScript for SpeechScript {
+    fn check_request(&self, request: &CallRequest) -> Result<(), String> {
+        let (voice, language) = (request.voice.as_deref(), request.language.as_deref());
+        self.tts
+            .supports(voice, language)
+            .map_err(|e| format!("voice/language: {e}"))?;
+        if request.choice.is_some() {
+            self.stt
+                .supports_language(language)
+                .map_err(|e| format!("language: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn prepare(&self, call: &ActiveCall, codecs: &[AudioCodec]) -> Prepared {
         let tts = self.tts.clone();
         let mut texts = vec![call.request.message.clone()];
@@ -185,14 +225,16 @@ impl CallScript for SpeechScript {
             .map(|t| self.request(call, &t))
             .collect();
         let codecs = codecs.to_vec();
-        Box::new(Rendering(smol::spawn(async move {
-            let mut out = HashMap::new();
+        let (tx, results) = async_channel::bounded(reqs.len().max(1));
+        let task = smol::spawn(async move {
             for req in reqs {
                 let r = Self::render(tts.as_ref(), &req, &codecs).await;
-                out.insert(req.text.clone(), r);
+                if tx.send((req.text, r)).await.is_err() {
+                    break;
+                }
             }
-            Rendered(out)
-        })))
+        });
+        Box::new(Rendering { results, _task: task })
     }
 
     fn run<'a>(
@@ -206,9 +248,9 @@ impl CallScript for SpeechScript {
 impl SpeechScript {
     async fn run_script(&self, ctx: ScriptContext<'_>) -> ScriptResult {
         let call = ctx.call;
-        let mut rendered = match ctx.prepared.downcast::<Rendering>() {
-            Ok(r) => r.0.await,
-            Err(_) => Rendered(HashMap::new()),
+        let mut rendered = Rendered {
+            done: HashMap::new(),
+            pending: ctx.prepared.downcast::<Rendering>().ok().map(|r| *r),
         };
         let started = Instant::now();
         let now = || started.elapsed();

@@ -5,7 +5,8 @@
 //! back to the built-in matcher ([`crate::choice`]); [`Decided`] says who decided and why.
 //!
 //! Driven by the shell: [`Hooks::new`] once (one `Engine`, one epoch-ticker thread), then
-//! [`Hooks::reload`] at start, from the polling watcher ([`Hooks::spawn_watcher`]) and on SIGHUP;
+//! [`Hooks::reload`] at start and on SIGHUP, and the polling watcher ([`Hooks::spawn_watcher`],
+//! every `hooks.poll_ms` unless that is 0);
 //! [`Hooks::decide`] per answer, which runs the guest on `smol::unblock`.
 //!
 //! Hooks live in `hooks.dir` as `NAME.wasm`; `NAME` is what `choice.matcher` and `hooks.default`
@@ -17,11 +18,12 @@ mod cache;
 mod engine;
 mod guest;
 mod library;
+mod stats;
 mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -33,15 +35,15 @@ use crate::config::HooksConfig;
 use engine::EpochTicker;
 use guest::{GuestState, Limits, MatchInput, MatchResult, WitAlternative, WitOption};
 use library::{Loaded, Seen};
+use stats::{Missing, Stats};
 
 pub use guest::GuestFailure;
+pub use stats::{MAX_MISSING_NAMES, OTHER_MISSING};
 
 /// The name that always means the built-in matcher.
 pub const BUILT_IN: &str = "built-in";
 /// Longest reprompt text a hook may return.
 pub const MAX_REPROMPT_CHARS: usize = 1000;
-/// How often the watcher looks at the hooks folder.
-pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Whether `name` can name a hook: 1 to 64 letters, digits, `-`, `_`, `.`, not starting with `.`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -57,6 +59,8 @@ pub fn is_valid_name(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct HooksSettings {
     pub dir: PathBuf,
+    /// How often the watcher looks at the folder; `None`: never (SIGHUP and [`Hooks::reload`]).
+    pub poll: Option<Duration>,
     pub default: Option<String>,
     pub timeout: Duration,
     pub memory_bytes: usize,
@@ -71,6 +75,7 @@ impl HooksSettings {
     pub fn from_config(c: &HooksConfig, cache_dir: Option<PathBuf>) -> Self {
         Self {
             dir: c.dir.clone(),
+            poll: (c.poll_ms > 0).then(|| Duration::from_millis(c.poll_ms)),
             default: c.default.clone(),
             timeout: Duration::from_millis(c.timeout_ms),
             memory_bytes: usize::try_from(c.memory_bytes).unwrap_or(usize::MAX),
@@ -189,21 +194,17 @@ pub struct ReloadReport {
     pub loaded: Vec<String>,
     pub removed: Vec<String>,
     pub failed: Vec<(String, String)>,
+    /// `hooks.default` when it names no loaded hook after the reload.
+    pub default_missing: Option<String>,
 }
 
-#[derive(Default)]
-struct Stats {
-    calls: AtomicU64,
-    failures: AtomicU64,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Stats {
-    fn set_error(&self, e: String) {
-        if let Ok(mut slot) = self.last_error.lock() {
-            *slot = Some(e);
-        }
-    }
+/// When a reload warns that `hooks.default` names no loaded hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Warn {
+    /// Every time (start-up, SIGHUP: someone asked).
+    Always,
+    /// Only when it was fine before (the polling watcher).
+    OnChange,
 }
 
 struct Entry {
@@ -218,6 +219,9 @@ struct Inner {
     cache: cache::Cache,
     settings: HooksSettings,
     entries: RwLock<BTreeMap<String, Entry>>,
+    missing: Missing,
+    /// Whether the last reload found `hooks.default` not loaded.
+    default_missing: AtomicBool,
     reloading: Mutex<()>,
     _ticker: EpochTicker,
 }
@@ -242,6 +246,8 @@ impl Hooks {
                 cache,
                 settings,
                 entries: RwLock::new(BTreeMap::new()),
+                missing: Missing::default(),
+                default_missing: AtomicBool::new(false),
                 reloading: Mutex::new(()),
                 _ticker: ticker,
             }),
@@ -252,9 +258,13 @@ impl Hooks {
         &self.inner.settings
     }
 
-    /// Look at the folder again and (re)load what changed. Blocking (compiles): prefer
-    /// [`Hooks::reload`] on the executor.
+    /// Look at the folder again and (re)load what changed; warn when `hooks.default` names no
+    /// loaded hook. Blocking (compiles): prefer [`Hooks::reload`] on the executor.
     pub fn reload_blocking(&self) -> ReloadReport {
+        self.rescan(Warn::Always)
+    }
+
+    fn rescan(&self, warn: Warn) -> ReloadReport {
         let inner = &self.inner;
         let _one_at_a_time = inner.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = ReloadReport::default();
@@ -342,8 +352,28 @@ impl Hooks {
             .values()
             .filter_map(|e| e.loaded.as_ref().map(|l| l.hash.clone()))
             .collect();
+        report.default_missing = inner
+            .settings
+            .default
+            .as_ref()
+            .filter(|d| d.as_str() != BUILT_IN && entries.get(*d).is_none_or(|e| e.loaded.is_none()))
+            .cloned();
         drop(entries);
         inner.cache.prune(&keep);
+        let was_missing = inner
+            .default_missing
+            .swap(report.default_missing.is_some(), Ordering::Relaxed);
+        match &report.default_missing {
+            Some(name) if warn == Warn::Always || !was_missing => tracing::warn!(
+                default = %name,
+                dir = %inner.settings.dir.display(),
+                "hooks.default names no loaded hook: the built-in matcher decides for requests that name none"
+            ),
+            None if was_missing => {
+                tracing::info!(default = ?inner.settings.default, "hooks.default is loaded now");
+            }
+            _ => {}
+        }
         report
     }
 
@@ -351,6 +381,12 @@ impl Hooks {
     pub async fn reload(&self) -> ReloadReport {
         let hooks = self.clone();
         smol::unblock(move || hooks.reload_blocking()).await
+    }
+
+    /// A reload by the polling watcher: warns about `hooks.default` only when that changes.
+    async fn poll(&self) -> ReloadReport {
+        let hooks = self.clone();
+        smol::unblock(move || hooks.rescan(Warn::OnChange)).await
     }
 
     fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
@@ -404,11 +440,16 @@ impl Hooks {
                 loaded_at: e.loaded.as_ref().map(|l| l.loaded_at),
                 from_cache: e.loaded.as_ref().is_some_and(|l| l.from_cache),
                 load_ms: e.loaded.as_ref().map(|l| l.load_ms),
-                last_error: e.stats.last_error.lock().ok().and_then(|s| s.clone()),
+                last_error: e.stats.last_error(),
                 calls: e.stats.calls.load(Ordering::Relaxed),
                 failures: e.stats.failures.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Calls per hook name that was not loaded when they came (the built-in matcher decided).
+    pub fn missing(&self) -> BTreeMap<String, u64> {
+        self.inner.missing.snapshot()
     }
 
     /// Decide about one answer: the hook `matcher` names (else `hooks.default`, else the
@@ -423,16 +464,20 @@ impl Hooks {
             .get(name)
             .map(|e| (e.loaded.clone(), e.stats.clone()));
         let (loaded, stats) = match found {
-            None => return self.builtin(input, Some(format!("hook '{name}' is not loaded"))),
+            None => {
+                self.inner.missing.count(name);
+                tracing::warn!(hook = %name, call_id = %input.call_id, "hook is not loaded; the built-in matcher decides");
+                return self.builtin(input, Some(format!("hook '{name}' is not loaded")));
+            }
             Some((None, stats)) => {
-                stats.calls.fetch_add(1, Ordering::Relaxed);
-                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.count_call();
+                stats.count_failure();
                 let reason = format!("hook '{name}' failed to load");
                 return self.builtin(input, Some(reason));
             }
             Some((Some(loaded), stats)) => (loaded, stats),
         };
-        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.count_call();
         let engine = self.inner.engine.clone();
         let limits = Limits {
             fuel: self.inner.settings.fuel,
@@ -462,7 +507,7 @@ impl Hooks {
             }
             Err(problem) => {
                 let reason = format!("hook '{name}' {problem}");
-                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.count_failure();
                 stats.set_error(reason.clone());
                 tracing::warn!(hook = %name, call_id = %input.call_id, reason = %reason, "hook failed; the built-in matcher decides");
                 self.builtin(input, Some(reason))

@@ -1,5 +1,6 @@
-//! The polling watcher: every [`super::POLL_INTERVAL`] the hooks folder is compared with what was
-//! loaded (names, sizes, modification times; contents by hash when those changed).
+//! The polling watcher: every `hooks.poll_ms` ([`super::HooksSettings::poll`]) the hooks folder
+//! is compared with what was loaded (names, sizes, modification times; contents by hash when
+//! those changed).
 
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ impl Hooks {
                 if !tick.or(stopped).await {
                     break;
                 }
-                hooks.reload().await;
+                hooks.poll().await;
             }
         })
         .detach();

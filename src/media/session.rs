@@ -171,7 +171,14 @@ impl MediaSession {
     }
 
     /// Queue pre-encoded frames to play after what is queued; `id` comes back in `PlaybackDone`.
+    /// Nothing to play (an engine that rendered no audio) ends at once, incomplete: nothing of
+    /// it reached the far end.
     pub fn play(&mut self, id: u64, frames: Arc<Vec<Vec<u8>>>) {
+        if frames.is_empty() {
+            self.out
+                .push_back(MediaEvent::PlaybackDone { id, complete: false });
+            return;
+        }
         self.queue.push_back(Playback { id, frames, next: 0 });
     }
 
@@ -237,10 +244,15 @@ impl MediaSession {
 
     /// The packet for tick `frame_index`, sent at `now`: the next prompt frame, else silence; an
     /// RFC 4733 event while a key press is being sent; nothing (`out` empty) while the far end
-    /// holds the call.
+    /// holds the call. Playback and queued key presses pause while held and go on after the
+    /// resume, so a prompt only completes when every frame of it was sent.
     pub fn on_tick(&mut self, frame_index: u64, now: Duration, out: &mut Vec<u8>) {
         out.clear();
         self.next_frame = frame_index + 1;
+        if !self.sending {
+            self.talking = false;
+            return;
+        }
         let spf = self.params.codec.samples_per_frame();
         if let (Some((ts, payload, marker)), Some(pt)) =
             (self.outgoing_digits.pop_front(), self.params.dtmf_payload_type)
@@ -252,7 +264,7 @@ impl MediaSession {
         }
         let (payload, marker) = match self.queue.front_mut() {
             Some(p) => {
-                if self.sending && self.first_audio.is_none() {
+                if self.first_audio.is_none() {
                     self.first_audio = Some(now);
                 }
                 let marker = !self.talking;
@@ -276,9 +288,6 @@ impl MediaSession {
                 (self.silence.clone(), false)
             }
         };
-        if !self.sending {
-            return;
-        }
         self.sender
             .packet(frame_index, spf, marker, self.params.payload_type, &payload, out);
         self.packets_sent += 1;
@@ -680,6 +689,52 @@ mod tests {
         let from: SocketAddr = "127.0.0.1:41050".parse().expect("addr");
         s.on_datagram(from, &pkt, Duration::from_millis(60));
         assert_eq!(s.remote(), from, "latches again after the move");
+    }
+
+    #[test]
+    fn playback_pauses_while_held_and_completes_only_after_every_frame_was_sent() {
+        let mut s = session();
+        let mut out = Vec::new();
+        let addr: SocketAddr = "127.0.0.1:40100".parse().expect("addr");
+        let rtcp: SocketAddr = "127.0.0.1:40101".parse().expect("addr");
+        s.play(7, Arc::new(vec![vec![1; 160]; 3]));
+        s.on_tick(0, Duration::ZERO, &mut out);
+        assert_eq!(parse(&out).expect("rtp").1, &[1; 160][..]);
+        s.update_remote(addr, rtcp, false);
+        for n in 1..50 {
+            s.on_tick(n, Duration::from_millis(20 * n), &mut out);
+            assert!(out.is_empty(), "nothing is sent while held");
+        }
+        assert!(s.poll_event().is_none(), "the prompt is not done while held");
+        assert!(s.is_playing());
+        s.update_remote(addr, rtcp, true);
+        s.on_tick(50, Duration::from_millis(1_000), &mut out);
+        let (h, p) = parse(&out).expect("rtp after resume");
+        assert!(h.marker, "a new talkspurt after the hold");
+        assert_eq!(p, &[1; 160][..]);
+        assert!(s.poll_event().is_none());
+        s.on_tick(51, Duration::from_millis(1_020), &mut out);
+        assert_eq!(
+            s.poll_event(),
+            Some(MediaEvent::PlaybackDone {
+                id: 7,
+                complete: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_prompt_without_frames_is_done_at_once_and_incomplete() {
+        let mut s = session();
+        s.play(3, Arc::new(Vec::new()));
+        assert_eq!(
+            s.poll_event(),
+            Some(MediaEvent::PlaybackDone {
+                id: 3,
+                complete: false
+            })
+        );
+        assert!(!s.is_playing());
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //!
 //! Key: (engine, voice, language, text). Memory: an LRU bounded in bytes of PCM ([`Lru`], sans-IO).
 //! Disk (optional): `<dir>/<sha256 of the key>.pcm`, written to a temporary file and renamed into
-//! place; every file carries a checksum, and a file that fails it is ignored and rewritten.
+//! place; every file carries a checksum, and a file that fails it is ignored and rewritten. Only a
+//! rendering asked for a second time goes to disk, so a one-off message (most notifications) never
+//! wears the SD card nor stays on it; the directory is kept under its byte budget by deleting the
+//! files least recently used (a disk hit refreshes a file's modification time).
 //! Concurrent requests for the same key wait for one rendering.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -143,18 +148,86 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()>
     })
 }
 
+/// Which cache files to delete so that the rest fits in `budget` bytes: the least recently used
+/// first. `files` holds (name, bytes, last used).
+pub fn over_budget(mut files: Vec<(String, u64, SystemTime)>, budget: u64) -> Vec<String> {
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort_by_key(|f| f.2);
+    let mut gone = Vec::new();
+    for (name, bytes, _) in files {
+        if total <= budget {
+            break;
+        }
+        total -= bytes;
+        gone.push(name);
+    }
+    gone
+}
+
+/// Delete the least recently used `.pcm` files of `dir` but `keep` (the one just written) until
+/// it holds at most `budget` bytes.
+fn trim_dir(dir: &Path, budget: u64, keep: &str) -> std::io::Result<usize> {
+    let mut files = Vec::new();
+    let mut kept = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".pcm") || name.starts_with('.') {
+            continue;
+        }
+        if name == keep {
+            kept = entry.metadata()?.len();
+            continue;
+        }
+        let meta = entry.metadata()?;
+        files.push((
+            name,
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        ));
+    }
+    let gone = over_budget(files, budget.saturating_sub(kept));
+    for name in &gone {
+        std::fs::remove_file(dir.join(name))?;
+    }
+    Ok(gone.len())
+}
+
+/// Mark a disk hit as recently used.
+fn touch(path: &Path) -> std::io::Result<()> {
+    std::fs::File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(SystemTime::now())
+}
+
+/// A rendering in memory, and whether it is on disk too.
+#[derive(Clone)]
+struct Cached {
+    pcm: Arc<Pcm>,
+    on_disk: Arc<AtomicBool>,
+}
+
+/// The disk half of the cache: where, and how many bytes it may hold.
+#[derive(Debug, Clone)]
+pub struct DiskCache {
+    pub dir: PathBuf,
+    pub budget_bytes: u64,
+}
+
 /// A [`Synthesizer`] that remembers what it rendered.
 pub struct CachedSynthesizer {
     inner: Arc<dyn Synthesizer>,
-    memory: Mutex<Lru<Arc<Pcm>>>,
-    disk: Option<PathBuf>,
+    memory: Mutex<Lru<Cached>>,
+    disk: Option<DiskCache>,
     /// One lock per key being rendered, so concurrent requests render once.
     rendering: Mutex<HashMap<String, Arc<smol::lock::Mutex<()>>>>,
 }
 
 impl CachedSynthesizer {
-    /// `memory_bytes` of PCM in memory; `disk` = the cache directory (e.g. `<data_dir>/tts-cache`).
-    pub fn new(inner: Arc<dyn Synthesizer>, memory_bytes: usize, disk: Option<PathBuf>) -> Self {
+    /// `memory_bytes` of PCM in memory; `disk` = the cache directory (e.g. `<data_dir>/tts-cache`)
+    /// and its byte budget.
+    pub fn new(inner: Arc<dyn Synthesizer>, memory_bytes: usize, disk: Option<DiskCache>) -> Self {
         Self {
             inner,
             memory: Mutex::new(Lru::new(memory_bytes)),
@@ -166,8 +239,12 @@ impl CachedSynthesizer {
     /// Render `req` or return the cached rendering.
     pub async fn get(&self, req: &SynthRequest) -> Result<Arc<Pcm>, SpeechError> {
         let key = cache_key(self.inner.name(), req);
-        if let Some(pcm) = self.memory_get(&key) {
-            return Ok(pcm);
+        if let Some(hit) = self.memory_get(&key) {
+            // Asked for again: worth keeping across restarts.
+            if !hit.on_disk.swap(true, Ordering::Relaxed) {
+                self.persist(&key, &hit.pcm).await;
+            }
+            return Ok(hit.pcm);
         }
         let key_lock = {
             let mut r = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
@@ -186,31 +263,59 @@ impl CachedSynthesizer {
         result
     }
 
-    fn memory_get(&self, key: &str) -> Option<Arc<Pcm>> {
+    fn memory_get(&self, key: &str) -> Option<Cached> {
         self.memory.lock().unwrap_or_else(|p| p.into_inner()).get(key)
     }
 
-    fn remember(&self, key: &str, pcm: &Arc<Pcm>) {
+    fn remember(&self, key: &str, pcm: &Arc<Pcm>, on_disk: bool) {
         let bytes = pcm.samples.len() * 2 + key.len();
+        let entry = Cached {
+            pcm: pcm.clone(),
+            on_disk: Arc::new(AtomicBool::new(on_disk)),
+        };
         self.memory
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), pcm.clone(), bytes);
+            .insert(key.to_string(), entry, bytes);
+    }
+
+    /// Write a rendering to the disk cache and keep the directory within its budget.
+    async fn persist(&self, key: &str, pcm: &Pcm) {
+        let Some(disk) = self.disk.clone() else {
+            return;
+        };
+        let name = file_name(key);
+        let bytes = encode_file(pcm);
+        let written = smol::unblock(move || {
+            write_atomically(&disk.dir, &name, &bytes)?;
+            trim_dir(&disk.dir, disk.budget_bytes, &name)
+        })
+        .await;
+        match written {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "TTS disk cache trimmed to its budget"),
+            Err(e) => tracing::warn!(error = %e, "cannot write the TTS cache file; continuing without it"),
+        }
     }
 
     async fn fill(&self, key: &str, req: &SynthRequest) -> Result<Arc<Pcm>, SpeechError> {
         // Another request may have rendered it while we waited.
-        if let Some(pcm) = self.memory_get(key) {
-            return Ok(pcm);
+        if let Some(hit) = self.memory_get(key) {
+            return Ok(hit.pcm);
         }
         let name = file_name(key);
-        if let Some(dir) = &self.disk {
-            let path = dir.join(&name);
-            if let Ok(bytes) = smol::unblock(move || std::fs::read(path)).await {
+        if let Some(disk) = &self.disk {
+            let path = disk.dir.join(&name);
+            let read = smol::unblock(move || {
+                let bytes = std::fs::read(&path)?;
+                let _ = touch(&path);
+                Ok::<_, std::io::Error>(bytes)
+            });
+            if let Ok(bytes) = read.await {
                 match decode_file(&bytes) {
                     Some(pcm) => {
                         let pcm = Arc::new(pcm);
-                        self.remember(key, &pcm);
+                        self.remember(key, &pcm, true);
                         return Ok(pcm);
                     }
                     None => tracing::warn!(file = %name, "corrupt TTS cache file ignored; rendering again"),
@@ -218,14 +323,8 @@ impl CachedSynthesizer {
             }
         }
         let pcm = Arc::new(self.inner.synthesize(req).await?);
-        self.remember(key, &pcm);
-        if let Some(dir) = self.disk.clone() {
-            let bytes = encode_file(&pcm);
-            let written = smol::unblock(move || write_atomically(&dir, &name, &bytes)).await;
-            if let Err(e) = written {
-                tracing::warn!(error = %e, "cannot write the TTS cache file; continuing without it");
-            }
-        }
+        // A first rendering stays in memory only; a second request writes it to disk.
+        self.remember(key, &pcm, false);
         Ok(pcm)
     }
 }
@@ -233,6 +332,10 @@ impl CachedSynthesizer {
 impl Synthesizer for CachedSynthesizer {
     fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    fn supports(&self, voice: Option<&str>, language: Option<&str>) -> Result<(), String> {
+        self.inner.supports(voice, language)
     }
 
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>> {
@@ -321,17 +424,31 @@ mod tests {
         assert!(cache.rendering.lock().expect("lock").is_empty());
     }
 
+    fn pcm_files(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
     #[test]
-    fn disk_cache_survives_a_restart_and_corrupt_files_are_rewritten() {
+    fn only_what_is_asked_twice_goes_to_disk_and_survives_a_restart() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let disk = dir.path().join("tts-cache");
+        let disk = DiskCache {
+            dir: dir.path().join("tts-cache"),
+            budget_bytes: 1 << 20,
+        };
         let inner = Arc::new(Counting(AtomicUsize::new(0)));
         let r = req("persist me");
         let first = CachedSynthesizer::new(inner.clone(), 1 << 20, Some(disk.clone()));
         smol::block_on(first.get(&r)).expect("render");
-        let files: Vec<_> = std::fs::read_dir(&disk).expect("dir").flatten().collect();
-        assert_eq!(files.len(), 1, "one file, no temp files left");
-        let path = files[0].path();
+        assert!(
+            pcm_files(&disk.dir).is_empty(),
+            "a one-off rendering stays off the disk"
+        );
+        smol::block_on(first.get(&r)).expect("again");
+        let files = pcm_files(&disk.dir);
+        assert_eq!(files.len(), 1, "one file, no temp files left: {files:?}");
+        let path = files[0].clone();
 
         let second = CachedSynthesizer::new(inner.clone(), 1 << 20, Some(disk.clone()));
         let pcm = smol::block_on(second.get(&r)).expect("from disk");
@@ -345,10 +462,49 @@ mod tests {
         let pcm = smol::block_on(third.get(&r)).expect("re-rendered");
         assert_eq!(pcm.samples, vec![7; 10]);
         assert_eq!(inner.0.load(Ordering::SeqCst), 2, "corrupt file rendered again");
+        smol::block_on(third.get(&r)).expect("again");
         assert!(
             decode_file(&std::fs::read(&path).expect("read")).is_some(),
-            "rewritten"
+            "rewritten on its second use"
         );
+    }
+
+    #[test]
+    fn the_disk_cache_stays_within_its_budget_least_recently_used_first() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let files = vec![
+            ("new".to_string(), 40, t(30)),
+            ("old".to_string(), 40, t(10)),
+            ("mid".to_string(), 40, t(20)),
+        ];
+        assert_eq!(over_budget(files.clone(), 120), Vec::<String>::new());
+        assert_eq!(over_budget(files.clone(), 100), ["old"]);
+        assert_eq!(over_budget(files, 40), ["old", "mid"]);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one_file = encode_file(&Pcm {
+            rate: 16_000,
+            samples: vec![7; 100],
+        })
+        .len() as u64;
+        let disk = DiskCache {
+            dir: dir.path().to_path_buf(),
+            budget_bytes: 2 * one_file + one_file / 2,
+        };
+        let inner = Arc::new(Counting(AtomicUsize::new(0)));
+        let cache = CachedSynthesizer::new(inner, 1 << 20, Some(disk.clone()));
+        let texts: Vec<String> = (0..4).map(|i| format!("{i}").repeat(100)).collect();
+        for text in &texts {
+            for _ in 0..2 {
+                smol::block_on(cache.get(&req(text))).expect("render");
+            }
+        }
+        let files = pcm_files(&disk.dir);
+        assert_eq!(files.len(), 2, "{files:?}");
+        let newest = dir
+            .path()
+            .join(file_name(&cache_key("counting", &req(&texts[3]))));
+        assert!(files.contains(&newest), "the file just written is kept");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::cache::CachedSynthesizer;
+use super::cache::{CachedSynthesizer, DiskCache};
 use super::espeak::Espeak;
 use super::flite::{self, FliteSynthesizer};
 use super::pocketsphinx::{self, PocketSphinx, PocketSphinxSettings};
@@ -71,24 +71,22 @@ pub fn recognizer(s: &SpeechConfig) -> Result<Arc<dyn Recognizer>, SpeechError> 
         "pocketsphinx" => Ok(Arc::new(PocketSphinx::new(pocketsphinx_settings(s)))),
         "wyoming" => Ok(Arc::new(WyomingRecognizer::new(&s.wyoming)?)),
         "openai" => Ok(Arc::new(OpenAiRecognizer::new(&s.openai)?)),
-        // Always `Unavailable` in this build (no ggml model is obtainable), saying why.
-        "whisper" => match WhisperRecognizer::new(&s.whisper) {
-            Err(e) => Err(e),
-            Ok(_) => Err(SpeechError::Invalid(
-                "speech.stt = whisper is not available in this build".into(),
-            )),
-        },
+        // Loads the model; `Unavailable` in a build without the `whisper` feature.
+        "whisper" => Ok(Arc::new(WhisperRecognizer::new(&s.whisper)?)),
         other => Err(SpeechError::Invalid(format!("unknown speech.stt '{other}'"))),
     }
 }
 
 /// Build the engines of `config` (cheap for the embedded engines, whose libraries and models load
-/// on first use or in [`probe`]; Piper loads its voice here). Remote engines are not contacted:
+/// on first use or in [`probe`]; Piper loads its voice here, Whisper its model). Remote engines are not contacted:
 /// a server that is down fails the step of the call that needs it, which the call records.
 pub fn build(config: &Config) -> Result<Engines, SpeechError> {
     let s = &config.speech;
     let inner = synthesizer(s)?;
-    let disk = s.cache.disk.then(|| config.store.data_dir.join("tts-cache"));
+    let disk = s.cache.disk.then(|| DiskCache {
+        dir: config.store.data_dir.join("tts-cache"),
+        budget_bytes: s.cache.disk_bytes,
+    });
     let memory = usize::try_from(s.cache.memory_bytes).unwrap_or(usize::MAX);
     Ok(Engines {
         tts: Arc::new(CachedSynthesizer::new(inner, memory, disk)),
@@ -114,6 +112,44 @@ pub fn probe(config: &Config) -> Vec<SpeechError> {
         _ => recognizer(s).map(|_| ()),
     };
     problems.extend(stt.err());
+    problems
+}
+
+/// Ask the configured remote servers (Wyoming, OpenAI-compatible) whether they answer; every
+/// server that does not, empty when all answer or none is configured. `check-config` reports these
+/// as errors; at start-up they are warnings, as a server may well come up after this service.
+pub async fn probe_remote(config: &Config) -> Vec<SpeechError> {
+    let s = &config.speech;
+    let mut problems = Vec::new();
+    if s.tts == "wyoming" {
+        problems.extend(
+            async { WyomingSynthesizer::new(&s.wyoming)?.probe().await }
+                .await
+                .err(),
+        );
+    }
+    if s.tts == "openai" {
+        problems.extend(
+            async { OpenAiSynthesizer::new(&s.openai)?.probe().await }
+                .await
+                .err(),
+        );
+    }
+    if s.stt == "wyoming" {
+        problems.extend(
+            async { WyomingRecognizer::new(&s.wyoming)?.probe().await }
+                .await
+                .err(),
+        );
+    }
+    // One OpenAI endpoint serves both directions: ask it once.
+    if s.stt == "openai" && s.tts != "openai" {
+        problems.extend(
+            async { OpenAiRecognizer::new(&s.openai)?.probe().await }
+                .await
+                .err(),
+        );
+    }
     problems
 }
 

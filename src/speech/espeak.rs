@@ -6,6 +6,7 @@
 //! else the configured default.
 
 use std::process::Stdio;
+use std::sync::OnceLock;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::process::Command;
@@ -22,6 +23,8 @@ const MAX_TEXT: usize = 20_000;
 pub struct Espeak {
     command: String,
     default_voice: String,
+    /// The language codes `espeak-ng --voices` lists, read once (empty when it cannot be run).
+    languages: OnceLock<Vec<String>>,
 }
 
 fn unavailable(detail: impl Into<String>) -> SpeechError {
@@ -29,6 +32,16 @@ fn unavailable(detail: impl Into<String>) -> SpeechError {
         engine: ENGINE.into(),
         detail: detail.into(),
     }
+}
+
+/// The language column of `espeak-ng --voices` (after its header line), lower case.
+fn parse_voice_list(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(str::to_ascii_lowercase)
+        .collect()
 }
 
 /// Voices to try for a language tag, most specific first (`pt-BR` → `pt-br`, `pt`).
@@ -53,7 +66,23 @@ impl Espeak {
         Self {
             command: command.into(),
             default_voice: default_voice.into(),
+            languages: OnceLock::new(),
         }
+    }
+
+    /// The languages espeak-ng has voices for (`en-us`, `de`, ...), from `espeak-ng --voices`.
+    fn languages(&self) -> &[String] {
+        self.languages.get_or_init(|| {
+            let out = std::process::Command::new(&self.command)
+                .arg("--voices")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output();
+            match out {
+                Ok(o) if o.status.success() => parse_voice_list(&String::from_utf8_lossy(&o.stdout)),
+                _ => Vec::new(),
+            }
+        })
     }
 
     /// Check that the command runs (used by `check-config` and at start-up).
@@ -142,6 +171,25 @@ impl Synthesizer for Espeak {
         ENGINE
     }
 
+    fn supports(&self, _voice: Option<&str>, language: Option<&str>) -> Result<(), String> {
+        let Some(lang) = language else {
+            return Ok(());
+        };
+        let candidates = voices_for_language(lang);
+        if candidates.is_empty() {
+            return Err(format!("'{lang}' is not a language tag"));
+        }
+        let known = self.languages();
+        // An unreadable voice list leaves the check to the rendering itself.
+        if known.is_empty() || candidates.iter().any(|c| known.contains(c)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "espeak-ng has no voice for '{lang}' (`espeak-ng --voices` lists them)"
+            ))
+        }
+    }
+
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>> {
         Box::pin(async move {
             let text = req.text.replace('\0', " ");
@@ -192,6 +240,23 @@ mod tests {
             voice: voice.map(str::to_string),
             language: language.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn languages_are_checked_against_the_installed_voices() {
+        let e = Espeak::new("espeak-ng", "en-us");
+        assert_eq!(e.supports(None, Some("de-DE")), Ok(()));
+        assert_eq!(e.supports(None, Some("en-GB")), Ok(()));
+        assert_eq!(e.supports(Some("anything"), None), Ok(()));
+        let no = e.supports(None, Some("xx-YY")).expect_err("no such language");
+        assert!(no.contains("no voice for 'xx-YY'"), "{no}");
+        assert!(e.supports(None, Some("-x")).is_err());
+        assert_eq!(
+            parse_voice_list(
+                "Pty Language Age/Gender VoiceName\n 5  af  --/M  Afrikaans  gmw/af\n 2  en-US  --/M  x  y\n"
+            ),
+            ["af", "en-us"]
+        );
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub fn known_voices() -> impl Iterator<Item = &'static str> {
     VOICES.iter().map(|(name, _, _)| *name)
 }
 
+fn no_such_voice(name: &str) -> String {
+    format!(
+        "flite has no voice '{name}' (known: {})",
+        known_voices().collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// Flite's `cst_wave` (cst_wave.h).
 #[repr(C)]
 struct CstWave {
@@ -111,10 +118,7 @@ fn flite() -> Result<&'static Mutex<Flite>, SpeechError> {
 impl Flite {
     fn voice(&mut self, name: &str) -> Result<*mut c_void, SpeechError> {
         let Some(&(key, lib_name, register)) = VOICES.iter().find(|(n, _, _)| *n == name) else {
-            return Err(SpeechError::Invalid(format!(
-                "flite has no voice '{name}' (known: {})",
-                known_voices().collect::<Vec<_>>().join(", ")
-            )));
+            return Err(SpeechError::Invalid(no_such_voice(name)));
         };
         if let Some(v) = self.voices.get(key) {
             return Ok(*v);
@@ -197,16 +201,22 @@ impl Synthesizer for FliteSynthesizer {
         ENGINE
     }
 
+    fn supports(&self, voice: Option<&str>, language: Option<&str>) -> Result<(), String> {
+        if let Some(lang) = language.filter(|l| !super::is_english(l)) {
+            return Err(format!(
+                "flite speaks English only (asked for '{lang}'); use speech.tts = \"espeak\" for other languages"
+            ));
+        }
+        match voice.filter(|v| !known_voices().any(|k| k == *v)) {
+            Some(v) => Err(no_such_voice(v)),
+            None => Ok(()),
+        }
+    }
+
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>> {
         Box::pin(async move {
-            if let Some(lang) = &req.language {
-                let primary = lang.split(['-', '_']).next().unwrap_or_default();
-                if !primary.eq_ignore_ascii_case("en") {
-                    return Err(SpeechError::Invalid(format!(
-                        "flite speaks English only (asked for '{lang}'); use speech.tts = \"espeak\" for other languages"
-                    )));
-                }
-            }
+            self.supports(req.voice.as_deref(), req.language.as_deref())
+                .map_err(SpeechError::Invalid)?;
             if req.text.trim().is_empty() {
                 return Err(SpeechError::Invalid("nothing to say: the text is empty".into()));
             }

@@ -28,6 +28,13 @@ pub use wyoming::{WyomingRecognizer, WyomingSynthesizer};
 use std::future::Future;
 use std::pin::Pin;
 
+/// Whether BCP 47 `tag` is English (`en`, `en-US`, `en_GB`), for the English-only engines.
+pub fn is_english(tag: &str) -> bool {
+    tag.split(['-', '_'])
+        .next()
+        .is_some_and(|primary| primary.eq_ignore_ascii_case("en"))
+}
+
 /// A boxed future, as the engine traits return (engines are chosen at run time).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -78,6 +85,12 @@ pub enum SpeechError {
 pub trait Synthesizer: Send + Sync {
     /// The engine's config name (`flite`, `espeak`, `piper`, `wyoming`, `openai`).
     fn name(&self) -> &str;
+    /// Whether this engine can speak with `voice` in `language` at all (checked when a call is
+    /// requested, so a call that could not speak is refused with a 400 instead of ringing a
+    /// phone in silence). Engines that cannot tell (remote servers) accept everything.
+    fn supports(&self, _voice: Option<&str>, _language: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
     /// Render `req` as PCM at the engine's native rate.
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>>;
 }
@@ -130,6 +143,11 @@ pub trait Utterance: Send {
 pub trait Recognizer: Send + Sync {
     /// The engine's config name (`pocketsphinx`, `whisper`, `wyoming`, `openai`).
     fn name(&self) -> &str;
+    /// Whether this engine can listen in `language` (checked when a call with a choice is
+    /// requested). Engines that cannot tell (remote servers) accept everything.
+    fn supports_language(&self, _language: Option<&str>) -> Result<(), String> {
+        Ok(())
+    }
     /// Begin one utterance.
     fn start<'a>(
         &'a self,

@@ -279,7 +279,8 @@ impl OpenAiRecognizer {
 }
 
 /// The option synonyms as Whisper's prompt: distinct, in order, comma-separated, bounded.
-fn prompt(ctx: &RecognitionContext) -> Option<String> {
+/// (Also the embedded whisper engine's initial prompt.)
+pub(crate) fn prompt(ctx: &RecognitionContext) -> Option<String> {
     let mut seen: Vec<&str> = Vec::new();
     let mut out = String::new();
     for p in &ctx.phrases {

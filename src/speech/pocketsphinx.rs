@@ -684,6 +684,15 @@ impl Recognizer for PocketSphinx {
         ENGINE
     }
 
+    fn supports_language(&self, language: Option<&str>) -> Result<(), String> {
+        match language.filter(|l| !super::is_english(l)) {
+            Some(lang) => Err(format!(
+                "the pocketsphinx model is English only (asked for '{lang}'); use speech.stt = \"wyoming\" or \"openai\" for other languages"
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn start<'a>(
         &'a self,
         ctx: &'a RecognitionContext,

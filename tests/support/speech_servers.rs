@@ -35,6 +35,23 @@ pub fn venv_if_present() -> Option<PathBuf> {
     dir.join("bin/python").exists().then_some(dir)
 }
 
+/// The ggml Whisper model (tiny.en) that `tests/support/whisper_model.sh` converts from the
+/// venv's CTranslate2 model: `$SIP_ASSISTANT_WHISPER_MODEL` (`.ci/dev test` sets it), else
+/// `<venv>/ggml/ggml-tiny.en.bin`; a panic says how to make it.
+pub fn whisper_model() -> PathBuf {
+    let path = std::env::var_os("SIP_ASSISTANT_WHISPER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| venv_path().join("ggml/ggml-tiny.en.bin"));
+    assert!(
+        path.is_file(),
+        "the ggml Whisper model {} is missing: run `tests/support/whisper_model.sh` (it builds the speech \
+         venv if needed and converts its tiny.en; `.ci/dev test` runs it), or point SIP_ASSISTANT_WHISPER_MODEL \
+         at a ggml model",
+        path.display()
+    );
+    path
+}
+
 fn venv_path() -> PathBuf {
     std::env::var_os("SIP_ASSISTANT_SPEECH_VENV")
         .map(PathBuf::from)

@@ -2,8 +2,9 @@
 //! "d'accord", "claro que no", "pas du tout". The yes option and the no option are recognised by
 //! their values and synonyms (`yes`/`ja`/`oui`/`confirm`…, `no`/`nein`/`cancel`…). The call's
 //! language (`de`, `fr`, `es`, `nl`) narrows the word lists; without one all are used. The
-//! longest phrase wins ("claro que no" over "claro"), a yes word right after a negation ("nicht
-//! sicher", "pas sûr") is no answer, and both yes and no heard is no answer either.
+//! longest phrase wins ("claro que no" over "claro", "natürlich nicht" over "natürlich", "bien sûr
+//! que non" over "bien sûr" and "non"), a yes word right after a negation ("nicht sicher", "pas
+//! sûr") is no answer, and both yes and no heard is no answer either.
 
 wit_bindgen::generate!({ path: "../../wit", world: "choice-matcher" });
 
@@ -33,6 +34,8 @@ const LEXICONS: &[Lexicon] = &[
             "confirm",
             "accept",
             "right",
+            "certainly",
+            "absolutely",
         ],
         no: &[
             "no",
@@ -43,6 +46,9 @@ const LEXICONS: &[Lexicon] = &[
             "reject",
             "no thanks",
             "not at all",
+            "of course not",
+            "certainly not",
+            "absolutely not",
         ],
         negators: &["not", "dont", "never"],
     },
@@ -61,6 +67,8 @@ const LEXICONS: &[Lexicon] = &[
             "einverstanden",
             "richtig",
             "auf jeden fall",
+            "selbstverstandlich",
+            "in ordnung",
             "ok",
             "okay",
             "bestatigen",
@@ -74,6 +82,10 @@ const LEXICONS: &[Lexicon] = &[
             "lieber nicht",
             "sicher nicht",
             "bestimmt nicht",
+            "naturlich nicht",
+            "gar nicht",
+            "uberhaupt nicht",
+            "keinesfalls",
             "nein danke",
             "abbrechen",
         ],
@@ -89,6 +101,7 @@ const LEXICONS: &[Lexicon] = &[
             "exactement",
             "volontiers",
             "absolument",
+            "certainement",
             "tout a fait",
             "ok",
             "confirmer",
@@ -99,6 +112,10 @@ const LEXICONS: &[Lexicon] = &[
             "pas du tout",
             "surtout pas",
             "absolument pas",
+            "certainement pas",
+            "bien sur que non",
+            "pas question",
+            "hors de question",
             "non merci",
             "annuler",
         ],
@@ -125,6 +142,9 @@ const LEXICONS: &[Lexicon] = &[
             "de ninguna manera",
             "en absoluto",
             "claro que no",
+            "por supuesto que no",
+            "desde luego que no",
+            "ni hablar",
             "no gracias",
             "cancelar",
         ],
@@ -137,6 +157,7 @@ const LEXICONS: &[Lexicon] = &[
             "jazeker",
             "zeker",
             "ja hoor",
+            "graag",
             "prima",
             "goed",
             "akkoord",
@@ -154,6 +175,11 @@ const LEXICONS: &[Lexicon] = &[
             "liever niet",
             "absoluut niet",
             "zeker niet",
+            "natuurlijk niet",
+            "tuurlijk niet",
+            "helemaal niet",
+            "echt niet",
+            "geen sprake van",
             "nee hoor",
             "nee dank je",
             "annuleren",
@@ -297,5 +323,9 @@ mod tests {
         assert_eq!(said("pas sûr", Some("fr")), None);
         assert_eq!(said("ja nein", Some("de")), None);
         assert_eq!(said("zeker niet", Some("nl")), Some(Side::No));
+        assert_eq!(said("natürlich nicht", Some("de")), Some(Side::No));
+        assert_eq!(said("bien sûr que non", Some("fr")), Some(Side::No));
+        assert_eq!(said("por supuesto que no", Some("es")), Some(Side::No));
+        assert_eq!(said("of course not", None), Some(Side::No));
     }
 }
