@@ -82,14 +82,7 @@ fn listen(ps: &PocketSphinx, audio: &[i16], vad_cpu: &mut f64) -> Option<Heard> 
                     let (t0, c0) = (Instant::now(), cpu_seconds());
                     let (r, detail) = ps.decode_blocking(&ctx, &cut).ok()?;
                     let (latency, cpu) = (t0.elapsed(), cpu_seconds() - c0);
-                    let option = match r {
-                        Recognition::Heard(alts) => ctx
-                            .phrases
-                            .iter()
-                            .find(|p| p.text.to_lowercase() == alts[0].transcript)
-                            .map(|p| p.option),
-                        Recognition::NoMatch { .. } => None,
-                    };
+                    let option = devset::option_picked(&r);
                     let decoy_check = detail.is_some_and(|d| d.decoy.is_some());
                     return Some(Heard {
                         option,

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use devset::Half;
 use sip_assistant::speech::pocketsphinx::{DecodeDetail, PocketSphinx, PocketSphinxSettings};
 use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
-use sip_assistant::speech::{Recognition, RecognitionContext};
+use sip_assistant::speech::RecognitionContext;
 
 /// What became of one reply.
 enum Outcome {
@@ -54,18 +54,9 @@ fn listen(ps: &PocketSphinx, ctx: &RecognitionContext, audio: &[i16]) -> (Outcom
         return (Outcome::NoSpeech, None);
     };
     let (recognition, detail) = ps.decode_blocking(ctx, &cut).expect("decode");
-    let outcome = match recognition {
-        Recognition::Heard(alts) => {
-            let said = &alts[0].transcript;
-            let option = ctx
-                .phrases
-                .iter()
-                .find(|p| p.text.to_lowercase() == *said)
-                .map(|p| p.option)
-                .unwrap_or_else(|| panic!("transcript {said:?} is no phrase"));
-            Outcome::Option(option)
-        }
-        Recognition::NoMatch { .. } => Outcome::NoMatch,
+    let outcome = match devset::option_picked(&recognition) {
+        Some(option) => Outcome::Option(option),
+        None => Outcome::NoMatch,
     };
     (outcome, detail)
 }

@@ -641,9 +641,7 @@ fn judge(
         }])
     } else {
         tracing::debug!(answer = %text, %heard, ?look, per_second, "answer rejected");
-        Recognition::NoMatch {
-            transcript: Some(heard),
-        }
+        Recognition::Rejected { heard: Some(heard) }
     };
     Ok((
         recognition,

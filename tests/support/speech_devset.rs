@@ -144,6 +144,41 @@ pub fn options() -> [Vec<&'static str>; 2] {
     ]
 }
 
+/// The dev set's question as a call's options (both halves): the first answer is the value,
+/// the rest synonyms.
+#[allow(dead_code)]
+pub fn choice_options() -> Vec<sip_assistant::call::ChoiceOption> {
+    options()
+        .iter()
+        .map(|list| sip_assistant::call::ChoiceOption {
+            value: list[0].into(),
+            synonyms: list[1..].iter().map(|s| (*s).into()).collect(),
+            dtmf: None,
+        })
+        .collect()
+}
+
+/// The option a call would pick from `recognition`: any transcript, in or out of the grammar,
+/// goes to the built-in matcher (spoken option numbers on, the default); a rejection picks none.
+#[allow(dead_code)]
+pub fn option_picked(recognition: &sip_assistant::speech::Recognition) -> Option<usize> {
+    use sip_assistant::choice::{match_answer, Answer, Decision, MatchSettings};
+    use sip_assistant::speech::Recognition;
+    let transcript = match recognition {
+        Recognition::Heard(alts) => alts.first().map(|a| a.transcript.as_str()),
+        Recognition::NoMatch { transcript } => transcript.as_deref(),
+        Recognition::Rejected { .. } => None,
+    }?;
+    let settings = MatchSettings {
+        spoken_numbers: true,
+        min_confidence: None,
+    };
+    match match_answer(&Answer::heard(transcript), &choice_options(), &settings) {
+        Decision::Matched { option, .. } => Some(option),
+        Decision::NoMatch { .. } => None,
+    }
+}
+
 /// The recognition context of the dev set's question, as a call builds it with the default
 /// `script.spoken_numbers = true`: every answer of both halves, plus the option numbers
 /// ("one", "option two", "the second one", ...).
