@@ -3,10 +3,13 @@
 //! `cargo bench --bench speech`
 //!
 //! For every local TTS voice: answers recognised right and off-topic replies rejected by
-//! PocketSphinx on the dev set of `tests/speech_roundtrip.rs` (G.711 channel, VAD-cut), CPU per
-//! recognised reply, end of speech → final result latency, the endpointer's CPU per audio
-//! second; per TTS engine, the time to the first audio of a 15-word message (engines render whole
-//! messages, so that is the whole rendering) cold and from the prompt cache; and the RSS.
+//! PocketSphinx on the dev set of `tests/speech_roundtrip.rs` (G.711 channel, VAD-cut; tuning and
+//! held-out halves), CPU per recognised reply and how many replies needed the decoy check, end of
+//! speech → final result latency, the endpointer's CPU per audio second; per TTS engine, the time
+//! to the first audio of a 15-word message (engines render whole messages, so that is the whole
+//! rendering) cold and from the prompt cache; the RSS; then the same dev set with the previous
+//! rejection (a path-score threshold only) for comparison, and, when `sox` is installed, both on
+//! other speaking rates, pitches, levels and noise (`--no-variations` skips them).
 //!
 //! When the speech test venv exists (`tests/support/speech_venv.sh`, as `.ci/dev test` builds it),
 //! also the Wyoming engines on real servers: wyoming-piper's voice joins the voices, and
@@ -27,7 +30,7 @@ use sip_assistant::config::WyomingConfig;
 use sip_assistant::speech::cache::CachedSynthesizer;
 use sip_assistant::speech::pocketsphinx::{PocketSphinx, PocketSphinxSettings};
 use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
-use sip_assistant::speech::{Recognition, Recognizer, SynthRequest, Synthesizer, Utterance};
+use sip_assistant::speech::{Pcm, Recognition, Recognizer, SynthRequest, Synthesizer, Utterance};
 use sip_assistant::speech::{WyomingRecognizer, WyomingSynthesizer};
 
 const MESSAGE: &str =
@@ -52,40 +55,41 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// (option or None for no match; end of speech → result latency; decode CPU seconds); `None` when
-/// the endpointer found no utterance.
-fn listen(ps: &PocketSphinx, audio: &[i16], vad_cpu: &mut f64) -> Option<(Option<usize>, Duration, f64)> {
+/// What became of one reply: the option (None for no match), end of speech → result latency,
+/// decode CPU seconds, and whether the decoy check ran; `None` when the endpointer found no
+/// utterance.
+struct Heard {
+    option: Option<usize>,
+    latency: Duration,
+    cpu: f64,
+    decoy_check: bool,
+}
+
+fn listen(ps: &PocketSphinx, audio: &[i16], vad_cpu: &mut f64) -> Option<Heard> {
     let ctx = devset::context();
     let mut ep = Endpointer::new(VadConfig::default());
-    let mut utterance = None;
+    let mut utterance: Option<Vec<i16>> = None;
     for packet in audio.chunks(320) {
         let c0 = cpu_seconds();
         ep.push(packet);
         *vad_cpu += cpu_seconds() - c0;
         while let Some(ev) = ep.poll_event() {
             match ev {
-                VadEvent::SpeechStart { audio, .. } => {
-                    let mut u = smol::block_on(ps.start(&ctx)).ok()?;
-                    smol::block_on(u.push(&audio)).ok()?;
-                    utterance = Some(u);
-                }
-                VadEvent::Audio(audio) => {
-                    smol::block_on(utterance.as_mut()?.push(&audio)).ok()?;
-                }
+                VadEvent::SpeechStart { audio, .. } => utterance = Some(audio.to_vec()),
+                VadEvent::Audio(audio) => utterance.as_mut()?.extend_from_slice(&audio),
                 VadEvent::SpeechEnd { .. } => {
-                    let u = utterance.take()?;
+                    let cut = utterance.take()?;
                     let (t0, c0) = (Instant::now(), cpu_seconds());
-                    let r = smol::block_on(u.finish()).ok()?;
+                    let (r, detail) = ps.decode_blocking(&ctx, &cut).ok()?;
                     let (latency, cpu) = (t0.elapsed(), cpu_seconds() - c0);
-                    let option = match r {
-                        Recognition::Heard(alts) => ctx
-                            .phrases
-                            .iter()
-                            .find(|p| p.text.to_lowercase() == alts[0].transcript)
-                            .map(|p| p.option),
-                        Recognition::NoMatch { .. } => None,
-                    };
-                    return Some((option, latency, cpu));
+                    let option = devset::option_picked(&r);
+                    let decoy_check = detail.is_some_and(|d| d.decoy.is_some());
+                    return Some(Heard {
+                        option,
+                        latency,
+                        cpu,
+                        decoy_check,
+                    });
                 }
                 VadEvent::NoSpeechTimeout { .. } => return None,
             }
@@ -94,9 +98,130 @@ fn listen(ps: &PocketSphinx, audio: &[i16], vad_cpu: &mut f64) -> Option<(Option
     None
 }
 
+/// Answers right and off-topic replies rejected, per half (tuning, held-out).
+#[derive(Default, Clone, Copy)]
+struct Score {
+    right: [usize; 2],
+    answers: [usize; 2],
+    rejected: [usize; 2],
+    off: [usize; 2],
+}
+
+impl Score {
+    /// `heard`: `None` when the endpointer found no utterance (neither right nor rejected, as in
+    /// `tests/speech_roundtrip.rs`), else the option or `None` for no match.
+    fn add(&mut self, reply: &devset::Reply, heard: Option<Option<usize>>) {
+        let h = usize::from(reply.half == devset::Half::Held);
+        match reply.option {
+            Some(o) => {
+                self.answers[h] += 1;
+                self.right[h] += usize::from(heard == Some(Some(o)));
+            }
+            None => {
+                self.off[h] += 1;
+                self.rejected[h] += usize::from(heard == Some(None));
+            }
+        }
+    }
+
+    fn merge(&mut self, o: &Score) {
+        for h in 0..2 {
+            self.right[h] += o.right[h];
+            self.answers[h] += o.answers[h];
+            self.rejected[h] += o.rejected[h];
+            self.off[h] += o.off[h];
+        }
+    }
+
+    fn cell(n: usize, d: usize) -> String {
+        format!("{n}/{d} ({:.0} %)", 100.0 * n as f64 / d.max(1) as f64)
+    }
+
+    /// Answers right (tuning, held-out), off-topic rejected (tuning, held-out).
+    fn columns(&self) -> String {
+        format!(
+            "{:>15} {:>15} {:>15} {:>16}",
+            Self::cell(self.right[0], self.answers[0]),
+            Self::cell(self.right[1], self.answers[1]),
+            Self::cell(self.rejected[0], self.off[0]),
+            Self::cell(self.rejected[1], self.off[1]),
+        )
+    }
+}
+
+const SCORE_HEADER: &str = "  answers: tuning    held-out   off-topic: tuning    held-out";
+
+/// The rejection before the decoy check: a path-score-per-second threshold only, no noise floor.
+fn previous_settings() -> PocketSphinxSettings {
+    PocketSphinxSettings {
+        reject_threshold: -4_400,
+        silence_threshold: -100_000,
+        decoys: false,
+        noise_floor_db: 0,
+        ..PocketSphinxSettings::default()
+    }
+}
+
+/// The whole dev set with `ps`, each voice's speech passed through `vary` first and, with
+/// `under_noise`, line noise of that peak added under it.
+fn dev_set_score(ps: &PocketSphinx, vary: &dyn Fn(&Pcm) -> Option<Pcm>, under_noise: i16) -> Option<Score> {
+    let mut score = Score::default();
+    let mut vad_cpu = 0.0;
+    for (seed, (_, tts)) in devset::voices().into_iter().enumerate() {
+        for reply in devset::replies() {
+            let pcm = vary(&devset::say(tts.as_ref(), reply.text))?;
+            let mut speech = devset::telephone(&pcm);
+            if under_noise > 0 {
+                let n = devset::noise(speech.len(), under_noise, seed as u64 + 7);
+                speech
+                    .iter_mut()
+                    .zip(n)
+                    .for_each(|(s, n)| *s = s.saturating_add(n));
+            }
+            let audio = devset::on_the_line(&speech, seed as u64);
+            score.add(&reply, listen(ps, &audio, &mut vad_cpu).map(|h| h.option));
+        }
+    }
+    Some(score)
+}
+
+/// The dev set under other speaking rates, pitches, levels and noise, with the current and the
+/// previous rejection.
+fn variations() {
+    let probe = Pcm {
+        rate: 16_000,
+        samples: vec![0; 160],
+    };
+    if devset::sox(&probe, &["gain", "0"]).is_none() {
+        println!("\n(no sox: no figures for other speaking rates, pitches and levels)");
+        return;
+    }
+    let now = PocketSphinx::new(PocketSphinxSettings::default());
+    let before = PocketSphinx::new(previous_settings());
+    println!("\nThe dev set varied (sox before the telephone channel), current rejection and previous:");
+    println!("{:<36} {SCORE_HEADER}", "variation");
+    let cases: [(&str, &[&str], i16); 6] = [
+        ("slower (tempo 0.85)", &["tempo", "0.85"], 0),
+        ("faster (tempo 1.15)", &["tempo", "1.15"], 0),
+        ("higher (pitch +300 cents)", &["pitch", "300"], 0),
+        ("lower (pitch -300 cents)", &["pitch", "-300"], 0),
+        ("quieter (-15 dB)", &["gain", "-15"], 0),
+        ("line noise under speech (±700)", &["gain", "0"], 700),
+    ];
+    for (label, effect, noise) in cases {
+        let vary = |p: &Pcm| devset::sox(p, effect);
+        for (which, ps) in [("current", &now), ("previous", &before)] {
+            match dev_set_score(ps, &vary, noise) {
+                Some(s) => println!("{:<36} {}", format!("{label}, {which}"), s.columns()),
+                None => println!("{label}: sox failed"),
+            }
+        }
+    }
+}
+
 /// The dev set's question as options for the built-in matcher.
 fn options() -> Vec<ChoiceOption> {
-    [devset::YES, devset::NO]
+    devset::options()
         .iter()
         .map(|list| ChoiceOption {
             value: list[0].into(),
@@ -117,13 +242,9 @@ fn free_text_round(
     let (mut right, mut answers, mut rejected, mut off) = (0, 0, 0, 0);
     let mut latencies = Vec::new();
     for (label, tts) in voices {
-        let mut items: Vec<(Option<usize>, &str)> = Vec::new();
-        for (option, list) in [devset::YES, devset::NO].into_iter().enumerate() {
-            items.extend(list.iter().map(|t| (Some(option), *t)));
-        }
-        items.extend(devset::OFF_TOPIC.iter().map(|t| (None, *t)));
         let (mut r, mut a, mut rej, mut o) = (0, 0, 0, 0);
-        for (i, (expected, text)) in items.into_iter().enumerate() {
+        for (i, reply) in devset::replies().into_iter().enumerate() {
+            let (expected, text) = (reply.option, reply.text);
             let mut audio = devset::noise(8000, 60, i as u64 + 1);
             audio.extend(devset::telephone(&devset::say(tts.as_ref(), text)));
             audio.extend(devset::noise(24_000, 60, i as u64 + 2));
@@ -283,80 +404,77 @@ fn main() {
         eprintln!("pocketsphinx cannot start: {e}");
         std::process::exit(1);
     }
+    let d = PocketSphinxSettings::default();
     println!(
-        "STT pocketsphinx (grammar, reject_threshold {}), answers by each TTS voice over G.711:",
-        PocketSphinxSettings::default().reject_threshold
+        "STT pocketsphinx (answer grammar; rejected below {} per second or with a silence below {}, kept from {}, decoy check in between; noise floor {} dB down), each TTS voice over G.711:",
+        d.reject_threshold, d.silence_threshold, d.accept_threshold, d.noise_floor_db
     );
     println!(
-        "{:<14} {:>14} {:>18} {:>14} {:>16}",
-        "voice", "answers right", "off-topic rejected", "CPU/reply ms", "end→result ms"
+        "{:<14} {SCORE_HEADER} {:>13} {:>12} {:>14}",
+        "voice", "CPU/reply ms", "decoy check", "end→result ms"
     );
-    let (mut all_right, mut all_answers, mut all_rej, mut all_off) = (0, 0, 0, 0);
+    let mut total = Score::default();
     let (mut vad_cpu, mut audio_secs) = (0.0f64, 0.0f64);
+    let (mut plain_cpu, mut plain_n, mut check_cpu, mut check_n) = (0.0, 0usize, 0.0, 0usize);
     let mut latencies = Vec::new();
-    for (label, tts) in devset::voices() {
-        let (mut right, mut answers, mut rejected, mut off) = (0, 0, 0, 0);
-        let (mut cpu, mut replies) = (0.0, 0);
-        let mut items: Vec<(Option<usize>, &str)> = Vec::new();
-        for (option, list) in [devset::YES, devset::NO].into_iter().enumerate() {
-            items.extend(list.iter().map(|t| (Some(option), *t)));
-        }
-        items.extend(devset::OFF_TOPIC.iter().map(|t| (None, *t)));
-        for (i, (expected, text)) in items.into_iter().enumerate() {
-            let mut audio = devset::noise(8000, 60, i as u64 + 1);
-            audio.extend(devset::telephone(&devset::say(tts.as_ref(), text)));
-            audio.extend(devset::noise(24_000, 60, i as u64 + 2));
+    for (seed, (label, tts)) in devset::voices().into_iter().enumerate() {
+        let mut score = Score::default();
+        let (mut cpu, mut replies, mut checked) = (0.0, 0, 0);
+        let mut lat = Vec::new();
+        for reply in devset::replies() {
+            let speech = devset::telephone(&devset::say(tts.as_ref(), reply.text));
+            let audio = devset::on_the_line(&speech, seed as u64);
             audio_secs += audio.len() as f64 / 16_000.0;
             let got = listen(&ps, &audio, &mut vad_cpu);
-            if let Some((_, latency, c)) = &got {
-                cpu += c;
+            if let Some(h) = &got {
+                cpu += h.cpu;
                 replies += 1;
-                latencies.push(*latency);
-            }
-            let heard = got.and_then(|(o, _, _)| o);
-            match expected {
-                Some(o) => {
-                    answers += 1;
-                    right += usize::from(heard == Some(o));
-                }
-                None => {
-                    off += 1;
-                    rejected += usize::from(heard.is_none());
+                lat.push(h.latency);
+                if h.decoy_check {
+                    checked += 1;
+                    (check_cpu, check_n) = (check_cpu + h.cpu, check_n + 1);
+                } else {
+                    (plain_cpu, plain_n) = (plain_cpu + h.cpu, plain_n + 1);
                 }
             }
+            score.add(&reply, got.map(|h| h.option));
         }
-        let mut lat: Vec<_> = latencies.iter().rev().take(replies).copied().collect();
         lat.sort();
         let p50 = lat.get(lat.len() / 2).copied().unwrap_or_default();
+        latencies.extend(lat);
         println!(
-            "{label:<14} {:>14} {:>18} {:>14.1} {:>16.1}",
-            format!("{right}/{answers}"),
-            format!("{rejected}/{off}"),
+            "{label:<14} {} {:>13.1} {:>12} {:>14.1}",
+            score.columns(),
             cpu * 1000.0 / replies.max(1) as f64,
+            format!("{checked}/{replies}"),
             p50.as_secs_f64() * 1000.0
         );
-        (all_right, all_answers, all_rej, all_off) = (
-            all_right + right,
-            all_answers + answers,
-            all_rej + rejected,
-            all_off + off,
-        );
+        total.merge(&score);
     }
     latencies.sort();
     let pct = |p: usize| {
         latencies
-            .get(latencies.len() * p / 100)
+            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
             .as_secs_f64()
             * 1000.0
     };
+    println!("{:<14} {}", "all voices", total.columns());
+    let both = |v: [usize; 2]| v[0] + v[1];
     println!(
-        "all voices: answers right {all_right}/{all_answers} ({:.0} %), off-topic rejected {all_rej}/{all_off} ({:.0} %); end of speech → result p50 {:.1} ms, p95 {:.1} ms",
-        100.0 * all_right as f64 / all_answers.max(1) as f64,
-        100.0 * all_rej as f64 / all_off.max(1) as f64,
+        "whole dev set: answers right {}, off-topic rejected {}",
+        Score::cell(both(total.right), both(total.answers)),
+        Score::cell(both(total.rejected), both(total.off))
+    );
+    println!(
+        "CPU per reply: {:.1} ms without the decoy check ({plain_n} replies), {:.1} ms with it ({check_n}), {:.1} ms on average; end of speech → result p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        plain_cpu * 1000.0 / plain_n.max(1) as f64,
+        check_cpu * 1000.0 / check_n.max(1) as f64,
+        (plain_cpu + check_cpu) * 1000.0 / (plain_n + check_n).max(1) as f64,
         pct(50),
-        pct(95)
+        pct(95),
+        pct(100)
     );
     println!(
         "VAD (earshot endpointer): {:.2} ms CPU per audio second (USER_HZ resolution)",
@@ -404,6 +522,15 @@ fn main() {
         status_kib("VmRSS:") / 1024,
         status_kib("VmHWM:") / 1024
     );
+    let before = PocketSphinx::new(previous_settings());
+    if let Some(s) = dev_set_score(&before, &|p: &Pcm| Some(p.clone()), 0) {
+        println!("\nThe previous rejection on the same dev set (the path-score threshold -4400 alone, no noise floor, no decoy check):");
+        println!("{:<14} {SCORE_HEADER}", "");
+        println!("{:<14} {}", "all voices", s.columns());
+    }
+    if !std::env::args().any(|a| a == "--no-variations") {
+        variations();
+    }
     if std::env::args().any(|a| a == "--no-remote") {
         return;
     }

@@ -98,6 +98,7 @@ fn listen(stt: &WhisperRecognizer, audio: &[i16]) -> Option<(Option<usize>, Opti
                             )
                         }
                         Ok(Recognition::NoMatch { transcript }) => (None, transcript),
+                        Ok(Recognition::Rejected { heard }) => (None, heard),
                         Err(e) => {
                             eprintln!("decode failed: {e}");
                             (None, None)

@@ -81,6 +81,7 @@ fn heard(r: &Recognition) -> String {
     match r {
         Recognition::Heard(alts) => alts[0].transcript.clone(),
         Recognition::NoMatch { transcript } => panic!("no match ({transcript:?})"),
+        Recognition::Rejected { heard } => panic!("rejected ({heard:?})"),
     }
 }
 

@@ -68,6 +68,7 @@ fn decide(r: Recognition) -> Outcome {
             }
         }
         Recognition::NoMatch { transcript } => Outcome::NoMatch(transcript),
+        Recognition::Rejected { heard } => Outcome::NoMatch(heard),
     }
 }
 

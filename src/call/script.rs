@@ -335,6 +335,18 @@ impl Script {
                     t,
                 );
             }
+            Recognition::Rejected { heard } => {
+                let detail = match &heard {
+                    Some(h) => format!("\"{h}\" (rejected by the recogniser as none of the answers)"),
+                    None => "speech the recogniser rejected as none of the answers".into(),
+                };
+                self.event("heard", Some(detail));
+                self.event("no_match", Some("the recogniser rejected the answer".into()));
+                if let Some(h) = heard.filter(|h| !h.is_empty()) {
+                    self.outcome.choice_raw_text = Some(h);
+                }
+                self.next_attempt(attempt);
+            }
             Recognition::NoMatch { transcript: None } => {
                 self.event("heard", Some("speech that matched none of the answers".into()));
                 self.event("no_match", Some("the recogniser rejected the answer".into()));

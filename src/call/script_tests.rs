@@ -241,6 +241,33 @@ fn no_match_asks_again_and_keeps_the_last_thing_heard() {
 }
 
 #[test]
+fn a_rejected_reply_is_never_matched_but_kept_as_the_raw_text() {
+    // "cancel what" holds an answer word; the recogniser rejected it, so the matcher must not
+    // see it (it would pick "cancel").
+    let mut sc = asking(2);
+    drain(&mut sc);
+    sc.handle(s(5.0), Input::PlaybackDone { complete: true });
+    sc.handle(s(6.0), Input::SpeechStarted);
+    sc.handle(
+        s(7.0),
+        Input::Heard(Recognition::Rejected {
+            heard: Some("cancel what".into()),
+        }),
+    );
+    let outs = drain(&mut sc);
+    assert!(!outs.iter().any(|o| matches!(o, Output::Decide(_))), "{outs:?}");
+    assert_eq!(plays(&outs), vec![Prompt::Question { attempt: 2 }]);
+    assert!(events(&outs).contains(&"no_match"));
+    assert_eq!(sc.result().choice_raw_text.as_deref(), Some("cancel what"));
+    sc.handle(s(9.0), Input::PlaybackDone { complete: true });
+    sc.handle(s(10.0), Input::Heard(Recognition::Rejected { heard: None }));
+    let outs = drain(&mut sc);
+    assert_eq!(plays(&outs), vec![Prompt::Goodbye]);
+    assert_eq!(sc.result().choice_response, None);
+    assert_eq!(sc.result().choice_raw_text.as_deref(), Some("cancel what"));
+}
+
+#[test]
 fn an_out_of_grammar_transcript_still_goes_to_the_matcher() {
     let mut sc = asking(2);
     drain(&mut sc);

@@ -341,6 +341,14 @@ pub struct PocketSphinxConfig {
     pub dict: PathBuf,
     /// Lowest path score per second of audio an answer may have (negative; higher = stricter).
     pub reject_threshold: i64,
+    /// Path score per second from which an answer is kept without the decoy check.
+    pub accept_threshold: i64,
+    /// Lowest acoustic score of a silence segment in an answer's path (speech swallowed by it).
+    pub silence_threshold: i64,
+    /// Check answers between the two thresholds against a grammar of decoy words.
+    pub decoys: bool,
+    /// Noise floor added to a reply before decoding, in dB below its level (0 = none).
+    pub noise_floor_db: u8,
 }
 
 impl Default for PocketSphinxConfig {
@@ -349,6 +357,10 @@ impl Default for PocketSphinxConfig {
             model_dir: crate::speech::pocketsphinx::DEFAULT_MODEL_DIR.into(),
             dict: crate::speech::pocketsphinx::DEFAULT_DICT.into(),
             reject_threshold: crate::speech::pocketsphinx::DEFAULT_REJECT_THRESHOLD,
+            accept_threshold: crate::speech::pocketsphinx::DEFAULT_ACCEPT_THRESHOLD,
+            silence_threshold: crate::speech::pocketsphinx::DEFAULT_SILENCE_THRESHOLD,
+            decoys: true,
+            noise_floor_db: crate::speech::pocketsphinx::DEFAULT_NOISE_FLOOR_DB,
         }
     }
 }

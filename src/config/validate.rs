@@ -181,12 +181,28 @@ fn check_speech(c: &Config, k: &mut Checker) {
             "must be an espeak-ng voice name such as en-us",
         );
     }
-    if s.pocketsphinx.reject_threshold > 0 || s.pocketsphinx.reject_threshold < -100_000 {
+    let ps = &s.pocketsphinx;
+    for (key, value) in [
+        ("speech.pocketsphinx.reject_threshold", ps.reject_threshold),
+        ("speech.pocketsphinx.accept_threshold", ps.accept_threshold),
+        ("speech.pocketsphinx.silence_threshold", ps.silence_threshold),
+    ] {
+        if !(-100_000..=0).contains(&value) {
+            k.fail(key, format!("must be between -100000 and 0 (got {value})"));
+        }
+    }
+    if ps.noise_floor_db != 0 && !(10..=60).contains(&ps.noise_floor_db) {
         k.fail(
-            "speech.pocketsphinx.reject_threshold",
+            "speech.pocketsphinx.noise_floor_db",
+            format!("must be 0 (off) or between 10 and 60 (got {})", ps.noise_floor_db),
+        );
+    }
+    if ps.accept_threshold < ps.reject_threshold {
+        k.fail(
+            "speech.pocketsphinx.accept_threshold",
             format!(
-                "must be between -100000 and 0 (got {})",
-                s.pocketsphinx.reject_threshold
+                "must not be below speech.pocketsphinx.reject_threshold ({} < {})",
+                ps.accept_threshold, ps.reject_threshold
             ),
         );
     }
@@ -392,6 +408,34 @@ mod tests {
         ] {
             assert!(got.iter().any(|k| k == key), "{key} missing from {got:?}");
         }
+    }
+
+    #[test]
+    fn pocketsphinx_thresholds_are_checked_alone_and_against_each_other() {
+        let ps_keys = |c: &Config| -> Vec<String> {
+            keys(c)
+                .into_iter()
+                .filter(|k| k.starts_with("speech.pocketsphinx."))
+                .collect()
+        };
+        let mut c = Config::default();
+        assert!(ps_keys(&c).is_empty(), "defaults are valid: {:?}", ps_keys(&c));
+        c.speech.pocketsphinx.silence_threshold = 1;
+        c.speech.pocketsphinx.accept_threshold = -200_000;
+        c.speech.pocketsphinx.noise_floor_db = 5;
+        assert_eq!(
+            ps_keys(&c),
+            [
+                "speech.pocketsphinx.accept_threshold",
+                "speech.pocketsphinx.silence_threshold",
+                "speech.pocketsphinx.noise_floor_db",
+                "speech.pocketsphinx.accept_threshold"
+            ]
+        );
+        let mut c = Config::default();
+        c.speech.pocketsphinx.reject_threshold = -3000;
+        c.speech.pocketsphinx.accept_threshold = -4000;
+        assert_eq!(ps_keys(&c), ["speech.pocketsphinx.accept_threshold"]);
     }
 
     #[test]

@@ -32,6 +32,10 @@ fn pocketsphinx_settings(s: &SpeechConfig) -> PocketSphinxSettings {
         model_dir: s.pocketsphinx.model_dir.clone(),
         dict: s.pocketsphinx.dict.clone(),
         reject_threshold: s.pocketsphinx.reject_threshold,
+        accept_threshold: s.pocketsphinx.accept_threshold,
+        silence_threshold: s.pocketsphinx.silence_threshold,
+        decoys: s.pocketsphinx.decoys,
+        noise_floor_db: s.pocketsphinx.noise_floor_db,
         ..PocketSphinxSettings::default()
     }
 }

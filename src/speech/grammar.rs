@@ -1,25 +1,52 @@
 //! Answer grammars for grammar-based recognizers (PocketSphinx), built from a choice's phrases.
 //!
 //! Sans-IO: the dictionary is a predicate, so building and interpreting are plain functions. A
-//! grammar listens for each answer phrase, plus a loop of common English words (the *filler*) that
-//! absorbs off-topic speech ("what time is it"), so such an answer comes back as a filler
-//! hypothesis — a no-match — instead of being forced onto the nearest option.
+//! grammar yields two JSGF texts: the *answer* grammar lists the answer phrases only; the *decoy*
+//! grammar adds a branch of common English words (the decoys, [`DECOYS`]) that competes with the
+//! answers, so a reply that is not an answer ("what", "who is this") can be explained by decoy
+//! words instead of being forced onto the nearest answer. Each decoy word costs a penalty (a JSGF
+//! weight below 1), so an answer that was really said still wins against decoy words that sound
+//! alike; see [`DecoyPenalty`].
 
 use std::collections::{BTreeSet, HashMap};
 
 use super::Phrase;
 
-/// Common words an off-topic answer is made of. Words that are part of an answer phrase are
-/// removed from the loop when a grammar is built, so they cannot steal an answer.
-const FILLER: &[&str] = &[
-    "a", "about", "again", "all", "am", "an", "and", "are", "as", "ask", "at", "back", "be", "because",
-    "but", "by", "call", "can", "come", "could", "day", "do", "don't", "for", "from", "get", "go", "good",
-    "have", "he", "hello", "here", "how", "i", "if", "in", "is", "it", "just", "know", "later", "like", "me",
-    "maybe", "morning", "my", "nice", "not", "now", "of", "on", "one", "or", "please", "really", "right",
-    "say", "see", "she", "so", "some", "sorry", "that", "the", "then", "there", "they", "think", "this",
-    "time", "to", "today", "tomorrow", "two", "um", "uh", "up", "wait", "want", "was", "we", "well", "what",
-    "when", "where", "who", "why", "will", "with", "would", "you", "your",
+/// The decoys: the 100 most common words of written English (the Oxford English Corpus list),
+/// taken as they are rather than chosen for any question. Words of an answer phrase are left
+/// out when a grammar is built, so a decoy never spells an answer.
+pub const DECOYS: &[&str] = &[
+    "the", "be", "to", "of", "and", "a", "in", "that", "have", "i", "it", "for", "not", "on", "with", "he",
+    "as", "you", "do", "at", "this", "but", "his", "by", "from", "they", "we", "say", "her", "she", "or",
+    "an", "will", "my", "one", "all", "would", "there", "their", "what", "so", "up", "out", "if", "about",
+    "who", "get", "which", "go", "me", "when", "make", "can", "like", "time", "no", "just", "him", "know",
+    "take", "people", "into", "year", "your", "good", "some", "could", "them", "see", "other", "than",
+    "then", "now", "look", "only", "come", "its", "over", "think", "also", "back", "after", "use", "two",
+    "how", "our", "work", "first", "well", "way", "even", "new", "want", "because", "any", "these", "give",
+    "day", "most", "us",
 ];
+
+/// What decoy words cost, as JSGF weights (probabilities, `0 < w <= 1`). PocketSphinx 5prealpha
+/// does not normalise JSGF weights: a weight `w` adds `ln(w) / ln(1.0001) / 1024` to the path
+/// score (1e-10 costs 225, about what a few frames of a mismatched phone cost), and weights
+/// below about 1e-45 underflow `float`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecoyPenalty {
+    /// The first decoy word of a reply.
+    pub first: f64,
+    /// Each further decoy word (longer off-topic replies are explained by several).
+    pub next: f64,
+}
+
+impl Default for DecoyPenalty {
+    /// Tuned on the tuning half of the dev set (`tests/support/speech_devset.rs`).
+    fn default() -> Self {
+        Self {
+            first: 1e-10,
+            next: 1e-25,
+        }
+    }
+}
 
 /// Lowercase words of `text`: punctuation becomes a word break, an apostrophe inside a word stays.
 pub fn normalize(text: &str) -> Vec<String> {
@@ -49,10 +76,13 @@ pub enum Dropped {
     Ambiguous { phrase: String },
 }
 
-/// A JSGF grammar and how to read its hypotheses back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The JSGF grammars of one question and how to read their hypotheses back.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grammar {
+    /// The answer phrases only.
     pub jsgf: String,
+    /// The answer phrases and the decoy branch (`None` when no decoy word is left).
+    pub decoy_jsgf: Option<String>,
     /// Normalised phrase text → option index.
     answers: HashMap<String, usize>,
     pub dropped: Vec<Dropped>,
@@ -65,7 +95,7 @@ pub enum Interpretation {
         text: String,
         option: usize,
     },
-    /// Only filler words (or words of no phrase): an off-topic answer.
+    /// Decoy words (or words of no phrase): an off-topic answer.
     Other {
         text: String,
     },
@@ -78,7 +108,11 @@ pub const ROOT: &str = "answer";
 impl Grammar {
     /// Build from `phrases`; `in_dict` says whether the recognizer can pronounce a word. `None`
     /// when no phrase survives (nothing to listen for).
-    pub fn build(phrases: &[Phrase], in_dict: &dyn Fn(&str) -> bool, filler_weight: f32) -> Option<Grammar> {
+    pub fn build(
+        phrases: &[Phrase],
+        in_dict: &dyn Fn(&str) -> bool,
+        decoys: DecoyPenalty,
+    ) -> Option<Grammar> {
         let mut answers: HashMap<String, usize> = HashMap::new();
         let mut ambiguous = BTreeSet::new();
         let mut dropped = Vec::new();
@@ -116,32 +150,43 @@ impl Grammar {
             return None;
         }
         let answer_words: BTreeSet<&str> = answers.keys().flat_map(|k| k.split(' ')).collect();
-        let filler: Vec<&str> = FILLER
+        let decoy_words: Vec<&str> = DECOYS
             .iter()
             .copied()
             .filter(|w| !answer_words.contains(w) && in_dict(w))
             .collect();
         let mut keys: Vec<&String> = answers.keys().collect();
         keys.sort();
-        let mut jsgf = format!("#JSGF V1.0;\ngrammar {ROOT};\n");
         let choices = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | ");
-        if filler.is_empty() || filler_weight <= 0.0 {
-            jsgf.push_str(&format!("public <{ROOT}> = {choices};\n"));
-        } else {
-            jsgf.push_str(&format!(
-                "public <{ROOT}> = /1/ <choice> | /{filler_weight}/ <other>;\n"
-            ));
-            jsgf.push_str(&format!("<choice> = {choices};\n"));
-            jsgf.push_str(&format!(
-                "<other> = <filler>+;\n<filler> = {};\n",
-                filler.join(" | ")
-            ));
-        }
+        let head = format!("#JSGF V1.0;\ngrammar {ROOT};\n");
+        let jsgf = format!("{head}public <{ROOT}> = {choices};\n");
+        let decoy_jsgf = (!decoy_words.is_empty()).then(|| {
+            let weighted = |w: f64| {
+                decoy_words
+                    .iter()
+                    .map(|d| format!("/{}/ {d}", weight(w)))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            };
+            format!(
+                "{head}public <{ROOT}> = <choice> | <other>;\n<choice> = {choices};\n\
+                 <other> = <first> | <first> <more>;\n<more> = <next> | <next> <more>;\n\
+                 <first> = {};\n<next> = {};\n",
+                weighted(decoys.first),
+                weighted(decoys.next)
+            )
+        });
         Some(Grammar {
             jsgf,
+            decoy_jsgf,
             answers,
             dropped,
         })
+    }
+
+    /// The option `words` stand for, if they are an answer.
+    pub fn option_of(&self, words: &str) -> Option<usize> {
+        self.answers.get(words).copied()
     }
 
     /// Read a decoder hypothesis back.
@@ -154,6 +199,17 @@ impl Grammar {
             Some(&option) => Interpretation::Answer { text, option },
             None => Interpretation::Other { text },
         }
+    }
+}
+
+/// A JSGF weight, clamped to what the parser's `float` holds. The 5prealpha parser reads
+/// `0.5`, `1` and `1e-10` but not `1e0` or `1E-10`.
+fn weight(w: f64) -> String {
+    let w = if w.is_finite() { w.clamp(1e-38, 1.0) } else { 1.0 };
+    if w >= 1e-4 {
+        format!("{w}")
+    } else {
+        format!("{w:e}")
     }
 }
 
@@ -181,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn grammar_lists_answers_and_a_filler_without_answer_words() {
+    fn answer_grammar_lists_answers_and_decoy_grammar_adds_penalised_common_words() {
         let g = Grammar::build(
             &[
                 phrase("Yes", 0),
@@ -190,25 +246,37 @@ mod tests {
                 phrase("never mind", 1),
             ],
             &dict,
-            0.1,
+            DecoyPenalty::default(),
         )
         .expect("grammar");
-        assert!(
-            g.jsgf
-                .contains("<choice> = never mind | no | yes | yes i confirm;"),
-            "{}",
-            g.jsgf
+        assert_eq!(
+            g.jsgf,
+            "#JSGF V1.0;\ngrammar answer;\npublic <answer> = never mind | no | yes | yes i confirm;\n"
         );
-        let filler_line = g
-            .jsgf
-            .lines()
-            .find(|l| l.starts_with("<filler>"))
-            .expect("filler");
-        assert!(filler_line.contains(" the "), "{filler_line}");
+        let decoy = g.decoy_jsgf.as_deref().expect("decoy grammar");
         assert!(
-            !filler_line.contains("| i |"),
-            "answer word in filler: {filler_line}"
+            decoy.contains(
+                "public <answer> = <choice> | <other>;\n<choice> = never mind | no | yes | yes i confirm;"
+            ),
+            "{decoy}"
         );
+        let first = decoy.lines().find(|l| l.starts_with("<first>")).expect("first");
+        let next = decoy.lines().find(|l| l.starts_with("<next>")).expect("next");
+        assert!(first.contains("| /1e-10/ what |"), "{first}");
+        assert!(next.contains("| /1e-25/ what |"), "{next}");
+        let words: Vec<&str> = first
+            .trim_end_matches(';')
+            .split('|')
+            .filter_map(|alt| alt.split_whitespace().last())
+            .collect();
+        assert!(words.contains(&"the") && words.contains(&"who"), "{words:?}");
+        for answer_word in ["i", "no", "yes"] {
+            assert!(
+                !words.contains(&answer_word),
+                "answer word {answer_word} is a decoy"
+            );
+        }
+        assert!(decoy.contains("<other> = <first> | <first> <more>;\n<more> = <next> | <next> <more>;"));
         assert_eq!(
             g.interpret("YES I CONFIRM"),
             Interpretation::Answer {
@@ -216,6 +284,8 @@ mod tests {
                 option: 0
             }
         );
+        assert_eq!(g.option_of("never mind"), Some(1));
+        assert_eq!(g.option_of("what"), None);
         assert_eq!(
             g.interpret("what time is it"),
             Interpretation::Other {
@@ -223,6 +293,25 @@ mod tests {
             }
         );
         assert_eq!(g.interpret(""), Interpretation::Nothing);
+    }
+
+    #[test]
+    fn weights_are_written_as_the_jsgf_parser_reads_them() {
+        assert_eq!(weight(1.0), "1");
+        assert_eq!(weight(0.5), "0.5");
+        assert_eq!(weight(1e-10), "1e-10");
+        assert_eq!(weight(2.5e-11), "2.5e-11");
+        assert_eq!(weight(1e-60), "1e-38");
+        assert_eq!(weight(7.0), "1");
+        assert_eq!(weight(f64::NAN), "1");
+        assert_eq!(weight(-1.0), "1e-38");
+    }
+
+    #[test]
+    fn no_decoy_grammar_when_every_decoy_word_is_an_answer_or_unknown() {
+        let g =
+            Grammar::build(&[phrase("yes", 0)], &|w| w == "yes", DecoyPenalty::default()).expect("grammar");
+        assert_eq!(g.decoy_jsgf, None);
     }
 
     #[test]
@@ -238,7 +327,7 @@ mod tests {
                 phrase("no", 1),
             ],
             &dict,
-            0.1,
+            DecoyPenalty::default(),
         )
         .expect("yes and no survive");
         assert!(g.dropped.contains(&Dropped::UnknownWords {
@@ -253,8 +342,8 @@ mod tests {
             .dropped
             .iter()
             .any(|d| matches!(d, Dropped::UnknownWords { phrase, .. } if phrase == "zorp no")));
-        assert!(g.jsgf.contains("<choice> = no | yes;"), "{}", g.jsgf);
-        assert!(Grammar::build(&[phrase("zorp", 0)], &dict, 0.1).is_none());
-        assert!(Grammar::build(&[], &dict, 0.1).is_none());
+        assert!(g.jsgf.contains("<answer> = no | yes;"), "{}", g.jsgf);
+        assert!(Grammar::build(&[phrase("zorp", 0)], &dict, DecoyPenalty::default()).is_none());
+        assert!(Grammar::build(&[], &dict, DecoyPenalty::default()).is_none());
     }
 }

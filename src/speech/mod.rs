@@ -127,8 +127,13 @@ pub enum Recognition {
     /// Best first; never empty.
     Heard(Vec<Alternative>),
     /// The engine heard speech but it matched nothing it listens for (an off-topic answer).
-    /// `transcript` is what it thinks was said, where it can tell.
+    /// `transcript` is what it thinks was said, where it can tell; the choice matcher still
+    /// sees it (a fuzzy hook may map "council" to "cancel").
     NoMatch { transcript: Option<String> },
+    /// The engine itself judged the speech off-topic (PocketSphinx's rejection): no option was
+    /// said. `heard` is its best guess at the words, kept as the call's raw text but never
+    /// matched (it may well contain an answer word: "cancel what" is not "cancel").
+    Rejected { heard: Option<String> },
 }
 
 /// A recognizer working on one utterance: push 16 kHz audio as it arrives, then finish.

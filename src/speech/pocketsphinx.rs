@@ -1,13 +1,27 @@
 //! The embedded default speech-to-text engine: CMU PocketSphinx 5prealpha (`libpocketsphinx3`,
 //! `libsphinxbase3`, model `pocketsphinx-en-us`), opened at run time with `libloading`.
 //!
-//! Each utterance is decoded against a JSGF grammar built from the choice's phrases
-//! ([`super::grammar`]). An off-topic reply is then forced onto the nearest answer, so an answer
-//! whose path score per second of audio falls below `reject_threshold` is rejected as
-//! [`Recognition::NoMatch`]. (Comparing with a free phone loop separated better in a first
-//! measurement but cost 2-15 s of CPU per answer here, so it is not used.)
-//! (A filler loop of common words in the grammar was tried and swallowed most real answers; it
-//! stays available as `filler_weight`, off by default.)
+//! Each utterance is decoded against a JSGF grammar of the choice's phrases ([`super::grammar`]).
+//! Such a decode always ends on some answer, so an off-topic reply ("what time is it") must be
+//! caught afterwards. The answer's path is judged in three steps ([`first_look`], then the
+//! decoy decode):
+//!
+//! 1. Rejected when its path score per second of audio is below `reject_threshold`, or when one
+//!    of its silence segments scores below `silence_threshold` (speech the answer could not
+//!    explain was swallowed by "silence": "cancel what" decoded as `cancel <sil>`).
+//! 2. Kept when its path score per second reaches `accept_threshold`: it fits well.
+//! 3. In between, the same audio is decoded again with the *decoy grammar*: the answers plus a
+//!    branch of the 100 most common English words, each word with a penalty. The answer is kept
+//!    only when the decoder still prefers an answer of the same option to decoy words. On the
+//!    dev set this runs for about 3 replies in 10 and costs about 50 ms of CPU on top of the
+//!    first decode's 20 ms (x86; a Pi is 4-6 times slower).
+//!
+//! Before decoding, a floor of noise 28 dB below the reply's level is added (`noise_floor_db`,
+//! [`dithered`]): digital silence inside a reply otherwise wrecks every score.
+//!
+//! Measured on the dev set (`tests/speech_roundtrip.rs`, README "Speech engines"), with what was
+//! tried and not kept (thresholds alone, CI and CD phone loops, a common-word loop without the
+//! first look, keyword spotting, the general language model).
 //!
 //! Decoders are not thread-safe and costly to create (the acoustic model and dictionary load in
 //! about a quarter of a second), so idle decoders wait in a small pool; each utterance takes one
@@ -21,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use libloading::Library;
 
-use super::grammar::{Grammar, Interpretation, ROOT};
+use super::grammar::{DecoyPenalty, Grammar, Interpretation};
 use super::{Alternative, BoxFuture, Recognition, RecognitionContext, Recognizer, SpeechError, Utterance};
 
 const ENGINE: &str = "pocketsphinx";
@@ -31,14 +45,17 @@ const INSTALL: &str =
 pub const DEFAULT_MODEL_DIR: &str = "/usr/share/pocketsphinx/model/en-us/en-us";
 /// Default pronunciation dictionary of Debian's `pocketsphinx-en-us`.
 pub const DEFAULT_DICT: &str = "/usr/share/pocketsphinx/model/en-us/cmudict-en-us.dict";
-/// Default rejection threshold: the lowest path score per second of audio (log base 1.0001, so
-/// negative) an answer may have. Tuned on the dev set of `tests/speech_roundtrip.rs` (VAD-cut
-/// G.711 audio): -4400 keeps 77/84 answers right and rejects 21/48 off-topic replies; -3800 would
-/// reject 34/48 but keep only 73/84.
-pub const DEFAULT_REJECT_THRESHOLD: i64 = -4_400;
-/// Default weight of the filler loop: off. Measured on the dev set, a loop of common words took
-/// 77 of 84 answers away from their option whatever its JSGF weight.
-pub const DEFAULT_FILLER_WEIGHT: f32 = 0.0;
+/// Default `reject_threshold`: the lowest path score per second of audio (log base 1.0001, so
+/// negative) an answer may have. A floor only: the decoy check does the finer work.
+pub const DEFAULT_REJECT_THRESHOLD: i64 = -6_000;
+/// Default `accept_threshold`: answers whose path score per second reaches it skip the decoy
+/// check.
+pub const DEFAULT_ACCEPT_THRESHOLD: i64 = -3_800;
+/// Default `silence_threshold`: the lowest acoustic score a silence segment of the answer's path
+/// may have (real pauses score about -100 to -500; swallowed words far less).
+pub const DEFAULT_SILENCE_THRESHOLD: i64 = -1_000;
+/// Default `noise_floor_db`: the added noise's peak is 28 dB below the reply's RMS level.
+pub const DEFAULT_NOISE_FLOOR_DB: u8 = 28;
 /// Idle decoders kept for reuse.
 const POOL_SIZE: usize = 4;
 /// Frames per second of the front end (`-frate` default).
@@ -60,10 +77,12 @@ struct Api {
     ps_process_raw: unsafe extern "C" fn(*mut c_void, *const i16, usize, c_int, c_int) -> c_int,
     ps_end_utt: unsafe extern "C" fn(*mut c_void) -> c_int,
     ps_get_hyp: unsafe extern "C" fn(*mut c_void, *mut i32) -> *const c_char,
-    ps_get_prob: unsafe extern "C" fn(*mut c_void) -> i32,
     ps_get_n_frames: unsafe extern "C" fn(*mut c_void) -> c_int,
-    ps_get_logmath: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
-    logmath_exp: unsafe extern "C" fn(*mut c_void, c_int) -> f64,
+    ps_seg_iter: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    ps_seg_next: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    ps_seg_word: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    ps_seg_frames: unsafe extern "C" fn(*mut c_void, *mut c_int, *mut c_int),
+    ps_seg_prob: unsafe extern "C" fn(*mut c_void, *mut i32, *mut i32, *mut i32) -> i32,
     _libs: [Library; 2],
 }
 
@@ -107,7 +126,6 @@ fn load() -> Result<Api, String> {
         cmd_ln_init: sym!(sb, s, cmd_ln_init),
         cmd_ln_free_r: sym!(sb, s, cmd_ln_free_r),
         ckd_free: sym!(sb, s, ckd_free),
-        logmath_exp: sym!(sb, s, logmath_exp),
         ps_args: sym!(ps, p, ps_args),
         ps_init: sym!(ps, p, ps_init),
         ps_free: sym!(ps, p, ps_free),
@@ -118,9 +136,12 @@ fn load() -> Result<Api, String> {
         ps_process_raw: sym!(ps, p, ps_process_raw),
         ps_end_utt: sym!(ps, p, ps_end_utt),
         ps_get_hyp: sym!(ps, p, ps_get_hyp),
-        ps_get_prob: sym!(ps, p, ps_get_prob),
         ps_get_n_frames: sym!(ps, p, ps_get_n_frames),
-        ps_get_logmath: sym!(ps, p, ps_get_logmath),
+        ps_seg_iter: sym!(ps, p, ps_seg_iter),
+        ps_seg_next: sym!(ps, p, ps_seg_next),
+        ps_seg_word: sym!(ps, p, ps_seg_word),
+        ps_seg_frames: sym!(ps, p, ps_seg_frames),
+        ps_seg_prob: sym!(ps, p, ps_seg_prob),
         _libs: [sb, ps],
     })
 }
@@ -134,9 +155,19 @@ fn api() -> Result<&'static Api, SpeechError> {
 pub struct PocketSphinxSettings {
     pub model_dir: PathBuf,
     pub dict: PathBuf,
+    /// Lowest path score per second an answer may have.
     pub reject_threshold: i64,
-    /// Weight of the off-topic filler loop against the answers (0 = no filler loop).
-    pub filler_weight: f32,
+    /// Path score per second from which an answer is kept without the decoy check.
+    pub accept_threshold: i64,
+    /// Lowest acoustic score of a silence segment in the answer's path.
+    pub silence_threshold: i64,
+    /// Run the decoy check on answers between the two thresholds (off: keep them).
+    pub decoys: bool,
+    /// What decoy words cost in the decoy grammar.
+    pub decoy_penalty: DecoyPenalty,
+    /// Noise floor added before decoding, in dB below the reply's level (0 = none), see
+    /// [`dithered`].
+    pub noise_floor_db: u8,
 }
 
 impl Default for PocketSphinxSettings {
@@ -145,7 +176,11 @@ impl Default for PocketSphinxSettings {
             model_dir: DEFAULT_MODEL_DIR.into(),
             dict: DEFAULT_DICT.into(),
             reject_threshold: DEFAULT_REJECT_THRESHOLD,
-            filler_weight: DEFAULT_FILLER_WEIGHT,
+            accept_threshold: DEFAULT_ACCEPT_THRESHOLD,
+            silence_threshold: DEFAULT_SILENCE_THRESHOLD,
+            decoys: true,
+            decoy_penalty: DecoyPenalty::default(),
+            noise_floor_db: DEFAULT_NOISE_FLOOR_DB,
         }
     }
 }
@@ -179,6 +214,9 @@ struct Decoder {
     ps: *mut c_void,
     config: *mut c_void,
     api: &'static Api,
+    /// The JSGF text each search was last given, so an unchanged grammar is not rebuilt (the
+    /// decoy grammar takes a few milliseconds to set up).
+    loaded: Vec<(&'static CStr, String)>,
 }
 
 // SAFETY: a decoder is used by one thread at a time (owned by value, moved between threads);
@@ -239,7 +277,12 @@ impl Decoder {
                 s.dict.display()
             )));
         }
-        Ok(Decoder { ps, config, api })
+        Ok(Decoder {
+            ps,
+            config,
+            api,
+            loaded: Vec::new(),
+        })
     }
 
     fn knows(&self, word: &str) -> bool {
@@ -256,22 +299,25 @@ impl Decoder {
         }
     }
 
-    /// Decode `audio` against `jsgf`; (hypothesis, path score, frames, posterior).
-    fn decode(&mut self, jsgf: &str, audio: &[i16]) -> Result<(String, i32, i32, f64), SpeechError> {
-        let grammar = CString::new(jsgf).map_err(|_| SpeechError::Invalid("grammar holds NUL".into()))?;
-        let name = CString::new(ROOT).map_err(|_| SpeechError::Invalid("search name".into()))?;
-        // SAFETY: valid decoder and C strings.
-        unsafe {
-            if (self.api.ps_set_jsgf_string)(self.ps, name.as_ptr(), grammar.as_ptr()) < 0 {
+    /// Decode `audio` against `jsgf`, kept as search `name`.
+    fn decode(&mut self, name: &'static CStr, jsgf: &str, audio: &[i16]) -> Result<Decoded, SpeechError> {
+        let fresh = self.loaded.iter().any(|(n, text)| *n == name && text == jsgf);
+        if !fresh {
+            let grammar = CString::new(jsgf).map_err(|_| SpeechError::Invalid("grammar holds NUL".into()))?;
+            self.loaded.retain(|(n, _)| *n != name);
+            // SAFETY: valid decoder and C strings.
+            if unsafe { (self.api.ps_set_jsgf_string)(self.ps, name.as_ptr(), grammar.as_ptr()) } < 0 {
                 return Err(engine_error("the answer grammar was rejected"));
             }
+            self.loaded.push((name, jsgf.to_owned()));
         }
-        self.run(&name, audio)
+        self.run(name, audio)
     }
 
-    fn run(&mut self, name: &CStr, audio: &[i16]) -> Result<(String, i32, i32, f64), SpeechError> {
+    fn run(&mut self, name: &CStr, audio: &[i16]) -> Result<Decoded, SpeechError> {
         let a = self.api;
-        // SAFETY: valid decoder, C strings and audio slice for the duration of each call.
+        // SAFETY: valid decoder, C strings and audio slice for the duration of each call; the
+        // hypothesis and segment strings are read before the next call into the decoder.
         unsafe {
             if (a.ps_set_search)(self.ps, name.as_ptr()) < 0 {
                 return Err(engine_error("cannot select the answer grammar"));
@@ -288,33 +334,123 @@ impl Decoder {
             }
             let mut score = 0i32;
             let hyp = (a.ps_get_hyp)(self.ps, &mut score);
-            let text = if hyp.is_null() {
+            let hypothesis = if hyp.is_null() {
                 String::new()
             } else {
                 CStr::from_ptr(hyp).to_string_lossy().into_owned()
             };
             let frames = (a.ps_get_n_frames)(self.ps);
-            let prob = (a.ps_get_prob)(self.ps);
-            let lmath = (a.ps_get_logmath)(self.ps);
-            let posterior = if lmath.is_null() {
-                f64::NAN
-            } else {
-                (a.logmath_exp)(lmath, prob)
-            };
-            Ok((text, score, frames, posterior))
+            let mut segments = Vec::new();
+            // ps_seg_next frees the iterator when it returns NULL at the end.
+            let mut seg = (a.ps_seg_iter)(self.ps);
+            while !seg.is_null() {
+                let word = (a.ps_seg_word)(seg);
+                let (mut start, mut end) = (0, 0);
+                (a.ps_seg_frames)(seg, &mut start, &mut end);
+                let (mut acoustic, mut language, mut backoff) = (0, 0, 0);
+                (a.ps_seg_prob)(seg, &mut acoustic, &mut language, &mut backoff);
+                segments.push(Segment {
+                    word: if word.is_null() {
+                        String::new()
+                    } else {
+                        CStr::from_ptr(word).to_string_lossy().into_owned()
+                    },
+                    frames: (start, end),
+                    acoustic,
+                });
+                seg = (a.ps_seg_next)(seg);
+            }
+            Ok(Decoded {
+                hypothesis,
+                path_score: score,
+                frames,
+                segments,
+            })
         }
     }
 }
 
-/// Raw figures of one decode, for tuning and the benchmark.
+/// One word or silence of a decoded path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The dictionary word (`<sil>`, `[NOISE]` for fillers; `one(2)` for a second pronunciation).
+    pub word: String,
+    /// First and last frame, inclusive.
+    pub frames: (i32, i32),
+    /// Acoustic score (log base 1.0001, scaled down by 2^10 like every PocketSphinx score).
+    pub acoustic: i32,
+}
+
+impl Segment {
+    /// Silence or noise rather than a word.
+    pub fn is_filler(&self) -> bool {
+        self.word.starts_with('<') || self.word.starts_with('[') || self.word.starts_with('+')
+    }
+}
+
+/// What one decode found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecodeDetail {
+pub struct Decoded {
     pub hypothesis: String,
     pub path_score: i32,
     pub frames: i32,
+    pub segments: Vec<Segment>,
+}
+
+impl Decoded {
     /// Path score per second of audio.
-    pub score_per_second: f64,
-    pub posterior: f64,
+    pub fn score_per_second(&self) -> f64 {
+        f64::from(self.path_score) / (f64::from(self.frames.max(1)) / FRAME_RATE)
+    }
+
+    /// The lowest acoustic score of a silence segment (0 without one).
+    pub fn worst_silence(&self) -> i32 {
+        self.segments
+            .iter()
+            .filter(|s| s.is_filler())
+            .map(|s| s.acoustic)
+            .min()
+            .unwrap_or(0)
+            .min(0)
+    }
+}
+
+/// What the first decode says about an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstLook {
+    /// Path score per second below `reject_threshold`.
+    LowScore,
+    /// A silence segment below `silence_threshold`: speech the answer does not explain.
+    SpeechInSilence,
+    /// Fits well: keep it.
+    Accept,
+    /// In between: ask the decoy grammar.
+    CheckDecoys,
+}
+
+/// Judge an answer by its first decode (pure: thresholds from `settings`).
+pub fn first_look(decoded: &Decoded, settings: &PocketSphinxSettings) -> FirstLook {
+    let per_second = decoded.score_per_second();
+    if per_second < settings.reject_threshold as f64 {
+        FirstLook::LowScore
+    } else if i64::from(decoded.worst_silence()) < settings.silence_threshold {
+        FirstLook::SpeechInSilence
+    } else if per_second >= settings.accept_threshold as f64 || !settings.decoys {
+        FirstLook::Accept
+    } else {
+        FirstLook::CheckDecoys
+    }
+}
+
+/// How an utterance was judged, with the raw figures (for tuning, the tests and the benchmark).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeDetail {
+    /// The answer-grammar decode.
+    pub first: Decoded,
+    /// What it said about an answer (`None` when it found none).
+    pub look: Option<FirstLook>,
+    /// The decoy-grammar decode, when it ran.
+    pub decoy: Option<Decoded>,
 }
 
 struct Shared {
@@ -399,7 +535,8 @@ fn decode_utterance(
         }
     }
     let mut decoder = shared.take()?;
-    let grammar = Grammar::build(&ctx.phrases, &|w| decoder.knows(w), shared.settings.filler_weight);
+    let settings = &shared.settings;
+    let grammar = Grammar::build(&ctx.phrases, &|w| decoder.knows(w), settings.decoy_penalty);
     let Some(grammar) = grammar else {
         shared.give_back(decoder);
         return Err(SpeechError::Invalid(
@@ -414,40 +551,106 @@ fn decode_utterance(
         shared.give_back(decoder);
         return Ok((Recognition::NoMatch { transcript: None }, None));
     }
-    let result = decoder.decode(&grammar.jsgf, audio);
+    let audio = dithered(audio, settings.noise_floor_db);
+    let result = judge(&mut decoder, &grammar, settings, &audio);
     shared.give_back(decoder);
-    let (hyp, score, frames, posterior) = result?;
-    let seconds = (f64::from(frames.max(1))) / FRAME_RATE;
-    let detail = DecodeDetail {
-        hypothesis: hyp.clone(),
-        path_score: score,
-        frames,
-        score_per_second: f64::from(score) / seconds,
-        posterior,
-    };
-    let recognition = match grammar.interpret(&hyp) {
-        Interpretation::Nothing => Recognition::NoMatch { transcript: None },
-        Interpretation::Other { text } => Recognition::NoMatch {
-            transcript: Some(text),
-        },
-        Interpretation::Answer { text, .. }
-            if detail.score_per_second < shared.settings.reject_threshold as f64 =>
-        {
-            tracing::debug!(%text, per_second = detail.score_per_second, "answer rejected: score below threshold");
-            Recognition::NoMatch {
-                transcript: Some(text),
-            }
+    result
+}
+
+/// `audio` with a floor of uniform noise `floor_db` below its RMS level (at least ±4), from a
+/// fixed seed (the same audio always decodes the same way); `floor_db == 0` leaves it as it is.
+/// Digital silence (zeros where a TTS voice or a codec's silence suppression leaves a pause, or
+/// where the media plane fills a lost packet) has no log energy, and such frames fit no acoustic
+/// model: measured on the dev set, a floor 28 dB down took answers right from 93 to 97 of 102 and
+/// made off-topic replies separable at all; tied to the reply's level, it spares quiet callers.
+pub fn dithered(audio: &[i16], floor_db: u8) -> Vec<i16> {
+    if floor_db == 0 || audio.is_empty() {
+        return audio.to_vec();
+    }
+    let energy: f64 = audio.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    let rms = (energy / audio.len() as f64).sqrt();
+    let peak = (rms * 10f64.powf(-f64::from(floor_db) / 20.0)).clamp(4.0, 4000.0) as u64;
+    let span = 2 * peak + 1;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    audio
+        .iter()
+        .map(|&s| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let noise = (x % span) as i64 - peak as i64;
+            (i64::from(s) + noise).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16
+        })
+        .collect()
+}
+
+/// Search names: one per grammar, so each keeps its compiled form between utterances.
+const ANSWER_SEARCH: &CStr = c"answer";
+const DECOY_SEARCH: &CStr = c"decoy";
+
+fn judge(
+    decoder: &mut Decoder,
+    grammar: &Grammar,
+    settings: &PocketSphinxSettings,
+    audio: &[i16],
+) -> Result<(Recognition, Option<DecodeDetail>), SpeechError> {
+    let first = decoder.decode(ANSWER_SEARCH, &grammar.jsgf, audio)?;
+    let (text, option) = match grammar.interpret(&first.hypothesis) {
+        Interpretation::Nothing => {
+            let detail = DecodeDetail {
+                first,
+                look: None,
+                decoy: None,
+            };
+            return Ok((Recognition::NoMatch { transcript: None }, Some(detail)));
         }
-        Interpretation::Answer { text, .. } => {
-            // ps_get_prob's posterior was 1.0 for every grammar hypothesis measured: it says
-            // nothing, so no confidence is claimed.
-            Recognition::Heard(vec![Alternative {
-                transcript: text,
-                confidence: None,
-            }])
+        Interpretation::Other { text } => {
+            let detail = DecodeDetail {
+                first,
+                look: None,
+                decoy: None,
+            };
+            return Ok((
+                Recognition::NoMatch {
+                    transcript: Some(text),
+                },
+                Some(detail),
+            ));
+        }
+        Interpretation::Answer { text, option } => (text, option),
+    };
+    let look = first_look(&first, settings);
+    let (keep, heard, decoy) = match (look, grammar.decoy_jsgf.as_deref()) {
+        (FirstLook::Accept, _) | (FirstLook::CheckDecoys, None) => (true, text.clone(), None),
+        (FirstLook::LowScore | FirstLook::SpeechInSilence, _) => (false, text.clone(), None),
+        (FirstLook::CheckDecoys, Some(decoy_jsgf)) => {
+            let second = decoder.decode(DECOY_SEARCH, decoy_jsgf, audio)?;
+            let words = super::grammar::normalize(&second.hypothesis).join(" ");
+            let keep = grammar.option_of(&words) == Some(option);
+            let heard = if words.is_empty() { text.clone() } else { words };
+            (keep, heard, Some(second))
         }
     };
-    Ok((recognition, Some(detail)))
+    let per_second = first.score_per_second();
+    let recognition = if keep {
+        // No confidence is claimed: ps_get_prob's posterior was 1.0 for every grammar hypothesis
+        // measured.
+        Recognition::Heard(vec![Alternative {
+            transcript: text,
+            confidence: None,
+        }])
+    } else {
+        tracing::debug!(answer = %text, %heard, ?look, per_second, "answer rejected");
+        Recognition::Rejected { heard: Some(heard) }
+    };
+    Ok((
+        recognition,
+        Some(DecodeDetail {
+            first,
+            look: Some(look),
+            decoy,
+        }),
+    ))
 }
 
 struct PsUtterance {
@@ -519,6 +722,89 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    fn decoded(path_score: i32, frames: i32, silences: &[i32]) -> Decoded {
+        let mut segments = vec![Segment {
+            word: "yes".into(),
+            frames: (0, frames - 1),
+            acoustic: path_score,
+        }];
+        segments.extend(silences.iter().map(|&acoustic| Segment {
+            word: "<sil>".into(),
+            frames: (0, 0),
+            acoustic,
+        }));
+        Decoded {
+            hypothesis: "yes".into(),
+            path_score,
+            frames,
+            segments,
+        }
+    }
+
+    #[test]
+    fn first_look_rejects_low_scores_and_swallowed_speech_accepts_good_fits_and_checks_the_rest() {
+        let s = PocketSphinxSettings::default();
+        // 100 frames = 1 s: the path score is the score per second.
+        assert_eq!(
+            first_look(&decoded(-7_000, 100, &[-100]), &s),
+            FirstLook::LowScore
+        );
+        assert_eq!(
+            first_look(&decoded(-3_000, 100, &[-100, -1_500]), &s),
+            FirstLook::SpeechInSilence
+        );
+        assert_eq!(first_look(&decoded(-3_000, 100, &[-100]), &s), FirstLook::Accept);
+        assert_eq!(first_look(&decoded(-1_500, 50, &[]), &s), FirstLook::Accept);
+        assert_eq!(
+            first_look(&decoded(-4_500, 100, &[-100]), &s),
+            FirstLook::CheckDecoys
+        );
+        let no_decoys = PocketSphinxSettings {
+            decoys: false,
+            ..PocketSphinxSettings::default()
+        };
+        assert_eq!(
+            first_look(&decoded(-4_500, 100, &[-100]), &no_decoys),
+            FirstLook::Accept
+        );
+        // A path without frames cannot divide by zero.
+        assert_eq!(first_look(&decoded(0, 0, &[]), &s), FirstLook::Accept);
+    }
+
+    #[test]
+    fn fillers_are_told_from_words_and_positive_silence_scores_count_as_zero() {
+        let seg = |w: &str| Segment {
+            word: w.into(),
+            frames: (0, 1),
+            acoustic: 5,
+        };
+        assert!(seg("<sil>").is_filler() && seg("[NOISE]").is_filler() && seg("+SPN+").is_filler());
+        assert!(!seg("one(2)").is_filler() && !seg("yes").is_filler());
+        assert_eq!(decoded(-100, 10, &[7]).worst_silence(), 0);
+        assert_eq!(decoded(-100, 10, &[-7, -300]).worst_silence(), -300);
+    }
+
+    #[test]
+    fn noise_floor_follows_the_level_is_deterministic_and_saturates() {
+        // A square wave of ±1000 has an RMS of 1000: 20 dB down, the noise peaks at ±100.
+        let tone: Vec<i16> = (0..2000).map(|i| if i % 2 == 0 { 1000 } else { -1000 }).collect();
+        let a = dithered(&tone, 20);
+        assert_eq!(a, dithered(&tone, 20));
+        let dev: Vec<i16> = a.iter().zip(&tone).map(|(x, t)| x - t).collect();
+        assert!(dev.iter().all(|d| (-100..=100).contains(d)), "bounded");
+        assert!(
+            dev.iter().any(|&d| d > 80) && dev.iter().any(|&d| d < -80),
+            "fills its range"
+        );
+        // Digital silence still gets the ±4 minimum; 0 dB means off.
+        let silent = dithered(&[0; 1000], 28);
+        assert!(silent.iter().all(|s| (-4..=4).contains(s)) && silent.iter().any(|&s| s != 0));
+        assert_eq!(dithered(&tone, 0), tone);
+        assert!(dithered(&[], 28).is_empty());
+        let loud = dithered(&[i16::MAX, i16::MIN, i16::MAX, i16::MIN], 1);
+        assert!(loud.iter().all(|&s| s.unsigned_abs() >= 32_767 - 4000));
     }
 
     #[test]
