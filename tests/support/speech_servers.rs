@@ -81,6 +81,24 @@ pub fn site_packages(venv: &Path) -> PathBuf {
         .unwrap_or_else(|| panic!("no python*/site-packages under {}", lib.display()))
 }
 
+/// The ONNX Runtime library of the venv's onnxruntime wheel (what the `piper` feature loads).
+pub fn onnxruntime_library(venv: &Path) -> PathBuf {
+    let capi = site_packages(venv).join("onnxruntime/capi");
+    let lib = std::fs::read_dir(&capi).ok().and_then(|d| {
+        d.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+    });
+    lib.unwrap_or_else(|| {
+        panic!(
+            "no libonnxruntime.so under {}: the venv lacks the onnxruntime wheel (rebuild it with tests/support/speech_venv.sh)",
+            capi.display()
+        )
+    })
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
