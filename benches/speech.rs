@@ -20,18 +20,19 @@
 mod devset;
 #[path = "../tests/support/speech_servers.rs"]
 mod servers;
+#[path = "../tests/support/speech_tally.rs"]
+mod tally;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_assistant::call::ChoiceOption;
-use sip_assistant::choice::{match_answer, Answer, Decision, MatchSettings};
 use sip_assistant::config::WyomingConfig;
 use sip_assistant::speech::cache::CachedSynthesizer;
 use sip_assistant::speech::pocketsphinx::{PocketSphinx, PocketSphinxSettings};
 use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
-use sip_assistant::speech::{Pcm, Recognition, Recognizer, SynthRequest, Synthesizer, Utterance};
+use sip_assistant::speech::{Pcm, Recognizer, SynthRequest, Synthesizer};
 use sip_assistant::speech::{WyomingRecognizer, WyomingSynthesizer};
+use tally::{utterance, Halves, Outcome};
 
 const MESSAGE: &str =
     "Hello, this is the building system: the boiler in house four reports low water pressure.";
@@ -219,106 +220,51 @@ fn variations() {
     }
 }
 
-/// The dev set's question as options for the built-in matcher.
-fn options() -> Vec<ChoiceOption> {
-    devset::options()
-        .iter()
-        .map(|list| ChoiceOption {
-            value: list[0].into(),
-            synonyms: list[1..].iter().map(|s| (*s).into()).collect(),
-            dtmf: None,
-        })
-        .collect()
-}
-
-/// The dev set through the endpointer and `stt`, answers matched by the built-in matcher:
-/// (right, answers, rejected, off-topic, end of speech → result latencies).
+/// The dev set through the endpointer and `stt`, counted as a call counts it (a free-text
+/// transcript goes to the built-in matcher): the tally of each half and the end of speech →
+/// result latencies.
 fn free_text_round(
     voices: &[(String, Arc<dyn Synthesizer>)],
     stt: &dyn Recognizer,
-) -> (usize, usize, usize, usize, Vec<Duration>) {
+) -> (Halves, Vec<Duration>) {
     let ctx = devset::context();
-    let opts = options();
-    let (mut right, mut answers, mut rejected, mut off) = (0, 0, 0, 0);
+    let mut all = Halves::default();
     let mut latencies = Vec::new();
-    for (label, tts) in voices {
-        let (mut r, mut a, mut rej, mut o) = (0, 0, 0, 0);
-        for (i, reply) in devset::replies().into_iter().enumerate() {
-            let (expected, text) = (reply.option, reply.text);
-            let mut audio = devset::noise(8000, 60, i as u64 + 1);
-            audio.extend(devset::telephone(&devset::say(tts.as_ref(), text)));
-            audio.extend(devset::noise(24_000, 60, i as u64 + 2));
-            let mut ep = Endpointer::new(VadConfig::default());
-            let mut utterance: Option<Box<dyn Utterance>> = None;
-            let mut got = None;
-            'feed: for packet in audio.chunks(320) {
-                ep.push(packet);
-                while let Some(ev) = ep.poll_event() {
-                    match ev {
-                        VadEvent::SpeechStart { audio, .. } => {
-                            let mut u = match smol::block_on(stt.start(&ctx)) {
-                                Ok(u) => u,
-                                Err(e) => {
-                                    eprintln!("{label} {text:?}: {e}");
-                                    break 'feed;
-                                }
-                            };
-                            let _ = smol::block_on(u.push(&audio));
-                            utterance = Some(u);
+    for (seed, (label, tts)) in voices.iter().enumerate() {
+        let mut halves = Halves::default();
+        for reply in devset::replies() {
+            let speech = devset::telephone(&devset::say(tts.as_ref(), reply.text));
+            let outcome = match utterance(&devset::on_the_line(&speech, seed as u64)) {
+                None => Outcome::NoSpeech,
+                Some(cut) => {
+                    let decoded = smol::block_on(async {
+                        let mut u = stt.start(&ctx).await?;
+                        u.push(&cut).await?;
+                        let t0 = Instant::now();
+                        let r = u.finish().await?;
+                        latencies.push(t0.elapsed());
+                        Ok::<_, sip_assistant::speech::SpeechError>(r)
+                    });
+                    match decoded {
+                        Ok(r) => devset::option_picked(&r).map_or(Outcome::NoMatch, Outcome::Option),
+                        Err(e) => {
+                            eprintln!("{label} {:?}: {e}", reply.text);
+                            Outcome::NoMatch
                         }
-                        VadEvent::Audio(a) => {
-                            if let Some(u) = utterance.as_mut() {
-                                let _ = smol::block_on(u.push(&a));
-                            }
-                        }
-                        VadEvent::SpeechEnd { .. } => {
-                            if let Some(u) = utterance.take() {
-                                let t0 = Instant::now();
-                                got = Some(smol::block_on(u.finish()));
-                                latencies.push(t0.elapsed());
-                            }
-                            break 'feed;
-                        }
-                        VadEvent::NoSpeechTimeout { .. } => break 'feed,
                     }
                 }
-            }
-            let heard = match got {
-                Some(Ok(Recognition::Heard(alternatives))) => {
-                    let answer = Answer {
-                        alternatives,
-                        digits: String::new(),
-                    };
-                    match match_answer(&answer, &opts, &MatchSettings::default()) {
-                        Decision::Matched { option, .. } => Some(option),
-                        Decision::NoMatch { .. } => None,
-                    }
-                }
-                Some(Err(e)) => {
-                    eprintln!("{label} {text:?}: {e}");
-                    None
-                }
-                _ => None,
             };
-            match expected {
-                Some(x) => {
-                    a += 1;
-                    r += usize::from(heard == Some(x));
-                }
-                None => {
-                    o += 1;
-                    rej += usize::from(heard.is_none());
-                }
-            }
+            halves.count(label, &reply, &outcome);
+            all.count(label, &reply, &outcome);
         }
+        let (t, h) = (&halves.tune, &halves.held);
         println!(
-            "{label:<22} {:>14} {:>18}",
-            format!("{r}/{a}"),
-            format!("{rej}/{o}")
+            "{label:<22} {:>20} {:>20}",
+            format!("{}/{}, {}/{}", t.right, t.answers, h.right, h.answers),
+            format!("{}/{}, {}/{}", t.rejected, t.off, h.rejected, h.off),
         );
-        (right, answers, rejected, off) = (right + r, answers + a, rejected + rej, off + o);
     }
-    (right, answers, rejected, off, latencies)
+    (all, latencies)
 }
 
 /// The Wyoming engines on real servers from the speech venv, when it exists.
@@ -372,10 +318,10 @@ fn remote_engines() {
         "\nSTT wyoming-faster-whisper (tiny.en), free text matched by the built-in matcher, over G.711:"
     );
     println!(
-        "{:<22} {:>14} {:>18}",
-        "voice", "answers right", "off-topic rejected"
+        "{:<22} {:>20} {:>20}",
+        "voice", "answers tune/held", "rejected tune/held"
     );
-    let (right, answers, rejected, off, mut lat) = free_text_round(&voices, &stt);
+    let (halves, mut lat) = free_text_round(&voices, &stt);
     lat.sort();
     let pct = |p: usize| {
         lat.get(lat.len() * p / 100)
@@ -385,17 +331,16 @@ fn remote_engines() {
             * 1000.0
     };
     println!(
-        "all voices: answers right {right}/{answers} ({:.0} %), off-topic rejected {rejected}/{off} ({:.0} %); end of speech → result p50 {:.0} ms, p95 {:.0} ms (server CPU, 2 cores)",
-        100.0 * right as f64 / answers.max(1) as f64,
-        100.0 * rejected as f64 / off.max(1) as f64,
+        "all voices: {}; end of speech → result p50 {:.0} ms, p95 {:.0} ms (server CPU, 2 cores)",
+        halves.all().line(),
         pct(50),
         pct(95)
     );
     // pocketsphinx on the Piper voice too, so every TTS engine's audio meets the embedded STT.
     let ps = PocketSphinx::new(PocketSphinxSettings::default());
     println!("\nSTT pocketsphinx on the wyoming-piper voice:");
-    let (right, answers, rejected, off, _) = free_text_round(&voices[voices.len() - 1..], &ps);
-    println!("wyoming-piper/joe: answers right {right}/{answers}, off-topic rejected {rejected}/{off}");
+    let (halves, _) = free_text_round(&voices[voices.len() - 1..], &ps);
+    println!("wyoming-piper/joe: {}", halves.all().line());
 }
 
 fn main() {

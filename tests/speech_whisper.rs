@@ -11,14 +11,14 @@
 mod devset;
 #[path = "support/speech_servers.rs"]
 mod speech_servers;
+#[path = "support/speech_tally.rs"]
+mod tally;
 
 use std::sync::OnceLock;
 
-use sip_assistant::call::ChoiceOption;
-use sip_assistant::choice::{match_answer, Answer, Decision, MatchSettings};
 use sip_assistant::config::WhisperConfig;
-use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
 use sip_assistant::speech::{Recognition, RecognitionContext, Recognizer, SpeechError, WhisperRecognizer};
+use tally::{utterance, Halves, Outcome};
 
 /// One recognizer for the whole file: the model loads once, as in the service.
 fn whisper() -> &'static WhisperRecognizer {
@@ -32,132 +32,47 @@ fn whisper() -> &'static WhisperRecognizer {
     })
 }
 
-/// What became of one reply.
-#[derive(Debug, PartialEq)]
-enum Outcome {
-    Option(usize),
-    /// Heard, and the matcher found no answer in it (or the engine heard nothing).
-    NoMatch(Option<String>),
-    /// The endpointer found no complete utterance.
-    NoSpeech,
+/// `audio` decoded in one utterance.
+fn decode(r: &dyn Recognizer, ctx: &RecognitionContext, audio: &[i16]) -> Recognition {
+    smol::block_on(async {
+        let mut u = r.start(ctx).await?;
+        u.push(audio).await?;
+        u.finish().await
+    })
+    .expect("decode")
 }
 
-/// The dev set's question as options for the built-in matcher.
-fn options() -> Vec<ChoiceOption> {
-    [devset::YES, devset::NO]
-        .iter()
-        .map(|list| ChoiceOption {
-            value: list[0].into(),
-            synonyms: list[1..].iter().map(|s| (*s).into()).collect(),
-            dtmf: None,
-        })
-        .collect()
-}
-
-fn decide(r: Recognition) -> Outcome {
-    match r {
-        Recognition::Heard(alternatives) => {
-            let said = alternatives[0].transcript.clone();
-            let answer = Answer {
-                alternatives,
-                digits: String::new(),
-            };
-            match match_answer(&answer, &options(), &MatchSettings::default()) {
-                Decision::Matched { option, .. } => Outcome::Option(option),
-                Decision::NoMatch { .. } => Outcome::NoMatch(Some(said)),
-            }
-        }
-        Recognition::NoMatch { transcript } => Outcome::NoMatch(transcript),
-        Recognition::Rejected { heard } => Outcome::NoMatch(heard),
-    }
-}
-
-/// Feed `audio` in 20 ms packets through the endpointer into Whisper, as the call script does.
+/// What a call makes of `audio`: the endpointer's utterance, decoded, read by the built-in matcher.
 fn listen(r: &dyn Recognizer, ctx: &RecognitionContext, audio: &[i16]) -> Outcome {
-    let mut ep = Endpointer::new(VadConfig::default());
-    let mut utterance = None;
-    for packet in audio.chunks(320) {
-        ep.push(packet);
-        while let Some(ev) = ep.poll_event() {
-            match ev {
-                VadEvent::SpeechStart { audio, .. } => {
-                    let mut u = smol::block_on(r.start(ctx)).expect("start");
-                    smol::block_on(u.push(&audio)).expect("push");
-                    utterance = Some(u);
-                }
-                VadEvent::Audio(audio) => {
-                    let u = utterance.as_mut().expect("audio only inside an utterance");
-                    smol::block_on(u.push(&audio)).expect("push");
-                }
-                VadEvent::SpeechEnd { .. } => {
-                    let u = utterance.take().expect("end only after start");
-                    return decide(smol::block_on(u.finish()).expect("finish"));
-                }
-                VadEvent::NoSpeechTimeout { .. } => return Outcome::NoSpeech,
-            }
-        }
+    let Some(cut) = utterance(audio) else {
+        return Outcome::NoSpeech;
+    };
+    match devset::option_picked(&decode(r, ctx, &cut)) {
+        Some(option) => Outcome::Option(option),
+        None => Outcome::NoMatch,
     }
-    Outcome::NoSpeech
-}
-
-/// Half a second of quiet line noise, the reply, then 1.5 s of noise.
-fn on_the_line(speech: &[i16], seed: u64) -> Vec<i16> {
-    let mut audio = devset::noise(8000, 60, seed);
-    audio.extend_from_slice(speech);
-    audio.extend(devset::noise(24_000, 60, seed + 1));
-    audio
 }
 
 #[test]
 fn dev_set_answers_are_recognised_and_off_topic_replies_rejected_over_g711() {
     let r = whisper();
     let ctx = devset::context();
-    let (mut answers, mut right, mut off, mut rejected, mut no_speech) = (0, 0, 0, 0, 0);
-    let (mut wrong, mut accepted) = (Vec::new(), Vec::new());
+    let mut halves = Halves::default();
     for (seed, (label, tts)) in devset::voices().into_iter().enumerate() {
-        for (option, list) in [devset::YES, devset::NO].into_iter().enumerate() {
-            for text in list {
-                let audio = on_the_line(&devset::telephone(&devset::say(tts.as_ref(), text)), seed as u64);
-                answers += 1;
-                match listen(r, &ctx, &audio) {
-                    Outcome::Option(o) if o == option => right += 1,
-                    Outcome::NoSpeech => {
-                        no_speech += 1;
-                        wrong.push(format!("{label} {text:?}: no speech"));
-                    }
-                    other => wrong.push(format!("{label} {text:?}: {other:?}")),
-                }
-            }
-        }
-        for text in devset::OFF_TOPIC {
-            let audio = on_the_line(&devset::telephone(&devset::say(tts.as_ref(), text)), seed as u64);
-            off += 1;
-            match listen(r, &ctx, &audio) {
-                Outcome::NoMatch(_) => rejected += 1,
-                Outcome::NoSpeech => {
-                    no_speech += 1;
-                    wrong.push(format!("{label} {text:?}: no speech"));
-                }
-                Outcome::Option(o) => accepted.push(format!("{label} {text:?} as option {o}")),
-            }
+        for reply in devset::replies() {
+            let speech = devset::telephone(&devset::say(tts.as_ref(), reply.text));
+            let outcome = listen(r, &ctx, &devset::on_the_line(&speech, seed as u64));
+            halves.count(&label, &reply, &outcome);
         }
     }
-    println!("FIGURE whisper answers right: {right}/{answers}; off-topic rejected: {rejected}/{off}; no speech found: {no_speech}");
-    println!("missed answers: {wrong:?}");
-    println!("accepted off-topic: {accepted:?}");
-    // Measured here: 76/84 right (90 %; the misses are flite voices misheard: "yep" as "yet",
-    // "correct" as "direct", ...), 47/48 rejected (98 %), flite kal's "no" too short for the
-    // endpointer. Asserted a few replies below (85 %, 90 %): whisper.cpp's arithmetic differs
-    // slightly between CPUs (SIMD paths), which can flip a borderline reply.
-    assert!(no_speech <= 1, "the endpointer lost replies: {wrong:?}");
-    assert!(
-        right * 100 >= answers * 85,
-        "only {right}/{answers} answers right: {wrong:?}"
-    );
-    assert!(
-        rejected * 100 >= off * 90,
-        "only {rejected}/{off} off-topic replies rejected: {accepted:?}"
-    );
+    // Measured (2026-12-05, release; the test profile builds whisper.cpp optimised too): 166/186
+    // answers right (89 %; tuning half 94/102, held-out 72/84), 194/228 off-topic replies
+    // rejected (85 %). The misses are mostly flite voices misheard ("yep" as "yet", "correct" as
+    // "direct"); the off-topic replies taken for answers hold an answer word ("no idea", "cancel
+    // what") or were misheard as one ("yesterday" as "yes today", "not sure" as "sure"). The
+    // floors leave a few replies of margin: whisper.cpp's arithmetic differs slightly between
+    // CPUs (SIMD paths), which can flip a borderline reply.
+    halves.assert_whole("FIGURE whisper, local voices", RIGHT_FLOOR, REJECTED_FLOOR);
 }
 
 #[test]
@@ -172,14 +87,9 @@ fn silence_is_nothing_heard() {
     // Handed to Whisper directly (a click that opened an utterance, then nothing), the guards
     // still report nothing heard rather than invented words.
     for audio in [vec![0i16; 16_000], devset::noise(16_000 * 2, 60, 3), Vec::new()] {
-        let got = smol::block_on(async {
-            let mut u = r.start(&ctx).await?;
-            u.push(&audio).await?;
-            u.finish().await
-        })
-        .expect("decode");
+        let got = decode(r, &ctx, &audio);
         assert!(
-            matches!(decide(got.clone()), Outcome::NoMatch(_)),
+            devset::option_picked(&got).is_none(),
             "{} samples of quiet gave {got:?}",
             audio.len()
         );
@@ -242,3 +152,7 @@ fn a_wrong_configuration_is_a_clear_error() {
     println!("probe: {ok}");
     assert!(ok.contains("tiny.en (English only)"), "{ok}");
 }
+
+/// Floors of the dev-set test, in percent of the whole set.
+const RIGHT_FLOOR: usize = 85;
+const REJECTED_FLOOR: usize = 80;

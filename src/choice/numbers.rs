@@ -1,6 +1,8 @@
 //! Spoken option numbers, when `MatchSettings::spoken_numbers` is on: `option two`, `number 2`,
-//! `press two`, `choice 3`, `key 1`, ordinals anywhere (`the second one`, `the 1st`), and a bare
-//! cardinal that is the whole answer (`2`, `two`, `two please`). Numbers are 1-based.
+//! `press two`, `choice 3`, `key 1`; an ordinal after `the` or before `one`/`option` (`the second
+//! one`, `the 1st`, `second option`), not a time (`hang on a second`, `at first`); and a bare
+//! cardinal or ordinal that is the whole answer (`2`, `two`, `two please`, `second`). Numbers
+//! are 1-based.
 
 use super::normalize::Token;
 
@@ -8,6 +10,9 @@ use super::normalize::Token;
 const CUES: &[&str] = &[
     "option", "number", "press", "pressing", "choice", "key", "digit", "button", "nummer",
 ];
+
+/// Words after an ordinal that make it an option number ("the second one", "first option").
+const AFTER_ORDINAL: &[&str] = &["one", "option", "choice"];
 
 /// Words that may surround a bare number without changing it.
 const FILLERS: &[&str] = &[
@@ -78,26 +83,49 @@ pub struct Spoken {
 /// Every option number in `tokens`.
 pub fn find(tokens: &[Token]) -> Vec<Spoken> {
     let mut out = Vec::new();
+    // The word before / after `at`, in the same clause.
+    let before = |at: usize| {
+        at.checked_sub(1)
+            .map(|b| &tokens[b])
+            .filter(|t| t.clause == tokens[at].clause)
+            .map(|t| t.text.as_str())
+    };
+    let after = |at: usize| {
+        tokens
+            .get(at + 1)
+            .filter(|t| t.clause == tokens[at].clause)
+            .map(|t| t.text.as_str())
+    };
+    // The ordinal at `at` and only fillers around it ("second", "second one please").
+    let bare = |at: usize| {
+        tokens.iter().enumerate().all(|(i, t)| {
+            i == at
+                || FILLERS.contains(&t.text.as_str())
+                || (i > at && AFTER_ORDINAL.contains(&t.text.as_str()))
+        })
+    };
     for (at, token) in tokens.iter().enumerate() {
         if let Some(number) = ordinal(&token.text) {
-            out.push(Spoken { number, at });
+            let marked = before(at) == Some("the") || after(at).is_some_and(|w| AFTER_ORDINAL.contains(&w));
+            if marked || bare(at) {
+                out.push(Spoken { number, at });
+            }
             continue;
         }
         let Some(number) = cardinal(&token.text) else {
             continue;
         };
-        let cued =
-            at > 0 && CUES.contains(&tokens[at - 1].text.as_str()) && tokens[at - 1].clause == token.clause;
+        let cued = before(at).is_some_and(|w| CUES.contains(&w));
         // "one" right after an ordinal is "the second one", not a number.
         let after_ordinal = at > 0 && token.text == "one" && ordinal(&tokens[at - 1].text).is_some();
         if after_ordinal {
             continue;
         }
-        let bare = tokens
+        let alone = tokens
             .iter()
             .enumerate()
             .all(|(i, t)| i == at || FILLERS.contains(&t.text.as_str()));
-        if cued || bare {
+        if cued || alone {
             out.push(Spoken { number, at });
         }
     }
@@ -124,6 +152,19 @@ mod tests {
         assert_eq!(numbers("the 3rd"), [3]);
         assert_eq!(numbers("Option Three."), [3]);
         assert_eq!(numbers("one"), [1]);
+        assert_eq!(numbers("second"), [2]);
+        assert_eq!(numbers("second one please"), [2]);
+        assert_eq!(numbers("first option please"), [1]);
+        assert_eq!(numbers("I take the first"), [1]);
+    }
+
+    #[test]
+    fn an_ordinal_of_time_is_no_option_number() {
+        assert!(numbers("hang on a second").is_empty());
+        assert!(numbers("wait a second please").is_empty());
+        assert!(numbers("at first I thought so").is_empty());
+        assert!(numbers("first things first").is_empty());
+        assert!(numbers("one second").is_empty());
     }
 
     #[test]

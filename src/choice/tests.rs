@@ -285,6 +285,8 @@ fn spoken_numbers_only_when_enabled() {
     assert_eq!(numbered("not the second one", &o).option(), None);
     assert_eq!(numbered("the first or the second", &o).option(), None);
     assert_eq!(numbered("I have two dogs", &o).option(), None);
+    assert_eq!(numbered("hang on a second", &o).option(), None);
+    assert_eq!(numbered("hang on a second...", &o).option(), None);
     // Phrases come first.
     assert_eq!(numbered("blue, option one", &o).option(), Some(2));
 }

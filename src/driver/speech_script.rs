@@ -11,7 +11,7 @@ use futures_lite::FutureExt;
 
 use super::script::{CallScript, Prepared, ScriptContext, ScriptResult};
 use crate::call::script::{Answer, Input, Output, Prompt, Script, Verdict};
-use crate::call::{ActiveCall, CallRequest};
+use crate::call::{ActiveCall, CallRequest, Choice};
 use crate::media::prompt::encode_frames;
 use crate::media::session::{AudioCodec, MediaEvent};
 use crate::speech::{
@@ -166,9 +166,9 @@ impl SpeechScript {
 }
 
 /// The phrases a recogniser listens for: every synonym and value of every option and, with
-/// `numbers`, ways of saying its number.
-fn phrases(call: &ActiveCall, numbers: bool) -> Vec<Phrase> {
-    let Some(choice) = call.request.choice.as_ref() else {
+/// `numbers`, ways of saying its number (marked as such: Whisper's prompt leaves them out).
+fn phrases(choice: Option<&Choice>, numbers: bool) -> Vec<Phrase> {
+    let Some(choice) = choice else {
         return Vec::new();
     };
     let mut out: Vec<Phrase> = choice
@@ -178,15 +178,16 @@ fn phrases(call: &ActiveCall, numbers: bool) -> Vec<Phrase> {
         .flat_map(|(i, o)| {
             std::iter::once(&o.value)
                 .chain(o.synonyms.iter())
-                .map(move |t| Phrase {
-                    text: t.clone(),
-                    option: i,
-                })
+                .map(move |t| Phrase::answer(t.clone(), i))
         })
         .collect();
     if numbers {
         for (i, spoken) in crate::choice::number_phrases(choice.options.len()) {
-            out.extend(spoken.into_iter().map(|text| Phrase { text, option: i }));
+            out.extend(spoken.into_iter().map(|text| Phrase {
+                text,
+                option: i,
+                spoken_number: true,
+            }));
         }
     }
     out
@@ -262,7 +263,7 @@ impl SpeechScript {
         let mut inputs: Vec<Input> = Vec::new();
         let recognition = RecognitionContext {
             language: call.request.language.clone(),
-            phrases: phrases(call, self.spoken_numbers),
+            phrases: phrases(call.request.choice.as_ref(), self.spoken_numbers),
         };
         let mut speech_error: Option<String> = None;
         script.start(now());
@@ -418,4 +419,49 @@ fn to_result(script: &Script, speech_error: Option<String>) -> ScriptResult {
 fn publish(progress: &std::sync::Mutex<ScriptResult>, result: &ScriptResult) {
     let mut p = progress.lock().unwrap_or_else(|p| p.into_inner());
     *p = result.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::ChoiceOption;
+
+    #[test]
+    fn the_recogniser_hears_the_options_words_and_with_numbers_their_numbers_marked() {
+        let choice = Choice {
+            prompt: "Confirm?".into(),
+            options: vec![
+                ChoiceOption {
+                    value: "yes".into(),
+                    synonyms: vec!["sure".into()],
+                    dtmf: None,
+                },
+                ChoiceOption {
+                    value: "no".into(),
+                    synonyms: vec![],
+                    dtmf: None,
+                },
+            ],
+            timeout_seconds: 5,
+            repeat_count: 2,
+            matcher: None,
+        };
+        let own: Vec<Phrase> = vec![
+            Phrase::answer("yes", 0),
+            Phrase::answer("sure", 0),
+            Phrase::answer("no", 1),
+        ];
+        assert_eq!(phrases(Some(&choice), false), own);
+        let with = phrases(Some(&choice), true);
+        assert_eq!(with[..3], own[..]);
+        let numbers: Vec<(&str, usize)> = with[3..]
+            .iter()
+            .map(|p| {
+                assert!(p.spoken_number, "{p:?}");
+                (p.text.as_str(), p.option)
+            })
+            .collect();
+        assert!(numbers.contains(&("option one", 0)) && numbers.contains(&("the second one", 1)));
+        assert!(phrases(None, true).is_empty());
+    }
 }

@@ -218,10 +218,7 @@ mod tests {
     use super::*;
 
     fn phrase(text: &str, option: usize) -> Phrase {
-        Phrase {
-            text: text.into(),
-            option,
-        }
+        Phrase::answer(text, option)
     }
 
     fn dict(w: &str) -> bool {

@@ -101,6 +101,22 @@ pub struct Phrase {
     pub text: String,
     /// Index into the choice's options.
     pub option: usize,
+    /// A way of saying the option's number ("option two", "the second one") that the call adds
+    /// with `script.spoken_numbers`, not one of the option's own words. Grammar engines listen for
+    /// it; Whisper's prompt leaves it out (listing them there made tiny.en mishear answers: 75 %
+    /// of the dev set's answers right with them, 89 % without).
+    pub spoken_number: bool,
+}
+
+impl Phrase {
+    /// One of the option's own words: its value or a synonym.
+    pub fn answer(text: impl Into<String>, option: usize) -> Self {
+        Self {
+            text: text.into(),
+            option,
+            spoken_number: false,
+        }
+    }
 }
 
 /// What a recognizer is listening for in one utterance.

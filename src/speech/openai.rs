@@ -278,12 +278,13 @@ impl OpenAiRecognizer {
     }
 }
 
-/// The option synonyms as Whisper's prompt: distinct, in order, comma-separated, bounded.
-/// (Also the embedded whisper engine's initial prompt.)
+/// The options' own words (values and synonyms) as Whisper's prompt: distinct, in order,
+/// comma-separated, bounded; the spoken option numbers are left out. (Also the embedded whisper
+/// engine's initial prompt.)
 pub(crate) fn prompt(ctx: &RecognitionContext) -> Option<String> {
     let mut seen: Vec<&str> = Vec::new();
     let mut out = String::new();
-    for p in &ctx.phrases {
+    for p in ctx.phrases.iter().filter(|p| !p.spoken_number) {
         let t = p.text.trim();
         if t.is_empty() || seen.iter().any(|s| s.eq_ignore_ascii_case(t)) {
             continue;
@@ -454,10 +455,7 @@ mod tests {
 
     #[test]
     fn prompt_is_distinct_and_bounded() {
-        let phrase = |t: &str| Phrase {
-            text: t.into(),
-            option: 0,
-        };
+        let phrase = |t: &str| Phrase::answer(t, 0);
         let ctx = RecognitionContext {
             language: None,
             phrases: vec![
@@ -466,6 +464,11 @@ mod tests {
                 phrase(" "),
                 phrase("I confirm"),
                 phrase("no"),
+                Phrase {
+                    text: "option two".into(),
+                    option: 1,
+                    spoken_number: true,
+                },
             ],
         };
         assert_eq!(prompt(&ctx).as_deref(), Some("yes, I confirm, no"));

@@ -714,13 +714,7 @@ mod tests {
     fn ctx(phrases: &[(&str, usize)]) -> RecognitionContext {
         RecognitionContext {
             language: None,
-            phrases: phrases
-                .iter()
-                .map(|(t, o)| Phrase {
-                    text: (*t).into(),
-                    option: *o,
-                })
-                .collect(),
+            phrases: phrases.iter().map(|(t, o)| Phrase::answer(*t, *o)).collect(),
         }
     }
 

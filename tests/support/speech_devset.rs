@@ -186,14 +186,15 @@ pub fn context() -> RecognitionContext {
     let mut phrases = Vec::new();
     for (option, list) in options().iter().enumerate() {
         for text in list {
-            phrases.push(Phrase {
-                text: (*text).into(),
-                option,
-            });
+            phrases.push(Phrase::answer(*text, option));
         }
     }
     for (option, said) in sip_assistant::choice::number_phrases(2) {
-        phrases.extend(said.into_iter().map(|text| Phrase { text, option }));
+        phrases.extend(said.into_iter().map(|text| Phrase {
+            text,
+            option,
+            spoken_number: true,
+        }));
     }
     RecognitionContext {
         language: None,

