@@ -22,6 +22,7 @@
 //!    ([`numbers`]: `option two`, `the second one`, `number 2`, `press two`, a bare `2`).
 
 mod dtmf;
+mod idioms;
 mod negation;
 mod normalize;
 mod numbers;
@@ -268,7 +269,8 @@ fn match_one(
     option_count: usize,
     settings: &MatchSettings,
 ) -> Result<Decision, NoMatchReason> {
-    let hits = phrases::find(tokens, phrases);
+    let mut hits = phrases::find(tokens, phrases);
+    hits.retain(|h| !idioms::is_idiom(tokens, h));
     for hit in &hits {
         if let Some(at) = negation::negated_by(tokens, hit.start, &hits) {
             return Err(NoMatchReason::Negated {

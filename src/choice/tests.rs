@@ -440,3 +440,30 @@ fn number_phrases_are_read_back_as_their_option() {
     }
     assert!(super::number_phrases(40).len() == 12);
 }
+
+#[test]
+fn no_as_a_determiner_is_not_the_answer_no() {
+    let o = [opt("yes", &["sure"]), opt("no", &["cancel"])];
+    for text in [
+        "no idea",
+        "I have no idea",
+        "No problem.",
+        "no worries",
+        "no doubt",
+    ] {
+        assert_eq!(said(text, &o), None, "{text}");
+    }
+    // Refusals that start with "no" stay refusals, and so does "no" on its own clause.
+    for text in [
+        "no",
+        "no way",
+        "no thanks",
+        "no, no idea why you ask",
+        "no. problem solved",
+    ] {
+        assert_eq!(said(text, &o), Some(1), "{text}");
+    }
+    // An option that lists the idiom itself gets it.
+    let o = [opt("yes", &["no problem"]), opt("no", &[])];
+    assert_eq!(said("no problem", &o), Some(0));
+}
