@@ -226,9 +226,12 @@ data_dir = "{self.data}"
 
 [webhook]
 secret_file = "webhook-secret"
+allow_hosts = ["127.0.0.1"]
 
 [calls]
 shutdown_grace_seconds = 5
+# The smoke test dials SIPp by URI on loopback and receives its webhook on loopback.
+dial_allow = ["sip:*@127.0.0.1:*"]
 {extra_config}
 """)
         self.env = dict(os.environ, CREDENTIALS_DIRECTORY=creds, RUST_LOG="info", NO_COLOR="1")

@@ -11,6 +11,7 @@ use crate::api::{self, ApiState};
 use crate::call::{CallEngine, Timestamp};
 use crate::config::Config;
 use crate::hooks::{Hooks, HooksError, HooksSettings};
+use crate::policy::{DialPolicy, HostPolicy, RateLimiter};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient, WorkerHandle};
@@ -29,6 +30,8 @@ pub enum AppError {
     Hooks(#[from] HooksError),
     #[error(transparent)]
     Sip(#[from] crate::driver::DriverError),
+    #[error("webhook.allow_hosts: {0}")]
+    AllowHosts(#[from] crate::policy::hosts::BadEntry),
 }
 
 /// How often finished records past retention are deleted.
@@ -51,6 +54,12 @@ pub struct App {
     pub hooks: Hooks,
     /// Closed at shutdown: stops the housekeeping tasks so the store can be reopened.
     housekeeping: async_channel::Sender<()>,
+    /// `calls.dial_allow`, checked at the API edge.
+    dial: DialPolicy,
+    /// `webhook.allow_hosts`, checked at the API edge and again at every connection.
+    hosts: Arc<HostPolicy>,
+    /// Requests per client (`api.rate_limit_*`).
+    limiter: Arc<std::sync::Mutex<RateLimiter>>,
 }
 
 impl App {
@@ -75,9 +84,16 @@ impl App {
             max_backoff: Duration::from_secs(w.max_backoff_seconds),
             max_age: Duration::from_secs(w.max_retry_seconds),
         };
+        let hosts = Arc::new(HostPolicy::new(w.allow_hosts.as_slice())?);
+        if w.secret.is_none() {
+            tracing::warn!(
+                "webhook.secret is not set: webhooks go out unsigned, so a receiver cannot tell them from forgeries"
+            );
+        }
         let client = WebhookClient::new(
             Duration::from_millis(w.connect_timeout_ms),
             Duration::from_millis(w.request_timeout_ms),
+            hosts.clone(),
         );
         let (worker, webhooks) = DeliveryWorker::new(store.clone(), client, policy, w.secret.clone());
         let worker = smol::spawn(worker.run());
@@ -96,7 +112,14 @@ impl App {
             hooks.spawn_watcher(every, stop.clone());
         }
         spawn_housekeeping(store.clone(), config.store.retention_days, stop);
+        let limiter = Arc::new(std::sync::Mutex::new(RateLimiter::new(
+            config.api.rate_limit_per_second,
+            config.api.rate_limit_burst,
+        )));
         Ok(Self {
+            dial: DialPolicy::new(config.calls.dial_allow.as_ref().map(|l| l.as_slice())),
+            hosts,
+            limiter,
             config,
             store,
             scheduler,
@@ -114,6 +137,9 @@ impl App {
             token: self.config.api.token.clone(),
             registrar_configured: self.config.sip.registrar.is_some(),
             hooks: self.hooks.clone(),
+            dial: self.dial.clone(),
+            hosts: self.hosts.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod hooks;
 pub mod logging;
 pub mod media;
+pub mod policy;
 pub mod rng;
 pub mod rtp;
 pub mod scheduler;

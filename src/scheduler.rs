@@ -280,7 +280,7 @@ impl Scheduler {
                 r.ended_at = Some(now);
                 r.duration_seconds = r.answered_at.map_or(0.0, |a| now.millis_since(a) as f64 / 1000.0);
                 let event = r.status.as_str();
-                r.push_event(now, event, r.error.clone());
+                r.push_final_event(now, event, r.error.clone());
             },
             |r| webhook_for(r, now),
         );
@@ -478,7 +478,11 @@ mod tests {
     fn the_drain_makes_a_call_final_when_its_engine_never_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
-        let client = WebhookClient::new(Duration::from_millis(100), Duration::from_millis(100));
+        let client = WebhookClient::new(
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            std::sync::Arc::new(crate::policy::HostPolicy::default()),
+        );
         let policy = RetryPolicy {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(1),

@@ -10,9 +10,12 @@ mod openapi;
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::{completed, request, router, start_app, test_config, wait_for, HoldEngine, Reply};
+use harness::{
+    completed, request, request_from, router, start_app, test_config, wait_for, HoldEngine, Reply,
+};
 use openapi::Spec;
 use serde_json::{json, Value};
+use sip_assistant::config::StringList;
 
 /// Check a reply against our spec for `template` and against the seed where the seed has it.
 fn conforms(spec: &Spec, template: &str, method: &str, reply: &Reply) {
@@ -49,7 +52,11 @@ fn seed_examples(seed: &Spec) -> Vec<(String, Value)> {
 fn seed_examples_get_the_seed_shapes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = HoldEngine::new();
-    let app = start_app(test_config(dir.path()), engine.clone());
+    // The seed's examples dial a phone number and call back example.com: allowed here explicitly.
+    let mut config = test_config(dir.path());
+    config.calls.dial_allow = Some(StringList(vec!["1???".into(), "+1 (555) 123-4567".into()]));
+    config.webhook.allow_hosts = StringList::default();
+    let app = start_app(config, engine.clone());
     let server = router(&app);
     let (ours, seed) = (Spec::ours(), Spec::seed());
 
@@ -258,7 +265,19 @@ fn every_rule_answers_400_with_its_detail() {
 fn accepted_forms_of_extension_and_caller_ids() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = HoldEngine::new();
-    let app = start_app(test_config(dir.path()), engine.clone());
+    let mut config = test_config(dir.path());
+    config.calls.dial_allow = Some(StringList(
+        [
+            "1???",
+            "*97",
+            "+1 (555) 123-4567",
+            "sip:*@127.0.0.1:*",
+            "sips:*@pbx.example.com",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ));
+    let app = start_app(config, engine.clone());
     let server = router(&app);
     for ext in [
         "1001",
@@ -570,5 +589,90 @@ fn hostile_bodies_never_cause_a_server_error() {
         .as_u64()
         .unwrap_or(0);
     assert_eq!(stored, accepted, "only accepted calls are stored");
+    smol::block_on(app.shutdown());
+}
+
+#[test]
+fn policy_refuses_before_anything_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = HoldEngine::new();
+    // The built-in policies: 2-6 digit extensions, no loopback or link-local callbacks.
+    let mut config = test_config(dir.path());
+    config.calls.dial_allow = None;
+    config.webhook.allow_hosts = StringList::default();
+    let app = start_app(config, engine.clone());
+    let server = router(&app);
+    let spec = Spec::ours();
+    for ext in [
+        "+15551234567",
+        "0044207123456",
+        "sip:1001@127.0.0.1:5060",
+        "9",
+        "1234567",
+    ] {
+        let reply = post(&server, &json!({"message": "m", "extension": ext}));
+        assert_eq!(reply.status, 403, "{ext}: {}", reply.text);
+        assert!(reply.detail().contains("calls.dial_allow"), "{}", reply.text);
+        conforms(&spec, "/call", "post", &reply);
+    }
+    for url in [
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:80/x",
+        "http://[fe80::1]/x",
+        "http://0.0.0.0:8080/x",
+    ] {
+        let reply = post(
+            &server,
+            &json!({"message": "m", "extension": "1001", "callback_url": url}),
+        );
+        assert_eq!(reply.status, 403, "{url}: {}", reply.text);
+        assert!(reply.detail().contains("webhook.allow_hosts"), "{}", reply.text);
+    }
+    let list = request(&server, "GET", "/calls", None, &[]);
+    assert_eq!(list.json()["count"], 0, "nothing stored: {}", list.text);
+    let ok = post(
+        &server,
+        &json!({"message": "m", "extension": "1001", "callback_url": "http://192.168.1.20:8123/hook"}),
+    );
+    assert_eq!(
+        ok.status, 200,
+        "a LAN callback and a short extension: {}",
+        ok.text
+    );
+    smol::block_on(app.shutdown());
+}
+
+#[test]
+fn each_client_is_rate_limited_and_health_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = HoldEngine::new();
+    let mut config = test_config(dir.path());
+    config.api.rate_limit_per_second = 1;
+    config.api.rate_limit_burst = 3;
+    let app = start_app(config, engine.clone());
+    let server = router(&app);
+    let from = |peer: &str| request_from(&server, Some(peer), "GET", "/calls", None, &[]);
+    for _ in 0..3 {
+        assert_eq!(from("192.0.2.7:4000").status, 200);
+    }
+    let refused = from("192.0.2.7:4001");
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.detail().contains("api.rate_limit_per_second"));
+    let retry_after = refused
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.as_str());
+    assert_eq!(retry_after, Some("1"));
+    conforms(&Spec::ours(), "/call", "post", &refused);
+    assert_eq!(
+        from("192.0.2.8:4000").status,
+        200,
+        "another client has its own budget"
+    );
+    let health = request_from(&server, Some("192.0.2.7:4002"), "GET", "/health", None, &[]);
+    assert_eq!(health.status, 200, "health is never limited");
     smol::block_on(app.shutdown());
 }

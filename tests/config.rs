@@ -35,7 +35,7 @@ fn defaults_when_no_file_is_found() {
     ];
     let (c, source) = load(&o).expect("defaults load");
     assert_eq!(source, ConfigSource::Defaults);
-    assert_eq!(c.api.listen, "0.0.0.0:8080");
+    assert_eq!(c.api.listen, "127.0.0.1:8080", "loopback unless configured");
     assert_eq!(c.calls.max_concurrent, 4);
     assert!(c.sip.registrar.is_none());
 }
@@ -80,9 +80,19 @@ fn env_overrides_the_file_and_namespaced_beats_legacy() {
             ("SIP_ASSISTANT__SIP__USER", "1001"),
             ("SIP_USER", "legacy"),
             ("SIP_ASSISTANT__MEDIA__RTP_PORT_MIN", "30000"),
+            ("SIP_ASSISTANT__CALLS__DIAL_ALLOW", "sip:*@127.0.0.1:*,1???"),
+            ("SIP_ASSISTANT__WEBHOOK__ALLOW_HOSTS", "127.0.0.1, hooks.lan"),
+            ("SIP_ASSISTANT__API__ALLOW_UNAUTHENTICATED", "true"),
         ],
     ))
     .expect("loads");
+    assert_eq!(
+        c.calls.dial_allow.as_ref().map(|l| l.as_slice().to_vec()),
+        Some(vec!["sip:*@127.0.0.1:*".to_string(), "1???".to_string()]),
+        "a comma-separated list from the environment"
+    );
+    assert_eq!(c.webhook.allow_hosts.as_slice(), ["127.0.0.1", "hooks.lan"]);
+    assert!(c.api.allow_unauthenticated);
     assert_eq!(c.api.listen, "127.0.0.1:9090");
     assert_eq!(c.calls.max_concurrent, 8);
     assert_eq!(
@@ -134,7 +144,7 @@ fn secrets_from_files_and_credentials_directory() {
     let creds = dir.path().join("creds");
     std::fs::create_dir(&creds).expect("mkdir");
     write(&creds, "sip-password", "from-credential\n");
-    let token = write(dir.path(), "token", "abs-token-value\n");
+    let token = write(dir.path(), "token", "abs-token-value-0123\n");
     let file = write(
         dir.path(),
         "c.toml",
@@ -152,7 +162,10 @@ fn secrets_from_files_and_credentials_directory() {
         c.sip.password.as_ref().map(|s| s.expose()),
         Some("from-credential")
     );
-    assert_eq!(c.api.token.as_ref().map(|s| s.expose()), Some("abs-token-value"));
+    assert_eq!(
+        c.api.token.as_ref().map(|s| s.expose()),
+        Some("abs-token-value-0123")
+    );
 
     // The env var route for a secret.
     let (c, _) = load(&opts(
@@ -238,7 +251,23 @@ fn invalid_values_name_the_key_and_the_rule() {
         ),
         (
             "[api]\nlisen = \"x\"\n",
-            "api.lisen: unknown field `lisen`, expected one of `listen`, `token`, `token_file`",
+            "api.lisen: unknown field `lisen`, expected one of `listen`, `token`, `token_file`, `allow_unauthenticated`, `rate_limit_per_second`, `rate_limit_burst`",
+        ),
+        (
+            "[api]\nlisten = \"0.0.0.0:8080\"\n",
+            "api.listen: 0.0.0.0:8080 is reachable from the network, so api.token must be set (or api.allow_unauthenticated = true if the network is trusted)",
+        ),
+        (
+            "[api]\ntoken = \"tok-12345\"\n",
+            "api.token: must be at least 16 characters and contain no white space",
+        ),
+        (
+            "[calls]\ndial_allow = \"\"\n",
+            "calls.dial_allow: must list at least one pattern (leave it unset for the built-in rule: extensions of 2 to 6 digits)",
+        ),
+        (
+            "[webhook]\nallow_hosts = [\"http://hooks.lan/\"]\n",
+            "webhook.allow_hosts: 'http://hooks.lan/' is neither a host name pattern, an IP address nor a CIDR range",
         ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
@@ -447,6 +476,39 @@ fn check_config_and_start_up_name_speech_engines_that_cannot_start() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("/nonexistent/espeak-ng") && stderr.contains("apt install espeak-ng"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_service_refuses_to_serve_the_network_without_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = binary();
+        cmd.args(["run"])
+            .env("SIP_ASSISTANT__API__LISTEN", "0.0.0.0:0")
+            .env("SIP_ASSISTANT__SIP__LOCAL_PORT", "0")
+            .env("SIP_ASSISTANT__STORE__DATA_DIR", dir.path());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("runs")
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("api.listen")
+            && stderr.contains("api.token")
+            && stderr.contains("api.allow_unauthenticated"),
+        "names both keys: {stderr}"
+    );
+    assert!(!dir.path().join("db").exists(), "nothing was started");
+    let out = run(&[("SIP_ASSISTANT__API__TOKEN", "too-short")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("api.token: must be at least 16 characters"),
         "{stderr}"
     );
 }

@@ -11,7 +11,7 @@ use harness::{completed, start_app, test_config, wait_for, HoldEngine, Receiver}
 use serde_json::{json, Value};
 use sip_assistant::app::App;
 use sip_assistant::call::CallRequest;
-use sip_assistant::config::Secret;
+use sip_assistant::config::{Secret, StringList};
 
 const SECRET: &str = "test-webhook-secret-0123456789";
 
@@ -227,6 +227,42 @@ fn an_unreachable_receiver_is_retried_until_the_window_closes() {
     smol::block_on(app.shutdown());
 }
 
+#[test]
+fn deliveries_never_connect_where_the_host_policy_forbids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A listener that must see no connection at all.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let mut config = test_config(dir.path());
+    config.webhook.max_retry_seconds = 1;
+    config.webhook.allow_hosts = StringList(vec!["hooks.lan".into()]);
+    let engine = HoldEngine::new();
+    let app = start_app(config, engine.clone());
+    // Stored calls whose callbacks name loopback (e.g. accepted before the policy changed).
+    complete_call(&app, &engine, "ssrf-1", &format!("http://localhost:{port}/x"));
+    complete_call(&app, &engine, "ssrf-2", &format!("http://127.0.0.1:{port}/x"));
+    for id in ["ssrf-1", "ssrf-2"] {
+        assert!(wait_for(Duration::from_secs(15), || record(&app, id)["webhook"]
+            ["state"]
+            == "failed"));
+        let r = record(&app, id);
+        let attempts = r["webhook"]["attempts"].as_array().expect("attempts");
+        assert!(
+            attempts.iter().all(|a| a["status_code"].is_null()
+                && a["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("webhook.allow_hosts"))),
+            "{r}"
+        );
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the policy was checked before connecting"
+    );
+    smol::block_on(app.shutdown());
+}
+
 /// Regression: with every handle dropped, the worker must return, not spin on a closed channel
 /// (which once starved every other task on the executor).
 #[test]
@@ -240,7 +276,11 @@ fn the_worker_returns_once_its_handles_are_gone() {
         max_backoff: Duration::from_secs(1),
         max_age: Duration::from_secs(60),
     };
-    let client = WebhookClient::new(Duration::from_secs(1), Duration::from_secs(2));
+    let client = WebhookClient::new(
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        std::sync::Arc::new(sip_assistant::policy::HostPolicy::default()),
+    );
     let (worker, handle) = DeliveryWorker::new(store, client, policy, None);
     drop(handle);
     let returned = smol::block_on(

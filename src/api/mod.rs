@@ -14,6 +14,7 @@ use tide::{Middleware, Next, Request, Response, StatusCode};
 
 use crate::config::Secret;
 use crate::hooks::Hooks;
+use crate::policy::{Admit, DialPolicy, HostPolicy, RateLimiter};
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 
@@ -33,6 +34,12 @@ pub struct ApiState {
     pub registrar_configured: bool,
     /// The WebAssembly choice hooks (`GET /hooks`, `choice.matcher` checks).
     pub hooks: Hooks,
+    /// Who may be dialled (`calls.dial_allow`).
+    pub dial: DialPolicy,
+    /// Where callbacks may go (`webhook.allow_hosts`).
+    pub hosts: Arc<HostPolicy>,
+    /// Requests per client address (`api.rate_limit_*`).
+    pub limiter: Arc<std::sync::Mutex<RateLimiter>>,
 }
 
 /// JSON response with `status` and `body`.
@@ -52,6 +59,7 @@ pub(crate) fn detail(status: StatusCode, detail: impl Into<String>) -> Response 
 pub fn router(state: ApiState) -> tide::Server<ApiState> {
     let mut app = tide::with_state(state);
     app.with(JsonErrors);
+    app.with(RateLimit);
     app.with(BearerAuth);
     routes::mount(&mut app);
     hooks::mount(&mut app);
@@ -111,6 +119,38 @@ impl Middleware<ApiState> for JsonErrors {
             }
         }
         Ok(out)
+    }
+}
+
+/// Refuses a client's requests beyond `api.rate_limit_*` with 429 and `Retry-After` (`/health` is
+/// never limited, so supervisors always reach it). Requests without a peer address (in-process
+/// tests) are not limited.
+struct RateLimit;
+
+#[tide::utils::async_trait]
+impl Middleware<ApiState> for RateLimit {
+    async fn handle(&self, req: Request<ApiState>, next: Next<'_, ApiState>) -> tide::Result {
+        let client = req
+            .peer_addr()
+            .and_then(|p| p.parse::<SocketAddr>().ok())
+            .map(|a| a.ip());
+        if let (Some(ip), false) = (client, req.url().path() == "/health") {
+            let admit = {
+                let mut limiter = req.state().limiter.lock().unwrap_or_else(|p| p.into_inner());
+                limiter.handle_request(std::time::Instant::now(), ip)
+            };
+            if let Admit::No { retry_after } = admit {
+                tracing::warn!(client = %ip, "request refused: over api.rate_limit_per_second");
+                let mut res = detail(
+                    StatusCode::TooManyRequests,
+                    "too many requests from this client (api.rate_limit_per_second); retry later",
+                );
+                let secs = retry_after.as_secs_f64().ceil().max(1.0);
+                res.insert_header("Retry-After", format!("{secs:.0}"));
+                return Ok(res);
+            }
+        }
+        Ok(next.run(req).await)
     }
 }
 

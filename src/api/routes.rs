@@ -6,7 +6,7 @@ use tide::{Request, Response, StatusCode};
 
 use super::validate::parse_call_request;
 use super::{detail, json, ApiState, MAX_BODY_BYTES, OPENAPI_YAML};
-use crate::call::{CallRecord, CallStatus};
+use crate::call::{CallRecord, CallRequest, CallStatus};
 use crate::scheduler::{CancelError, Cancelled, SubmitError};
 
 pub(super) fn mount(app: &mut tide::Server<ApiState>) {
@@ -66,6 +66,10 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
         Err(d) => return Ok(detail(StatusCode::BadRequest, d)),
     };
     let s = req.state();
+    if let Some(refusal) = policy_refusal(s, &accepted.request) {
+        tracing::warn!(refusal = %refusal, "POST /call refused by policy");
+        return Ok(detail(StatusCode::Forbidden, refusal));
+    }
     let matcher = accepted
         .request
         .choice
@@ -100,6 +104,17 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
             }
         },
     )
+}
+
+/// Why the dial or callback policy refuses `request`, before anything is stored.
+fn policy_refusal(s: &ApiState, request: &CallRequest) -> Option<String> {
+    if !s.dial.allows(&request.extension) {
+        return Some(s.dial.refusal(&request.extension));
+    }
+    let url = request.callback_url.as_deref()?;
+    let host = url::Url::parse(url).ok()?.host_str()?.to_string();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!s.hosts.allows_host(host)).then(|| s.hosts.refusal(host, None))
 }
 
 fn store_failure(e: impl std::fmt::Display) -> Response {

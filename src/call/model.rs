@@ -149,6 +149,18 @@ pub struct MediaHealth {
     pub answer_to_audio_ms: Option<f64>,
 }
 
+/// Timeline events kept per call (the last one is the final event).
+pub const MAX_TIMELINE_EVENTS: usize = 64;
+/// Characters kept of a timeline event's name or detail.
+pub const MAX_EVENT_TEXT_CHARS: usize = 512;
+
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_EVENT_TEXT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// Everything stored about one call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
@@ -169,6 +181,9 @@ pub struct CallRecord {
     pub choice_raw_text: Option<String>,
     pub error: Option<String>,
     pub timeline: Vec<TimelineEvent>,
+    /// Timeline events left out because the timeline was full ([`MAX_TIMELINE_EVENTS`]).
+    #[serde(default)]
+    pub timeline_dropped: u32,
     pub webhook: Option<WebhookView>,
     /// Media health once the call had media (absent in records written before it existed).
     #[serde(default)]
@@ -199,18 +214,35 @@ impl CallRecord {
                 event: "queued".into(),
                 detail: None,
             }],
+            timeline_dropped: 0,
             webhook: None,
             media: None,
         }
     }
 
-    /// Append a timeline event and touch `updated_at`.
+    /// Append a timeline event and touch `updated_at`. A far end can make events happen (INFO,
+    /// re-INVITE), so the timeline is bounded: past [`MAX_TIMELINE_EVENTS`] - 1 events the rest are
+    /// counted in `timeline_dropped`; the last slot is kept for the call's final event.
     pub fn push_event(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
         self.updated_at = now;
+        if self.timeline.len() + 1 >= MAX_TIMELINE_EVENTS {
+            self.timeline_dropped = self.timeline_dropped.saturating_add(1);
+            return;
+        }
+        self.append(now, event, detail);
+    }
+
+    /// Append the call's final event (always kept, once the call ends).
+    pub fn push_final_event(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
+        self.updated_at = now;
+        self.append(now, event, detail);
+    }
+
+    fn append(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
         self.timeline.push(TimelineEvent {
             at: now,
-            event: event.into(),
-            detail,
+            event: bounded(event),
+            detail: detail.map(|d| bounded(&d)),
         });
     }
 
@@ -228,6 +260,35 @@ impl CallRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeline_is_bounded_and_keeps_the_final_event() {
+        let req: CallRequest = serde_json::from_value(serde_json::json!({
+            "message": "m", "extension": "1001", "callback_url": null, "ring_timeout": 30,
+            "choice": null, "call_id": null
+        }))
+        .expect("request");
+        let t = Timestamp::now();
+        let mut r = CallRecord::new_queued("c".into(), 1, req, t);
+        for _ in 0..10_000 {
+            r.push_event(t, "info_digit", Some("x".repeat(1_000)));
+        }
+        assert_eq!(r.timeline.len(), MAX_TIMELINE_EVENTS - 1);
+        assert_eq!(r.timeline_dropped as usize, 10_000 - (MAX_TIMELINE_EVENTS - 2));
+        assert!(r.timeline[1]
+            .detail
+            .as_ref()
+            .is_some_and(|d| d.chars().count() == MAX_EVENT_TEXT_CHARS + 1));
+        r.push_final_event(t, "completed", None);
+        assert_eq!(r.timeline.len(), MAX_TIMELINE_EVENTS);
+        assert_eq!(r.timeline.last().map(|e| e.event.as_str()), Some("completed"));
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["timeline_dropped"], 9_938);
+        assert!(
+            serde_json::to_string(&r).expect("json").len() < 64 * 1024,
+            "the record stays small"
+        );
+    }
 
     #[test]
     fn status_names_round_trip() {

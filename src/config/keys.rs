@@ -18,6 +18,9 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("api", "listen", KeyKind::Text),
     ("api", "token", KeyKind::Text),
     ("api", "token_file", KeyKind::Text),
+    ("api", "allow_unauthenticated", KeyKind::Bool),
+    ("api", "rate_limit_per_second", KeyKind::Integer),
+    ("api", "rate_limit_burst", KeyKind::Integer),
     ("sip", "user", KeyKind::Text),
     ("sip", "auth_user", KeyKind::Text),
     ("sip", "password", KeyKind::Text),
@@ -37,6 +40,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("calls", "max_concurrent", KeyKind::Integer),
     ("calls", "queue_limit", KeyKind::Integer),
     ("calls", "shutdown_grace_seconds", KeyKind::Integer),
+    ("calls", "dial_allow", KeyKind::Text),
     ("webhook", "secret", KeyKind::Text),
     ("webhook", "secret_file", KeyKind::Text),
     ("webhook", "max_retry_seconds", KeyKind::Integer),
@@ -44,6 +48,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("webhook", "max_backoff_seconds", KeyKind::Integer),
     ("webhook", "connect_timeout_ms", KeyKind::Integer),
     ("webhook", "request_timeout_ms", KeyKind::Integer),
+    ("webhook", "allow_hosts", KeyKind::Text),
     ("speech", "tts", KeyKind::Text),
     ("speech", "stt", KeyKind::Text),
     ("speech.wyoming", "tts_address", KeyKind::Text),
@@ -139,6 +144,7 @@ mod tests {
         s.whisper.model = Some("x".into());
         s.whisper.language = Some("x".into());
         c.hooks.default = Some("x".into());
+        c.calls.dial_allow = Some(crate::config::StringList(vec!["x".into()]));
         let table: toml::Table = toml::from_str(&toml::to_string(&c).expect("render")).expect("parse");
         let mut from_structs = Vec::new();
         fn walk(section: &str, body: &toml::Table, out: &mut Vec<(String, String, KeyKind)>) {

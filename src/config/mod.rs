@@ -5,6 +5,7 @@
 //! (README "Configuration reference", `sip-assistant.example.toml`).
 
 mod keys;
+mod list;
 mod load;
 mod secret;
 mod speech_remote;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use keys::{key_kind, KeyKind, KEYS};
+pub use list::StringList;
 pub use load::{load, ConfigSource, LoadOptions};
 pub use secret::Secret;
 pub use speech_remote::{OpenAiConfig, PiperConfig, WhisperConfig, WyomingConfig};
@@ -103,19 +105,31 @@ impl Default for ScriptConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Address the REST API listens on.
+    /// Address the REST API listens on (loopback by default; another address needs `token`).
     pub listen: String,
-    /// Optional bearer token; when set every route but `/health` requires it.
+    /// Bearer token; when set every route but `/health` requires it.
     pub token: Option<Secret>,
     pub token_file: Option<PathBuf>,
+    /// Serve a non-loopback `listen` without a token (the operator says the network is trusted).
+    pub allow_unauthenticated: bool,
+    /// Requests per second one client address may make (every route but `/health`); 0 = no limit.
+    pub rate_limit_per_second: u32,
+    /// Requests one client may make at once before the rate applies.
+    pub rate_limit_burst: u32,
 }
+
+/// The shortest bearer token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:8080".into(),
+            listen: "127.0.0.1:8080".into(),
             token: None,
             token_file: None,
+            allow_unauthenticated: false,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 200,
         }
     }
 }
@@ -224,6 +238,8 @@ pub struct CallsConfig {
     pub queue_limit: u32,
     /// How long active calls may run on after SIGTERM.
     pub shutdown_grace_seconds: u32,
+    /// Glob patterns (`*`, `?`) an `extension` must match to be dialled; unset: 2-6 digits only.
+    pub dial_allow: Option<StringList>,
 }
 
 impl Default for CallsConfig {
@@ -232,6 +248,7 @@ impl Default for CallsConfig {
             max_concurrent: 4,
             queue_limit: 100,
             shutdown_grace_seconds: 30,
+            dial_allow: None,
         }
     }
 }
@@ -248,6 +265,8 @@ pub struct WebhookConfig {
     pub max_backoff_seconds: u64,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    /// Callback hosts allowed (names, IPs, CIDR ranges); empty: all but loopback and link-local.
+    pub allow_hosts: StringList,
 }
 
 impl Default for WebhookConfig {
@@ -260,6 +279,7 @@ impl Default for WebhookConfig {
             max_backoff_seconds: 3_600,
             connect_timeout_ms: 5_000,
             request_timeout_ms: 15_000,
+            allow_hosts: StringList::default(),
         }
     }
 }
@@ -485,7 +505,8 @@ mod tests {
     fn defaults_are_valid_and_match_the_documented_values() {
         let c = Config::default();
         c.validate().expect("defaults valid");
-        assert_eq!(c.api.listen, "0.0.0.0:8080");
+        assert_eq!(c.api.listen, "127.0.0.1:8080");
+        assert!(c.calls.dial_allow.is_none() && c.webhook.allow_hosts.0.is_empty());
         assert_eq!(c.sip.local_port, 5060);
         assert_eq!((c.media.rtp_port_min, c.media.rtp_port_max), (40000, 40999));
         assert_eq!(c.store.data_dir, PathBuf::from("./data"));

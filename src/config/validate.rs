@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::{Config, Problem};
+use super::{Config, Problem, MIN_TOKEN_CHARS};
 
 /// TTS engines the service knows by name.
 pub const TTS_ENGINES: &[&str] = &["flite", "espeak", "piper", "wyoming", "openai"];
@@ -38,9 +38,37 @@ pub fn check(c: &Config) -> Vec<Problem> {
     }
     if let Some(token) = &c.api.token {
         let t = token.expose();
-        if t.is_empty() || t.chars().any(char::is_whitespace) {
-            k.fail("api.token", "must be non-empty and contain no white space");
+        if t.chars().count() < MIN_TOKEN_CHARS || t.chars().any(char::is_whitespace) {
+            k.fail(
+                "api.token",
+                format!("must be at least {MIN_TOKEN_CHARS} characters and contain no white space"),
+            );
         }
+    } else if let Ok(addr) = c.api.listen.parse::<SocketAddr>() {
+        if !addr.ip().is_loopback() && !c.api.allow_unauthenticated {
+            k.fail(
+                "api.listen",
+                format!(
+                    "{addr} is reachable from the network, so api.token must be set (or api.allow_unauthenticated = true if the network is trusted)"
+                ),
+            );
+        }
+    }
+    k.range(
+        "api.rate_limit_per_second",
+        c.api.rate_limit_per_second.into(),
+        0,
+        100_000,
+    );
+    k.range("api.rate_limit_burst", c.api.rate_limit_burst.into(), 1, 100_000);
+    if c.calls.dial_allow.as_ref().is_some_and(|l| l.0.is_empty()) {
+        k.fail(
+            "calls.dial_allow",
+            "must list at least one pattern (leave it unset for the built-in rule: extensions of 2 to 6 digits)",
+        );
+    }
+    if let Err(e) = crate::policy::HostPolicy::new(c.webhook.allow_hosts.as_slice()) {
+        k.fail("webhook.allow_hosts", e.to_string());
     }
 
     check_sip(c, &mut k);
@@ -381,6 +409,36 @@ mod tests {
         let mut c = Config::default();
         c.hooks.poll_ms = 0;
         assert!(keys(&c).iter().all(|k| !k.starts_with("hooks.")));
+    }
+
+    #[test]
+    fn the_api_is_safe_by_default() {
+        let mut c = Config::default();
+        assert_eq!(c.api.listen, "127.0.0.1:8080");
+        assert!(keys(&c).is_empty(), "{:?}", check(&c));
+        c.api.listen = "0.0.0.0:8080".into();
+        let problems = check(&c);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "api.listen");
+        assert!(
+            problems[0].rule.contains("api.token") && problems[0].rule.contains("api.allow_unauthenticated"),
+            "{}",
+            problems[0].rule
+        );
+        c.api.allow_unauthenticated = true;
+        assert!(keys(&c).is_empty());
+        c.api.allow_unauthenticated = false;
+        c.api.token = Some(crate::config::Secret::new("short-token"));
+        assert_eq!(keys(&c), ["api.token"], "a token shorter than 16 characters");
+        c.api.token = Some(crate::config::Secret::new("a-long-enough-token"));
+        assert!(keys(&c).is_empty());
+        c.calls.dial_allow = Some(crate::config::StringList(Vec::new()));
+        c.webhook.allow_hosts = crate::config::StringList(vec!["http://x/".into()]);
+        c.api.rate_limit_burst = 0;
+        assert_eq!(
+            keys(&c),
+            ["api.rate_limit_burst", "calls.dial_allow", "webhook.allow_hosts"]
+        );
     }
 
     #[test]

@@ -3,10 +3,14 @@
 //! timeout and resolves names without blocking the executor. The only module that names surf;
 //! [`HttpClient`] serves the webhooks and the remote speech engines.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, FutureExt};
 use http_client::{Config, Error as HttpClientError, HttpClient as SendHttp, Request, Response};
+
+use crate::policy::HostPolicy;
 
 /// Why a POST got no HTTP response.
 #[derive(Debug, thiserror::Error)]
@@ -30,11 +34,29 @@ pub struct PostResponse {
 struct Transport {
     connect_timeout: Duration,
     config: Config,
+    /// Where connections may go; `None` for servers the operator configured (speech engines).
+    hosts: Option<Arc<HostPolicy>>,
 }
 
-async fn connect(addr: &str, port: u16, timeout: Duration) -> Result<smol::net::TcpStream, HttpClientError> {
+/// Resolve `addr` once, keep the addresses `hosts` allows, and connect to one of them: the
+/// address checked is the address connected to, so a name cannot be re-resolved elsewhere.
+async fn connect(
+    addr: &str,
+    port: u16,
+    timeout: Duration,
+    hosts: Option<&HostPolicy>,
+) -> Result<smol::net::TcpStream, HttpClientError> {
+    if let Some(policy) = hosts {
+        if !policy.allows_host(addr) {
+            return Err(HttpClientError::from_str(403, policy.refusal(addr, None)));
+        }
+    }
     let attempt = async {
-        let addrs = smol::net::resolve((addr, port)).await?;
+        let mut addrs = smol::net::resolve((addr, port)).await?;
+        if let Some(policy) = hosts {
+            addrs = allowed_addrs(policy, addr, addrs)
+                .map_err(|refusal| std::io::Error::new(std::io::ErrorKind::PermissionDenied, refusal))?;
+        }
         let mut last = std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{addr} resolves to nothing"),
@@ -60,6 +82,19 @@ async fn connect(addr: &str, port: u16, timeout: Duration) -> Result<smol::net::
         .map_err(|e| HttpClientError::from_str(500, e.to_string()))
 }
 
+/// The addresses `host` resolved to that `policy` allows, or the refusal naming the first one.
+fn allowed_addrs(policy: &HostPolicy, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+    let first = addrs.first().map(SocketAddr::ip);
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| policy.allows_addr(host, a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(policy.refusal(host, first));
+    }
+    Ok(allowed)
+}
+
 #[async_trait::async_trait]
 impl SendHttp for Transport {
     async fn send(&self, mut req: Request) -> Result<Response, HttpClientError> {
@@ -73,7 +108,7 @@ impl SendHttp for Transport {
         let port = url
             .port_or_known_default()
             .ok_or_else(|| HttpClientError::from_str(400, "URL has no port"))?;
-        let stream = connect(&host, port, self.connect_timeout).await?;
+        let stream = connect(&host, port, self.connect_timeout, self.hosts.as_deref()).await?;
         req.set_peer_addr(stream.peer_addr().ok());
         req.set_local_addr(stream.local_addr().ok());
         match url.scheme() {
@@ -192,10 +227,25 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// A client for servers the operator configured (no host policy).
     pub fn new(connect_timeout: Duration, total_timeout: Duration) -> Self {
+        Self::build(connect_timeout, total_timeout, None)
+    }
+
+    /// A client for URLs that requests name: every connection is checked against `hosts`.
+    pub fn with_host_policy(
+        connect_timeout: Duration,
+        total_timeout: Duration,
+        hosts: Arc<HostPolicy>,
+    ) -> Self {
+        Self::build(connect_timeout, total_timeout, Some(hosts))
+    }
+
+    fn build(connect_timeout: Duration, total_timeout: Duration, hosts: Option<Arc<HostPolicy>>) -> Self {
         let transport = Transport {
             connect_timeout,
             config: Config::new().set_timeout(Some(total_timeout)),
+            hosts,
         };
         Self {
             client: surf::Client::with_http_client(transport),
@@ -269,9 +319,10 @@ pub struct WebhookClient {
 }
 
 impl WebhookClient {
-    pub fn new(connect_timeout: Duration, total_timeout: Duration) -> Self {
+    /// Callbacks go only where `hosts` allows (`webhook.allow_hosts`).
+    pub fn new(connect_timeout: Duration, total_timeout: Duration, hosts: Arc<HostPolicy>) -> Self {
         Self {
-            http: HttpClient::new(connect_timeout, total_timeout),
+            http: HttpClient::with_host_policy(connect_timeout, total_timeout, hosts),
         }
     }
 
@@ -302,7 +353,33 @@ impl WebhookClient {
 
 #[cfg(test)]
 mod tests {
-    use super::Http10Tolerant;
+    use super::{allowed_addrs, Http10Tolerant};
+    use crate::policy::HostPolicy;
+
+    #[test]
+    fn a_name_that_resolves_to_loopback_is_not_connected_to() {
+        let open = HostPolicy::default();
+        let addrs = |list: &[&str]| list.iter().map(|a| a.parse().expect("addr")).collect::<Vec<_>>();
+        let refusal = allowed_addrs(&open, "rebind.example", addrs(&["127.0.0.1:80"])).expect_err("loopback");
+        assert!(
+            refusal.contains("rebind.example") && refusal.contains("127.0.0.1"),
+            "{refusal}"
+        );
+        assert_eq!(
+            allowed_addrs(
+                &open,
+                "mixed.example",
+                addrs(&["169.254.169.254:80", "192.168.1.5:80"])
+            ),
+            Ok(addrs(&["192.168.1.5:80"])),
+            "only the checked addresses are tried"
+        );
+        let listed = HostPolicy::new(&["127.0.0.1".to_string()]).expect("policy");
+        assert_eq!(
+            allowed_addrs(&listed, "localhost", addrs(&["[::1]:80", "127.0.0.1:80"])),
+            Ok(addrs(&["127.0.0.1:80"]))
+        );
+    }
 
     fn feed(chunks: &[&[u8]]) -> Vec<u8> {
         let mut t = Http10Tolerant::new(());

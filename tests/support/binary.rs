@@ -75,7 +75,10 @@ impl Service {
             .env("SIP_ASSISTANT__API__LISTEN", "127.0.0.1:0")
             .env("SIP_ASSISTANT__SIP__LOCAL_PORT", "0")
             .env("SIP_ASSISTANT__STORE__DATA_DIR", dir.join("data"))
-            .env("SIP_ASSISTANT__CALLS__SHUTDOWN_GRACE_SECONDS", "2");
+            .env("SIP_ASSISTANT__CALLS__SHUTDOWN_GRACE_SECONDS", "2")
+            // Tests dial SIPp by URI on loopback and receive webhooks on loopback.
+            .env("SIP_ASSISTANT__CALLS__DIAL_ALLOW", "sip:*@127.0.0.1:*,1???")
+            .env("SIP_ASSISTANT__WEBHOOK__ALLOW_HOSTS", "127.0.0.1");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -15,7 +15,7 @@ use futures_lite::FutureExt;
 use sip_assistant::api::{self, ApiState};
 use sip_assistant::app::App;
 use sip_assistant::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus};
-use sip_assistant::config::Config;
+use sip_assistant::config::{Config, StringList};
 
 /// An engine whose calls ring and then wait until the test releases them (or they are cancelled).
 #[derive(Default)]
@@ -107,6 +107,9 @@ pub fn test_config(dir: &Path) -> Config {
     c.webhook.connect_timeout_ms = 1000;
     c.webhook.request_timeout_ms = 3000;
     c.calls.shutdown_grace_seconds = 1;
+    // Tests dial SIPp and phones by URI on loopback and receive webhooks on loopback.
+    c.calls.dial_allow = Some(StringList(vec!["sip:*@127.0.0.1:*".into(), "1???".into()]));
+    c.webhook.allow_hosts = StringList(vec!["127.0.0.1".into()]);
     c
 }
 
@@ -156,12 +159,25 @@ pub fn request(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> Reply {
+    request_from(server, None, method, path, body, headers)
+}
+
+/// As [`request`], as if it came from the client address `peer` (rate limits apply per client).
+pub fn request_from(
+    server: &tide::Server<ApiState>,
+    peer: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> Reply {
     use tide::http::{Method, Request, Response, Url};
     let method: Method = method.parse().expect("method");
     let mut req = Request::new(
         method,
         Url::parse(&format!("http://localhost{path}")).expect("url"),
     );
+    req.set_peer_addr(peer);
     for (k, v) in headers {
         req.insert_header(*k, *v);
     }
