@@ -15,7 +15,7 @@ use crate::call::{
     CancelSignal, Progress, Timestamp,
 };
 use crate::store::{Store, StoreError};
-use crate::webhook::{Delivery, WebhookPayload, WorkerHandle};
+use crate::webhook::{new_delivery_id, Delivery, WebhookPayload, WorkerHandle};
 
 /// The error of a call cancelled through the API.
 pub const CANCELLED: &str = "cancelled by API request";
@@ -435,7 +435,9 @@ impl Scheduler {
 
 fn webhook_for(r: &CallRecord, now: Timestamp) -> Option<Delivery> {
     let url = r.request.callback_url.as_deref()?;
+    // A fresh random id per delivery: the call id alone repeats when a client reuses it.
     Some(Delivery::new(
+        &new_delivery_id(rand::random()),
         &r.call_id,
         url,
         WebhookPayload::of(r).to_json(),
