@@ -224,6 +224,17 @@ pub struct CallsConfig {
     pub queue_limit: u32,
     /// How long active calls may run on after SIGTERM.
     pub shutdown_grace_seconds: u32,
+    /// A call still waiting for a slot this long ends `failed` instead of being dialled late;
+    /// 0 = waiting calls never expire.
+    pub queue_max_age_seconds: u32,
+}
+
+impl CallsConfig {
+    /// `queue_max_age_seconds` as a duration; `None` when 0 (never).
+    pub fn queue_max_age(&self) -> Option<std::time::Duration> {
+        (self.queue_max_age_seconds > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.queue_max_age_seconds)))
+    }
 }
 
 impl Default for CallsConfig {
@@ -232,6 +243,7 @@ impl Default for CallsConfig {
             max_concurrent: 4,
             queue_limit: 100,
             shutdown_grace_seconds: 30,
+            queue_max_age_seconds: 3600,
         }
     }
 }

@@ -85,6 +85,12 @@ pub fn check(c: &Config) -> Vec<Problem> {
         0,
         3600,
     );
+    k.range(
+        "calls.queue_max_age_seconds",
+        c.calls.queue_max_age_seconds.into(),
+        0,
+        7 * 86_400,
+    );
 
     let w = &c.webhook;
     k.range("webhook.max_retry_seconds", w.max_retry_seconds, 0, 7 * 86_400);
