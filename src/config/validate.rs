@@ -365,6 +365,20 @@ mod tests {
     }
 
     #[test]
+    fn queue_max_age_defaults_to_an_hour_zero_means_never_and_a_week_is_the_most() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.calls.queue_max_age(),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        c.calls.queue_max_age_seconds = 0;
+        assert_eq!(c.calls.queue_max_age(), None);
+        assert!(!keys(&c).iter().any(|k| k == "calls.queue_max_age_seconds"));
+        c.calls.queue_max_age_seconds = 7 * 86_400 + 1;
+        assert!(keys(&c).iter().any(|k| k == "calls.queue_max_age_seconds"));
+    }
+
+    #[test]
     fn hook_limits_and_default_name_are_checked() {
         let mut c = Config::default();
         assert!(keys(&c).iter().all(|k| !k.starts_with("hooks.")));

@@ -7,7 +7,8 @@
 //! - `db` (the log) every time;
 //! - every other file (`conf`, `snap.*`, `blobs/*`) once, when it first appears (sled never
 //!   rewrites them in place: a new snapshot is a new file);
-//! - the directory itself (and `blobs/`) when its list of names changed since the last sync.
+//! - the directory itself (and `blobs/`) when its list of names changed since the last sync, and
+//!   on the first sync its parent (the data dir, where sled created it).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -61,7 +62,14 @@ impl SyncState {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let mut report = SyncReport::default();
         let [top, blobs] = &mut *seen;
+        let first = top.is_empty();
         self.sync_dir(&self.dir, top, &mut report)?;
+        if first {
+            if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)?.sync_all()?;
+                report.dirs += 1;
+            }
+        }
         let blob_dir = self.dir.join(BLOB_DIR);
         if blob_dir.is_dir() {
             self.sync_dir(&blob_dir, blobs, &mut report)?;
@@ -123,7 +131,11 @@ mod tests {
         std::fs::write(dir.path().join("db"), b"log").expect("write");
         std::fs::write(dir.path().join("conf"), b"conf").expect("write");
         let s = SyncState::new(dir.path().to_path_buf());
-        assert_eq!(s.sync().expect("sync"), SyncReport { files: 2, dirs: 1 });
+        assert_eq!(
+            s.sync().expect("sync"),
+            SyncReport { files: 2, dirs: 2 },
+            "the parent too"
+        );
         assert_eq!(s.sync().expect("sync"), SyncReport { files: 1, dirs: 0 });
         std::fs::write(dir.path().join("snap.00000000000000AB"), b"s").expect("write");
         std::fs::create_dir(dir.path().join("blobs")).expect("mkdir");
@@ -131,6 +143,6 @@ mod tests {
         assert_eq!(s.sync().expect("sync"), SyncReport { files: 3, dirs: 2 });
         std::fs::remove_file(dir.path().join("snap.00000000000000AB")).expect("rm");
         assert_eq!(s.sync().expect("sync"), SyncReport { files: 1, dirs: 1 });
-        assert_eq!(s.fsync_count(), 3 + 1 + 5 + 2);
+        assert_eq!(s.fsync_count(), 4 + 1 + 5 + 2);
     }
 }
