@@ -36,6 +36,8 @@ pub enum AppError {
 
 /// How often finished records past retention are deleted.
 const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+/// The longest time between two checks for waiting calls past `calls.queue_max_age_seconds`.
+const QUEUE_EXPIRY_CHECK: Duration = Duration::from_secs(30);
 /// How often non-durable writes (progress, delivery results) are flushed.
 const LAZY_FLUSH: Duration = Duration::from_secs(60);
 /// At shutdown, how long webhook attempts already in flight may take to finish; unfinished ones
@@ -103,6 +105,7 @@ impl App {
             webhooks.clone(),
             config.calls.max_concurrent as usize,
             config.calls.queue_limit as usize,
+            config.calls.queue_max_age(),
         );
         scheduler
             .recover()
@@ -110,6 +113,9 @@ impl App {
         let (housekeeping, stop) = async_channel::bounded(1);
         if let Some(every) = hooks.settings().poll {
             hooks.spawn_watcher(every, stop.clone());
+        }
+        if let Some(max_age) = config.calls.queue_max_age() {
+            spawn_queue_expiry(scheduler.clone(), max_age, stop.clone());
         }
         spawn_housekeeping(store.clone(), config.store.retention_days, stop);
         let limiter = Arc::new(std::sync::Mutex::new(RateLimiter::new(
@@ -214,6 +220,25 @@ fn spawn_housekeeping(store: Arc<Store>, retention_days: u32, stop: async_channe
             }
             if !pause(RETENTION_SWEEP, &stop).await {
                 break;
+            }
+        }
+    })
+    .detach();
+}
+
+/// End waiting calls older than `calls.queue_max_age_seconds`, checked every `max_age / 10`
+/// (1 s to [`QUEUE_EXPIRY_CHECK`]), so a call is never dialled much later than it may be.
+fn spawn_queue_expiry(scheduler: Scheduler, max_age: Duration, stop: async_channel::Receiver<()>) {
+    let every = (max_age / 10).clamp(Duration::from_secs(1), QUEUE_EXPIRY_CHECK);
+    smol::spawn(async move {
+        while pause(every, &stop).await {
+            let s = scheduler.clone();
+            let n = smol::unblock(move || s.expire_queued(Timestamp::now())).await;
+            if n > 0 {
+                tracing::warn!(
+                    expired = n,
+                    "waiting calls ended: queued longer than calls.queue_max_age_seconds"
+                );
             }
         }
     })

@@ -1,7 +1,8 @@
 //! Call scheduling: at most `calls.max_concurrent` calls run at once, the rest wait in a bounded
 //! FIFO queue. The scheduler owns every status change a call goes through outside the engine:
 //! accepted (durable), started (durable, so a crash never redials), final with its webhook in one
-//! transaction (durable). It also recovers after a restart and drains on shutdown.
+//! transaction (durable). It also recovers after a restart, ends calls that waited longer than
+//! `calls.queue_max_age_seconds` ([`Scheduler::expire_queued`]) and drains on shutdown.
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -15,7 +16,7 @@ use crate::call::{
     CancelSignal, Progress, Timestamp,
 };
 use crate::store::{Store, StoreError};
-use crate::webhook::{Delivery, WebhookPayload, WorkerHandle};
+use crate::webhook::{new_delivery_id, Delivery, WebhookPayload, WorkerHandle};
 
 /// The error of a call cancelled through the API.
 pub const CANCELLED: &str = "cancelled by API request";
@@ -23,6 +24,8 @@ pub const CANCELLED: &str = "cancelled by API request";
 pub const RESTARTED: &str = "service restarted during call";
 /// The error of a call still running when the shutdown deadline passed.
 pub const SHUTTING_DOWN: &str = "service shutting down";
+/// The error of a call that waited for a slot longer than `calls.queue_max_age_seconds`.
+pub const QUEUED_TOO_LONG: &str = "queued longer than calls.queue_max_age_seconds";
 /// After the grace period, how long stopped calls get to end (CANCEL/BYE answered) before the
 /// drain makes them final itself.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -45,6 +48,8 @@ pub enum CancelError {
     NotFound(String),
     #[error("call '{0}' already finished with status {1}")]
     AlreadyFinished(String, &'static str),
+    #[error("the cancellation could not be stored ({0}); the call may still be dialled after a restart: retry the DELETE")]
+    NotPersisted(StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,9 +63,21 @@ pub enum Cancelled {
     HangupRequested(CallRecord),
 }
 
+/// A call waiting for a slot.
+struct Waiting {
+    id: String,
+    /// When it was accepted (its age in the queue counts from here, across restarts).
+    created_at: Timestamp,
+}
+
+/// Whether a call accepted at `created_at` has waited too long at `now` (`max_age` `None`: never).
+pub fn queue_expired(created_at: Timestamp, now: Timestamp, max_age: Option<Duration>) -> bool {
+    max_age.is_some_and(|max| u128::from(now.millis_since(created_at)) >= max.as_millis())
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<String>,
+    queue: VecDeque<Waiting>,
     active: HashMap<String, CancelHandle>,
     /// Why an active call was told to stop, if it was.
     stop_reasons: HashMap<String, &'static str>,
@@ -78,6 +95,8 @@ struct Inner {
     webhooks: WorkerHandle,
     max_concurrent: usize,
     queue_limit: usize,
+    /// `calls.queue_max_age_seconds`; `None` = waiting calls never expire.
+    queue_max_age: Option<Duration>,
     state: Mutex<State>,
 }
 
@@ -91,6 +110,7 @@ impl Scheduler {
         webhooks: WorkerHandle,
         max_concurrent: usize,
         queue_limit: usize,
+        queue_max_age: Option<Duration>,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
@@ -98,6 +118,7 @@ impl Scheduler {
             webhooks,
             max_concurrent: max_concurrent.max(1),
             queue_limit,
+            queue_max_age,
             state: Mutex::new(State::default()),
         }))
     }
@@ -145,7 +166,10 @@ impl Scheduler {
             let mut s = self.state();
             s.reserved -= 1;
             if let Ok(record) = &stored {
-                s.queue.push_back(record.call_id.clone());
+                s.queue.push_back(Waiting {
+                    id: record.call_id.clone(),
+                    created_at: record.created_at,
+                });
             }
         }
         let record = stored.map_err(|e| match e {
@@ -157,22 +181,56 @@ impl Scheduler {
         Ok(record)
     }
 
-    /// Start waiting calls while slots are free.
+    /// Start waiting calls while slots are free; one that waited too long ends instead.
     fn pump(&self) {
+        let now = Timestamp::now();
         loop {
             let (id, signal) = {
                 let mut s = self.state();
                 if s.closed || s.active.len() >= self.0.max_concurrent {
                     return;
                 }
-                let Some(id) = s.queue.pop_front() else { return };
+                let Some(w) = s.queue.pop_front() else { return };
+                if queue_expired(w.created_at, now, self.0.queue_max_age) {
+                    drop(s);
+                    let me = self.clone();
+                    smol::spawn(async move {
+                        smol::unblock(move || me.end_expired(&w.id)).await;
+                    })
+                    .detach();
+                    continue;
+                }
                 let (handle, signal) = CancelSignal::pair();
-                s.active.insert(id.clone(), handle);
-                (id, signal)
+                s.active.insert(w.id.clone(), handle);
+                (w.id, signal)
             };
             let me = self.clone();
             smol::spawn(async move { me.run(id, signal).await }).detach();
         }
+    }
+
+    /// End every waiting call accepted more than `calls.queue_max_age_seconds` before `now`
+    /// (`failed`, [`QUEUED_TOO_LONG`], webhook queued); returns how many. Blocking (it flushes).
+    pub fn expire_queued(&self, now: Timestamp) -> usize {
+        let expired: Vec<String> = {
+            let mut s = self.state();
+            let (old, keep): (VecDeque<Waiting>, VecDeque<Waiting>) = s
+                .queue
+                .drain(..)
+                .partition(|w| queue_expired(w.created_at, now, self.0.queue_max_age));
+            s.queue = keep;
+            old.into_iter().map(|w| w.id).collect()
+        };
+        for id in &expired {
+            self.end_expired(id);
+        }
+        expired.len()
+    }
+
+    fn end_expired(&self, id: &str) {
+        tracing::warn!(call_id = %id, "call waited longer than calls.queue_max_age_seconds: not dialled");
+        // `finish` logs a failure to store it; the call is out of the queue either way.
+        let _ = self.finish(id, CallOutcome::failed(QUEUED_TOO_LONG), None);
     }
 
     async fn run(&self, id: String, cancel: CancelSignal) {
@@ -223,7 +281,8 @@ impl Scheduler {
         }
         let me = self.clone();
         let key = id.clone();
-        smol::unblock(move || me.finish(&key, outcome, reason)).await;
+        // A failure is logged by `finish`; recovery ends the call after a restart.
+        let _ = smol::unblock(move || me.finish(&key, outcome, reason)).await;
         // Only now, with the final state stored, does the call leave the active set: a drain that
         // sees no active call may flush and exit.
         {
@@ -261,8 +320,14 @@ impl Scheduler {
     }
 
     /// Make a call final (status, result fields, timeline) and queue its webhook, durably.
-    /// Blocking (it flushes): async callers run it through `smol::unblock`.
-    fn finish(&self, id: &str, outcome: CallOutcome, stop_reason: Option<&'static str>) {
+    /// Blocking (it flushes): async callers run it through `smol::unblock`. A failure is logged
+    /// and returned.
+    fn finish(
+        &self,
+        id: &str,
+        outcome: CallOutcome,
+        stop_reason: Option<&'static str>,
+    ) -> Result<CallRecord, StoreError> {
         let now = Timestamp::now();
         let result = self.0.store.finalize_call(
             id,
@@ -284,7 +349,7 @@ impl Scheduler {
             },
             |r| webhook_for(r, now),
         );
-        match result {
+        match &result {
             Ok(r) => {
                 tracing::info!(call_id = %id, status = r.status.as_str(), error = r.error.as_deref().unwrap_or(""), "call ended");
                 if r.webhook.is_some() {
@@ -293,20 +358,25 @@ impl Scheduler {
             }
             Err(e) => tracing::error!(call_id = %id, error = %e, "cannot store the end of a call"),
         }
+        result
     }
 
     /// Cancel a waiting call, or ask a running one to hang up.
     pub async fn cancel(&self, id: &str) -> Result<Cancelled, CancelError> {
         enum Found {
-            Waiting,
+            Waiting(usize, Waiting),
             Active,
             Neither,
         }
         let found = {
             let mut s = self.state();
-            if let Some(pos) = s.queue.iter().position(|q| q == id) {
-                s.queue.remove(pos);
-                Found::Waiting
+            if let Some((pos, w)) = s
+                .queue
+                .iter()
+                .position(|q| q.id == id)
+                .and_then(|pos| Some((pos, s.queue.remove(pos)?)))
+            {
+                Found::Waiting(pos, w)
             } else if let Some(handle) = s.active.get(id) {
                 // A call leaves the active set just after its final state is stored: in that
                 // window it is finished, not cancellable.
@@ -323,15 +393,31 @@ impl Scheduler {
             }
         };
         match found {
-            Found::Waiting => {
+            Found::Waiting(pos, waiting) => {
                 let (me, key) = (self.clone(), id.to_string());
-                smol::unblock(move || me.finish(&key, CallOutcome::failed(CANCELLED), None)).await;
-                let record = self
-                    .0
-                    .store
-                    .get_call(id)?
-                    .ok_or_else(|| CancelError::NotFound(id.to_string()))?;
-                Ok(Cancelled::Queued(record))
+                let ended =
+                    smol::unblock(move || me.finish(&key, CallOutcome::failed(CANCELLED), None)).await;
+                match ended {
+                    Ok(record) => Ok(Cancelled::Queued(record)),
+                    Err(e) => {
+                        // Not cancelled durably. If the record did not change, the call waits
+                        // again in its place (a retried DELETE can cancel it); if it changed but
+                        // the flush failed, this process will not dial it, a restart may.
+                        let unchanged = self
+                            .0
+                            .store
+                            .get_call(id)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|r| r.is_waiting());
+                        if unchanged {
+                            let mut s = self.state();
+                            let at = pos.min(s.queue.len());
+                            s.queue.insert(at, waiting);
+                        }
+                        Err(CancelError::NotPersisted(e))
+                    }
+                }
             }
             Found::Active => {
                 let now = Timestamp::now();
@@ -352,16 +438,23 @@ impl Scheduler {
     /// their webhook; calls that never started are queued again in their original order.
     pub fn recover(&self) -> Result<(usize, usize), StoreError> {
         let mut failed = 0;
-        let mut requeued = 0;
+        let mut requeued = 0usize;
         for record in self.0.store.unfinished_calls()? {
             if record.is_waiting() {
-                self.state().queue.push_back(record.call_id.clone());
+                self.state().queue.push_back(Waiting {
+                    id: record.call_id.clone(),
+                    created_at: record.created_at,
+                });
                 requeued += 1;
             } else {
-                self.finish(&record.call_id, CallOutcome::failed(RESTARTED), None);
+                // A failure is logged by `finish`; the next start tries again.
+                let _ = self.finish(&record.call_id, CallOutcome::failed(RESTARTED), None);
                 failed += 1;
             }
         }
+        let expired = self.expire_queued(Timestamp::now());
+        requeued = requeued.saturating_sub(expired);
+        failed += expired;
         if failed + requeued > 0 {
             tracing::info!(failed, requeued, "recovered calls from the store");
         }
@@ -420,7 +513,7 @@ impl Scheduler {
         for id in stuck {
             tracing::warn!(call_id = %id, "the call did not stop in time: ending it as failed");
             let (me, key) = (self.clone(), id.clone());
-            smol::unblock(move || me.finish(&key, CallOutcome::failed(SHUTTING_DOWN), None)).await;
+            let _ = smol::unblock(move || me.finish(&key, CallOutcome::failed(SHUTTING_DOWN), None)).await;
             let mut s = self.state();
             s.active.remove(&id);
             s.stop_reasons.remove(&id);
@@ -435,7 +528,9 @@ impl Scheduler {
 
 fn webhook_for(r: &CallRecord, now: Timestamp) -> Option<Delivery> {
     let url = r.request.callback_url.as_deref()?;
+    // A fresh random id per delivery: the call id alone repeats when a client reuses it.
     Some(Delivery::new(
+        &new_delivery_id(rand::random()),
         &r.call_id,
         url,
         WebhookPayload::of(r).to_json(),
@@ -474,6 +569,155 @@ mod tests {
         }
     }
 
+    fn request(id: &str) -> CallRequest {
+        CallRequest {
+            message: "m".into(),
+            extension: "1001".into(),
+            callback_url: Some("http://127.0.0.1:9/h".into()),
+            ring_timeout: 30,
+            choice: None,
+            call_id: Some(id.into()),
+            language: None,
+            voice: None,
+        }
+    }
+
+    /// One slot, a deaf engine, the given queue age limit; the worker is never run (tests look at
+    /// the outbox).
+    fn deaf_scheduler(store: &Arc<Store>, max_age: Option<Duration>) -> Scheduler {
+        let client = WebhookClient::new(
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            std::sync::Arc::new(crate::policy::HostPolicy::default()),
+        );
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            max_age: Duration::from_secs(1),
+        };
+        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
+        Scheduler::new(store.clone(), Arc::new(DeafEngine), handle, 1, 10, max_age)
+    }
+
+    /// "busy" takes the only slot, "waits" stays queued.
+    fn one_running_one_waiting(scheduler: &Scheduler) {
+        smol::block_on(async {
+            let store = scheduler.0.store.clone();
+            scheduler
+                .submit(Some("busy"), request("busy"))
+                .await
+                .expect("submit");
+            // Started (and that flushed): no flush of "busy" is left to race with the test's.
+            let started = || {
+                store
+                    .get_call("busy")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.started_at.is_some())
+            };
+            assert!(wait_until(started, Duration::from_secs(5)).await);
+            scheduler
+                .submit(Some("waits"), request("waits"))
+                .await
+                .expect("submit");
+        });
+        assert_eq!(scheduler.counts(), (1, 1));
+    }
+
+    fn stop(scheduler: &Scheduler) {
+        smol::block_on(scheduler.drain_with(Duration::from_millis(10), Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn a_call_queued_longer_than_the_max_age_ends_failed_with_its_webhook() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let scheduler = deaf_scheduler(&store, Some(Duration::from_secs(60)));
+        one_running_one_waiting(&scheduler);
+        let created = store.get_call("waits").expect("get").expect("record").created_at;
+        assert_eq!(scheduler.expire_queued(created.plus_millis(59_999)), 0);
+        assert_eq!(scheduler.counts(), (1, 1));
+        assert_eq!(scheduler.expire_queued(created.plus_millis(60_000)), 1);
+        assert_eq!(scheduler.counts(), (1, 0));
+        let r = store.get_call("waits").expect("get").expect("record");
+        assert_eq!(r.status, CallStatus::Failed);
+        assert_eq!(r.error.as_deref(), Some(QUEUED_TOO_LONG));
+        assert!(r.started_at.is_none(), "never dialled");
+        let outbox = store.pending_deliveries().expect("outbox");
+        assert!(
+            outbox.iter().any(|d| d.call_id == "waits"),
+            "its webhook is queued"
+        );
+        stop(&scheduler);
+    }
+
+    #[test]
+    fn waiting_calls_never_expire_when_the_max_age_is_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let scheduler = deaf_scheduler(&store, None);
+        one_running_one_waiting(&scheduler);
+        assert_eq!(scheduler.expire_queued(Timestamp(u64::MAX)), 0);
+        assert_eq!(scheduler.counts(), (1, 1));
+        stop(&scheduler);
+    }
+
+    #[test]
+    fn a_call_that_waited_too_long_before_a_restart_is_not_dialled_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let long_ago = Timestamp(Timestamp::now().0 - 2 * 3_600_000);
+        store
+            .insert_call(Some("old"), request("old"), long_ago)
+            .expect("insert");
+        store
+            .insert_call(Some("new"), request("new"), Timestamp::now())
+            .expect("insert");
+        let scheduler = deaf_scheduler(&store, Some(Duration::from_secs(3600)));
+        assert_eq!(scheduler.recover().expect("recover"), (1, 1));
+        let old = store.get_call("old").expect("get").expect("record");
+        assert_eq!(old.error.as_deref(), Some(QUEUED_TOO_LONG));
+        assert!(old.started_at.is_none());
+        let fresh = wait_until(
+            || {
+                store
+                    .get_call("new")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.started_at.is_some())
+            },
+            Duration::from_secs(5),
+        );
+        assert!(smol::block_on(fresh), "the fresh call is dialled");
+        stop(&scheduler);
+    }
+
+    #[test]
+    fn a_cancellation_that_was_not_stored_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let scheduler = deaf_scheduler(&store, None);
+        one_running_one_waiting(&scheduler);
+        store.fail_next_flushes(1);
+        let err = smol::block_on(scheduler.cancel("waits")).expect_err("not persisted");
+        assert!(matches!(err, CancelError::NotPersisted(_)), "{err}");
+        stop(&scheduler);
+    }
+
+    #[test]
+    fn a_reused_call_id_gets_a_new_webhook_id() {
+        let now = Timestamp(1_000);
+        let r = CallRecord::new_queued("same".into(), 1, request("same"), now);
+        let first = webhook_for(&r, now).expect("delivery");
+        let second = webhook_for(&r, now).expect("delivery");
+        assert_ne!(first.id, second.id);
+        assert!(
+            first.id.starts_with("wh-") && first.id.len() == 35,
+            "{}",
+            first.id
+        );
+    }
+
     #[test]
     fn the_drain_makes_a_call_final_when_its_engine_never_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -490,7 +734,7 @@ mod tests {
         };
         // The worker is never run: the outbox entry is what this test looks at.
         let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
-        let scheduler = Scheduler::new(store.clone(), Arc::new(DeafEngine), handle, 1, 1);
+        let scheduler = Scheduler::new(store.clone(), Arc::new(DeafEngine), handle, 1, 1, None);
         let request = CallRequest {
             message: "m".into(),
             extension: "1001".into(),

@@ -34,7 +34,17 @@ fn retention_deletes_only_old_finished_records_without_pending_webhooks() {
                     r.status = CallStatus::Completed;
                     r.ended_at = Some(at);
                 },
-                |r| with_hook.then(|| Delivery::new(&r.call_id, "http://127.0.0.1:9/x", "{}".into(), at)),
+                |r| {
+                    with_hook.then(|| {
+                        Delivery::new(
+                            &format!("wh-{}", r.call_id),
+                            &r.call_id,
+                            "http://127.0.0.1:9/x",
+                            "{}".into(),
+                            at,
+                        )
+                    })
+                },
             )
             .expect("finalize");
     };

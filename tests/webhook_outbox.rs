@@ -79,9 +79,21 @@ fn failures_and_a_restart_end_in_exactly_one_signed_delivery() {
         .collect();
     assert_eq!(answered, [503, 503, 503, 503, 200]);
     let first_body = entries[0]["body"].as_str().expect("body");
+    let webhook_id = entries[0]["headers"]["webhook-id"]
+        .as_str()
+        .expect("webhook-id")
+        .to_string();
+    assert!(
+        webhook_id.starts_with("wh-") && webhook_id.len() == 35,
+        "{webhook_id}"
+    );
     for e in &entries {
         assert_eq!(e["path"], "/hooks/a");
-        assert_eq!(e["headers"]["webhook-id"], "wh-hook-1");
+        assert_eq!(
+            e["headers"]["webhook-id"],
+            webhook_id.as_str(),
+            "stable across retries"
+        );
         assert_eq!(e["signature_valid"], true, "python rejected the signature: {e}");
         assert_eq!(e["body"], first_body, "the body must not change between attempts");
         assert_eq!(e["headers"]["content-type"], "application/json");
@@ -93,7 +105,7 @@ fn failures_and_a_restart_end_in_exactly_one_signed_delivery() {
         let sig = e["headers"]["webhook-signature"].as_str().expect("sig");
         assert!(sip_assistant::webhook::verify(
             SECRET.as_bytes(),
-            "wh-hook-1",
+            &webhook_id,
             ts,
             first_body.as_bytes(),
             sig

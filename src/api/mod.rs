@@ -3,6 +3,8 @@
 
 mod hooks;
 mod routes;
+#[cfg(test)]
+mod tests;
 pub mod validate;
 
 use std::net::SocketAddr;

@@ -204,6 +204,10 @@ async fn cancel_call(req: Request<ApiState>) -> tide::Result {
         ),
         Err(e @ CancelError::NotFound(_)) => detail(StatusCode::NotFound, e.to_string()),
         Err(e @ CancelError::AlreadyFinished(..)) => detail(StatusCode::Conflict, e.to_string()),
+        Err(e @ CancelError::NotPersisted(_)) => {
+            tracing::error!(call_id = %id, error = %e, "cannot store a cancellation");
+            detail(StatusCode::ServiceUnavailable, e.to_string())
+        }
         Err(CancelError::Store(e)) => store_failure(e),
     })
 }

@@ -41,6 +41,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("calls", "queue_limit", KeyKind::Integer),
     ("calls", "shutdown_grace_seconds", KeyKind::Integer),
     ("calls", "dial_allow", KeyKind::Text),
+    ("calls", "queue_max_age_seconds", KeyKind::Integer),
     ("webhook", "secret", KeyKind::Text),
     ("webhook", "secret_file", KeyKind::Text),
     ("webhook", "max_retry_seconds", KeyKind::Integer),

@@ -240,6 +240,17 @@ pub struct CallsConfig {
     pub shutdown_grace_seconds: u32,
     /// Glob patterns (`*`, `?`) an `extension` must match to be dialled; unset: 2-6 digits only.
     pub dial_allow: Option<StringList>,
+    /// A call still waiting for a slot this long ends `failed` instead of being dialled late;
+    /// 0 = waiting calls never expire.
+    pub queue_max_age_seconds: u32,
+}
+
+impl CallsConfig {
+    /// `queue_max_age_seconds` as a duration; `None` when 0 (never).
+    pub fn queue_max_age(&self) -> Option<std::time::Duration> {
+        (self.queue_max_age_seconds > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.queue_max_age_seconds)))
+    }
 }
 
 impl Default for CallsConfig {
@@ -249,6 +260,7 @@ impl Default for CallsConfig {
             queue_limit: 100,
             shutdown_grace_seconds: 30,
             dial_allow: None,
+            queue_max_age_seconds: 3600,
         }
     }
 }

@@ -113,6 +113,12 @@ pub fn check(c: &Config) -> Vec<Problem> {
         0,
         3600,
     );
+    k.range(
+        "calls.queue_max_age_seconds",
+        c.calls.queue_max_age_seconds.into(),
+        0,
+        7 * 86_400,
+    );
 
     let w = &c.webhook;
     k.range("webhook.max_retry_seconds", w.max_retry_seconds, 0, 7 * 86_400);
@@ -384,6 +390,20 @@ mod tests {
 
     fn keys(c: &Config) -> Vec<String> {
         check(c).into_iter().map(|p| p.key).collect()
+    }
+
+    #[test]
+    fn queue_max_age_defaults_to_an_hour_zero_means_never_and_a_week_is_the_most() {
+        let mut c = Config::default();
+        assert_eq!(
+            c.calls.queue_max_age(),
+            Some(std::time::Duration::from_secs(3600))
+        );
+        c.calls.queue_max_age_seconds = 0;
+        assert_eq!(c.calls.queue_max_age(), None);
+        assert!(!keys(&c).iter().any(|k| k == "calls.queue_max_age_seconds"));
+        c.calls.queue_max_age_seconds = 7 * 86_400 + 1;
+        assert!(keys(&c).iter().any(|k| k == "calls.queue_max_age_seconds"));
     }
 
     #[test]

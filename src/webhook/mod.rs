@@ -9,6 +9,6 @@ mod sign;
 
 pub use delivery::{DeliveryWorker, WorkerHandle};
 pub use http::{HttpClient, HttpError, HttpResponse, WebhookClient};
-pub use outbox::{parse_retry_after, AttemptResult, Delivery, RetryPolicy};
+pub use outbox::{new_delivery_id, parse_retry_after, AttemptResult, Delivery, RetryPolicy};
 pub use payload::WebhookPayload;
 pub use sign::{sign, verify};

@@ -10,7 +10,8 @@ use crate::call::{Timestamp, WebhookAttempt, WebhookState, WebhookView};
 /// A webhook waiting in (or leaving) the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
-    /// `Webhook-Id`, stable across attempts.
+    /// `Webhook-Id`: unique per delivery (a call id may be reused once its record is gone), stable
+    /// across the attempts of this delivery. Chosen by the caller ([`new_delivery_id`]).
     pub id: String,
     pub call_id: String,
     pub url: String,
@@ -24,9 +25,10 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(call_id: &str, url: &str, body: String, now: Timestamp) -> Self {
+    /// A pending delivery under `id` (see [`new_delivery_id`]), first attempt due `now`.
+    pub fn new(id: &str, call_id: &str, url: &str, body: String, now: Timestamp) -> Self {
         Self {
-            id: format!("wh-{call_id}"),
+            id: id.into(),
             call_id: call_id.into(),
             url: url.into(),
             body,
@@ -100,6 +102,14 @@ impl Delivery {
             }
         }
     }
+}
+
+/// A delivery id from 128 random bits: `wh-` and 32 hex digits. Unlike an id derived from the
+/// call id, it differs for two calls that reuse an id (a client-supplied `call_id` after the old
+/// record was deleted, or generated ids after the data dir was reset), so receivers that
+/// deduplicate on `Webhook-Id` never drop a new call's webhook.
+pub fn new_delivery_id(random: u128) -> String {
+    format!("wh-{random:032x}")
 }
 
 /// What one POST came back with.
@@ -270,11 +280,17 @@ mod tests {
     }
 
     #[test]
+    fn delivery_ids_are_wh_and_32_hex_digits() {
+        assert_eq!(new_delivery_id(0xab), format!("wh-{}ab", "0".repeat(30)));
+        assert_ne!(new_delivery_id(1), new_delivery_id(2));
+    }
+
+    #[test]
     fn a_delivery_walks_to_delivered_or_failed() {
         let p = policy();
         let t0 = Timestamp(5_000_000);
-        let mut d = Delivery::new("c1", "http://127.0.0.1/x", "{}".into(), t0);
-        assert_eq!(d.id, "wh-c1");
+        let mut d = Delivery::new("wh-1", "c1", "http://127.0.0.1/x", "{}".into(), t0);
+        assert_eq!(d.id, "wh-1");
         d.record_attempt(&p, status(503), t0, 0.0);
         assert_eq!(d.state, WebhookState::Pending);
         assert_eq!(d.next_attempt_at, Some(t0.plus_millis(500)));
@@ -283,7 +299,7 @@ mod tests {
         assert_eq!(d.state, WebhookState::Delivered);
         assert_eq!(d.attempts.len(), 2);
 
-        let mut g = Delivery::new("c2", "http://127.0.0.1/x", "{}".into(), t0);
+        let mut g = Delivery::new("wh-2", "c2", "http://127.0.0.1/x", "{}".into(), t0);
         g.record_attempt(&p, status(404), t0, 0.0);
         assert_eq!(g.state, WebhookState::Failed);
         assert_eq!(g.next_attempt_at, None);
