@@ -253,6 +253,14 @@ fn check_sip(c: &Config, k: &mut Checker) {
         0,
         3600,
     );
+    k.range("sip.tcp_max_connections", s.tcp_max_connections.into(), 1, 65_535);
+    k.range("sip.tcp_idle_seconds", s.tcp_idle_seconds.into(), 1, 86_400);
+    k.range(
+        "sip.tcp_write_timeout_ms",
+        s.tcp_write_timeout_ms.into(),
+        100,
+        60_000,
+    );
 }
 
 fn check_host_port(k: &mut Checker, key: &str, value: &str) {
