@@ -41,6 +41,8 @@ pub enum DriverError {
 
 /// Commands from the engine waiting for the driver.
 const CMD_QUEUE: usize = 256;
+/// Events for one call waiting for its task; more (a DTMF flood) are dropped, but for the end.
+const CALL_EVENTS: usize = 64;
 /// How long shutdown waits for the un-REGISTER to be answered.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
@@ -277,7 +279,7 @@ impl Shared {
             ptime_ms: 20,
         };
         let offer = sdp::build_offer(&offer_params);
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = async_channel::bounded(CALL_EVENTS);
         let ring_timeout = Duration::from_secs(u64::from(call.request.ring_timeout));
         let started = self.cmds.send(Cmd::Watch(id, tx)).await.is_ok()
             && self
@@ -761,7 +763,13 @@ impl Driver {
             Event::Dropped { reason } => tracing::debug!(%reason, "dropped a SIP message"),
             Event::Ended { id, .. } => {
                 if let Some(w) = self.watchers.remove(&id) {
-                    let _ = w.try_send(e);
+                    // The end must arrive even behind a flood of DTMF: wait for room, elsewhere.
+                    if let Err(async_channel::TrySendError::Full(e)) = w.try_send(e) {
+                        smol::spawn(async move {
+                            let _ = w.send(e).await;
+                        })
+                        .detach();
+                    }
                 }
             }
             Event::Ringing { id }
