@@ -392,6 +392,23 @@ mod tests {
     }
 
     #[test]
+    fn sip_tcp_limits_are_checked() {
+        let mut c = Config::default();
+        assert!(keys(&c).iter().all(|k| !k.starts_with("sip.tcp_")));
+        c.sip.tcp_max_connections = 0;
+        c.sip.tcp_idle_seconds = 0;
+        c.sip.tcp_write_timeout_ms = 10;
+        let got = keys(&c);
+        for key in [
+            "sip.tcp_max_connections",
+            "sip.tcp_idle_seconds",
+            "sip.tcp_write_timeout_ms",
+        ] {
+            assert!(got.iter().any(|k| k == key), "{key} not named in {got:?}");
+        }
+    }
+
+    #[test]
     fn each_rule_names_its_key() {
         let mut c = Config::default();
         c.api.listen = "localhost".into();
