@@ -156,6 +156,12 @@ pub struct SipConfig {
     /// Longest time between two REGISTERs, so a restarted PBX has us back quickly; 0 = refresh
     /// only before expiry.
     pub register_refresh_seconds: u32,
+    /// Accepted SIP TCP connections open at once; more are closed at once.
+    pub tcp_max_connections: u32,
+    /// A SIP TCP connection with no traffic this long is closed (the registrar's is kept).
+    pub tcp_idle_seconds: u32,
+    /// Longest one SIP message may take to write on TCP before the connection is closed.
+    pub tcp_write_timeout_ms: u32,
 }
 
 impl Default for SipConfig {
@@ -172,6 +178,9 @@ impl Default for SipConfig {
             public_address: None,
             register_expires: 300,
             register_refresh_seconds: 20,
+            tcp_max_connections: 256,
+            tcp_idle_seconds: 300,
+            tcp_write_timeout_ms: 5000,
         }
     }
 }

@@ -287,6 +287,14 @@ fn check_sip(c: &Config, k: &mut Checker) {
         0,
         3600,
     );
+    k.range("sip.tcp_max_connections", s.tcp_max_connections.into(), 1, 65_535);
+    k.range("sip.tcp_idle_seconds", s.tcp_idle_seconds.into(), 1, 86_400);
+    k.range(
+        "sip.tcp_write_timeout_ms",
+        s.tcp_write_timeout_ms.into(),
+        100,
+        60_000,
+    );
 }
 
 fn check_host_port(k: &mut Checker, key: &str, value: &str) {
@@ -459,6 +467,23 @@ mod tests {
             keys(&c),
             ["api.rate_limit_burst", "calls.dial_allow", "webhook.allow_hosts"]
         );
+    }
+
+    #[test]
+    fn sip_tcp_limits_are_checked() {
+        let mut c = Config::default();
+        assert!(keys(&c).iter().all(|k| !k.starts_with("sip.tcp_")));
+        c.sip.tcp_max_connections = 0;
+        c.sip.tcp_idle_seconds = 0;
+        c.sip.tcp_write_timeout_ms = 10;
+        let got = keys(&c);
+        for key in [
+            "sip.tcp_max_connections",
+            "sip.tcp_idle_seconds",
+            "sip.tcp_write_timeout_ms",
+        ] {
+            assert!(got.iter().any(|k| k == key), "{key} not named in {got:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod script;
 pub mod sip;
 pub mod speech_script;
 pub mod speech_setup;
+pub mod tcp;
 
 pub use decider::HookDecider;
 pub use sip::{DriverError, SipEngine};

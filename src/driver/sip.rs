@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use smol::net::{TcpListener, TcpStream, UdpSocket};
+use futures_lite::FutureExt;
+use smol::net::{TcpListener, UdpSocket};
 
-use super::framing::Framer;
 use super::media::{MediaThread, PortPair};
 use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptResult};
+use super::tcp::{Connections, Net, TcpLimits, NET_QUEUE};
 use crate::call::{ActiveCall, CallEngine, CallOutcome, CallRequest, FinalStatus, MediaHealth};
 use crate::config::{Config, Transport as CfgTransport};
 use crate::media::session::{AudioCodec, SessionParams};
@@ -39,8 +39,10 @@ pub enum DriverError {
     Media(#[from] super::media::MediaError),
 }
 
-/// Longest a TCP connect may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Commands from the engine waiting for the driver.
+const CMD_QUEUE: usize = 256;
+/// Events for one call waiting for its task; more (a DTMF flood) are dropped, but for the end.
+const CALL_EVENTS: usize = 64;
 /// How long shutdown waits for the un-REGISTER to be answered.
 const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
 
@@ -48,19 +50,6 @@ enum Cmd {
     Ua(Command),
     Watch(CallKey, async_channel::Sender<Event>),
     Unregister(async_channel::Sender<()>),
-}
-
-enum Net {
-    Message {
-        from: SocketAddr,
-        transport: Transport,
-        bytes: Vec<u8>,
-    },
-    Accepted(SocketAddr, TcpStream),
-    Closed {
-        from: SocketAddr,
-        reason: String,
-    },
 }
 
 struct Shared {
@@ -204,7 +193,7 @@ impl SipEngine {
                 .then(|| Duration::from_secs(u64::from(s.register_refresh_seconds))),
             user_agent: concat!("sip-assistant/", env!("CARGO_PKG_VERSION")).into(),
         };
-        let (cmds, cmd_rx) = async_channel::unbounded();
+        let (cmds, cmd_rx) = async_channel::bounded(CMD_QUEUE);
         let codecs = config.media.codec_list().map_err(DriverError::Codecs)?;
         let (media, _media_thread) =
             MediaThread::start(config.media.rtp_port_min, config.media.rtp_port_max)?;
@@ -221,15 +210,21 @@ impl SipEngine {
             rng: XorShift64::from_entropy(),
         });
         let ua = UserAgent::new(ua_cfg, XorShift64::from_entropy().next_u64(), Instant::now());
+        let (net_tx, net_rx) = async_channel::bounded(NET_QUEUE);
+        let limits = TcpLimits {
+            max_connections: s.tcp_max_connections as usize,
+            idle: Duration::from_secs(u64::from(s.tcp_idle_seconds)),
+            write_timeout: Duration::from_millis(u64::from(s.tcp_write_timeout_ms)),
+        };
         let driver = Driver {
             ua,
             udp,
             shared: shared.clone(),
-            conns: HashMap::new(),
+            tcp: Connections::new(limits, net_tx),
             watchers: HashMap::new(),
             unregister_waiters: Vec::new(),
         };
-        smol::spawn(driver.run(cmd_rx, tcp)).detach();
+        smol::spawn(driver.run(cmd_rx, net_rx, tcp)).detach();
         tracing::info!(port = local_port, transport = transport.token(), "SIP listening");
         if registrar.is_some() {
             let _ = shared.cmds.send(Cmd::Ua(Command::Register)).await;
@@ -284,7 +279,7 @@ impl Shared {
             ptime_ms: 20,
         };
         let offer = sdp::build_offer(&offer_params);
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = async_channel::bounded(CALL_EVENTS);
         let ring_timeout = Duration::from_secs(u64::from(call.request.ring_timeout));
         let started = self.cmds.send(Cmd::Watch(id, tx)).await.is_ok()
             && self
@@ -612,7 +607,7 @@ struct Driver {
     ua: UserAgent,
     udp: UdpSocket,
     shared: Arc<Shared>,
-    conns: HashMap<SocketAddr, TcpStream>,
+    tcp: Connections,
     watchers: HashMap<CallKey, async_channel::Sender<Event>>,
     unregister_waiters: Vec<async_channel::Sender<()>>,
 }
@@ -625,65 +620,19 @@ fn first_line(bytes: &[u8]) -> String {
     String::from_utf8_lossy(line).into_owned()
 }
 
-fn spawn_reader(stream: TcpStream, from: SocketAddr, net: async_channel::Sender<Net>) {
-    smol::spawn(async move {
-        let mut stream = stream;
-        let mut framer = Framer::default();
-        let mut buf = vec![0u8; 16 * 1024];
-        let reason = loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => break "connection closed".to_string(),
-                Ok(n) => {
-                    framer.push(&buf[..n]);
-                    loop {
-                        match framer.next_message() {
-                            Ok(Some(bytes)) => {
-                                let _ = net
-                                    .send(Net::Message {
-                                        from,
-                                        transport: Transport::Tcp,
-                                        bytes,
-                                    })
-                                    .await;
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                let _ = net
-                                    .send(Net::Closed {
-                                        from,
-                                        reason: e.to_string(),
-                                    })
-                                    .await;
-                                return;
-                            }
-                        }
-                    }
-                }
-                Err(e) => break e.to_string(),
-            }
-        };
-        let _ = net.send(Net::Closed { from, reason }).await;
-    })
-    .detach();
-}
-
 impl Driver {
-    async fn run(mut self, cmds: async_channel::Receiver<Cmd>, listener: Option<TcpListener>) {
-        let (net_tx, net_rx) = async_channel::unbounded::<Net>();
+    async fn run(
+        mut self,
+        cmds: async_channel::Receiver<Cmd>,
+        net_rx: async_channel::Receiver<Net>,
+        listener: Option<TcpListener>,
+    ) {
         if let Some(listener) = listener {
-            let net = net_tx.clone();
-            smol::spawn(async move {
-                while let Ok((stream, from)) = listener.accept().await {
-                    if net.send(Net::Accepted(from, stream)).await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .detach();
+            self.tcp.listen(listener);
         }
         let mut buf = vec![0u8; 65_536];
         loop {
-            let deadline = self.flush(&net_tx).await;
+            let deadline = self.flush().await;
             enum Wake {
                 Udp(std::io::Result<(usize, SocketAddr)>),
                 Net(Option<Net>),
@@ -716,44 +665,24 @@ impl Driver {
                     // ICMP errors from earlier sends show up here on Linux; nothing to do but log.
                     tracing::debug!(error = %e, "UDP receive error");
                 }
-                Wake::Net(Some(Net::Message {
-                    from,
-                    transport,
-                    bytes,
-                })) => {
+                Wake::Net(Some(Net::Message { from, bytes })) => {
                     tracing::debug!(%from, "SIP << {}", first_line(&bytes));
                     self.ua.handle_input(
                         now,
                         Input::Message {
                             from,
-                            transport,
+                            transport: Transport::Tcp,
                             bytes: &bytes,
                         },
                     );
                 }
-                Wake::Net(Some(Net::Accepted(from, stream))) => {
-                    spawn_reader(stream.clone(), from, net_tx.clone());
-                    self.conns.insert(from, stream);
-                }
-                Wake::Net(Some(Net::Closed { from, reason })) => {
-                    self.conns.remove(&from);
-                    let dest = Dest {
-                        host: from.ip().to_string(),
-                        port: from.port(),
-                        transport: Transport::Tcp,
-                    };
-                    self.ua.handle_input(
-                        now,
-                        Input::TransportError {
-                            dest,
-                            reason: reason.clone(),
-                        },
-                    );
-                    if let Some(r) = self.shared.registrar.clone() {
-                        if resolve(&r.host, r.port).await == Some(from) && r.transport == Transport::Tcp {
-                            self.ua
-                                .handle_input(now, Input::TransportError { dest: r, reason });
-                        }
+                Wake::Net(Some(Net::Accepted(from, stream, slot))) => self.tcp.adopt(from, stream, slot),
+                Wake::Net(Some(Net::Closed { from, conn, reason })) => {
+                    // Both the peer's address and, for connections we opened, the destination
+                    // as the user agent named it (the registrar by host name, say).
+                    for dest in self.tcp.closed(from, conn) {
+                        let reason = reason.clone();
+                        self.ua.handle_input(now, Input::TransportError { dest, reason });
                     }
                 }
                 Wake::Net(None) => {}
@@ -773,11 +702,11 @@ impl Driver {
     }
 
     /// Send and dispatch everything the user agent has; returns its next deadline.
-    async fn flush(&mut self, net: &async_channel::Sender<Net>) -> Instant {
+    async fn flush(&mut self) -> Instant {
         loop {
             match self.ua.poll_output() {
                 Output::Transmit { dest, bytes } => {
-                    if let Err(reason) = self.send(&dest, &bytes, net).await {
+                    if let Err(reason) = self.send(&dest, &bytes).await {
                         tracing::warn!(%dest, %reason, "cannot send a SIP message");
                         self.ua
                             .handle_input(Instant::now(), Input::TransportError { dest, reason });
@@ -789,12 +718,9 @@ impl Driver {
         }
     }
 
-    async fn send(
-        &mut self,
-        dest: &Dest,
-        bytes: &[u8],
-        net: &async_channel::Sender<Net>,
-    ) -> Result<(), String> {
+    /// Send one message. TCP only queues it on its connection (opened when needed): a slow or
+    /// silent peer never holds up this loop.
+    async fn send(&mut self, dest: &Dest, bytes: &[u8]) -> Result<(), String> {
         let addr = resolve(&dest.host, dest.port)
             .await
             .ok_or_else(|| format!("cannot resolve {}", dest.host))?;
@@ -807,22 +733,11 @@ impl Driver {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Transport::Tcp => {
-                if let Some(stream) = self.conns.get_mut(&addr) {
-                    if stream.write_all(bytes).await.is_ok() {
-                        return Ok(());
-                    }
-                    self.conns.remove(&addr);
-                }
-                let connect = async { TcpStream::connect(addr).await.map_err(|e| e.to_string()) };
-                let timeout = async {
-                    smol::Timer::after(CONNECT_TIMEOUT).await;
-                    Err(format!("TCP connect to {addr} timed out"))
-                };
-                let mut stream = connect.or(timeout).await?;
-                stream.write_all(bytes).await.map_err(|e| e.to_string())?;
-                spawn_reader(stream.clone(), addr, net.clone());
-                self.conns.insert(addr, stream);
-                Ok(())
+                // The registrar's connection stays up however quiet it is (as REGISTER keeps it).
+                let keep_alive = self.shared.registrar.as_ref() == Some(dest);
+                self.tcp
+                    .send(addr, dest, bytes, keep_alive)
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -848,7 +763,13 @@ impl Driver {
             Event::Dropped { reason } => tracing::debug!(%reason, "dropped a SIP message"),
             Event::Ended { id, .. } => {
                 if let Some(w) = self.watchers.remove(&id) {
-                    let _ = w.try_send(e);
+                    // The end must arrive even behind a flood of DTMF: wait for room, elsewhere.
+                    if let Err(async_channel::TrySendError::Full(e)) = w.try_send(e) {
+                        smol::spawn(async move {
+                            let _ = w.send(e).await;
+                        })
+                        .detach();
+                    }
                 }
             }
             Event::Ringing { id }

@@ -67,7 +67,11 @@ impl Service {
     /// Start it in `dir` (data in `dir/data`, `calls.shutdown_grace_seconds` 2) with `env` on top,
     /// and wait until its API listens.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Service {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sip-assistant"));
+        // A copy of the binary may be named instead (a target directory shared by several
+        // builds can replace the one cargo built for this test before it runs).
+        let exe = std::env::var_os("SIP_ASSISTANT_TEST_BINARY")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sip-assistant").into());
+        let mut cmd = Command::new(exe);
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
