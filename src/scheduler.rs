@@ -171,7 +171,9 @@ impl Scheduler {
                 (id, signal)
             };
             let me = self.clone();
-            smol::spawn(async move { me.run(id, signal).await }).detach();
+            crate::supervise::global()
+                .spawn("call task", async move { me.run(id, signal).await })
+                .detach();
         }
     }
 

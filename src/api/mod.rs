@@ -33,6 +33,8 @@ pub struct ApiState {
     pub registrar_configured: bool,
     /// The WebAssembly choice hooks (`GET /hooks`, `choice.matcher` checks).
     pub hooks: Hooks,
+    /// Catches failed core tasks; any failure makes `GET /health` unhealthy.
+    pub supervisor: crate::supervise::Supervisor,
 }
 
 /// JSON response with `status` and `body`.

@@ -229,7 +229,9 @@ impl SipEngine {
             watchers: HashMap::new(),
             unregister_waiters: Vec::new(),
         };
-        smol::spawn(driver.run(cmd_rx, tcp)).detach();
+        crate::supervise::global()
+            .spawn("sip driver loop", driver.run(cmd_rx, tcp))
+            .detach();
         tracing::info!(port = local_port, transport = transport.token(), "SIP listening");
         if registrar.is_some() {
             let _ = shared.cmds.send(Cmd::Ua(Command::Register)).await;
@@ -626,45 +628,46 @@ fn first_line(bytes: &[u8]) -> String {
 }
 
 fn spawn_reader(stream: TcpStream, from: SocketAddr, net: async_channel::Sender<Net>) {
-    smol::spawn(async move {
-        let mut stream = stream;
-        let mut framer = Framer::default();
-        let mut buf = vec![0u8; 16 * 1024];
-        let reason = loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => break "connection closed".to_string(),
-                Ok(n) => {
-                    framer.push(&buf[..n]);
-                    loop {
-                        match framer.next_message() {
-                            Ok(Some(bytes)) => {
-                                let _ = net
-                                    .send(Net::Message {
-                                        from,
-                                        transport: Transport::Tcp,
-                                        bytes,
-                                    })
-                                    .await;
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                let _ = net
-                                    .send(Net::Closed {
-                                        from,
-                                        reason: e.to_string(),
-                                    })
-                                    .await;
-                                return;
+    crate::supervise::global()
+        .spawn("sip tcp reader", async move {
+            let mut stream = stream;
+            let mut framer = Framer::default();
+            let mut buf = vec![0u8; 16 * 1024];
+            let reason = loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) => break "connection closed".to_string(),
+                    Ok(n) => {
+                        framer.push(&buf[..n]);
+                        loop {
+                            match framer.next_message() {
+                                Ok(Some(bytes)) => {
+                                    let _ = net
+                                        .send(Net::Message {
+                                            from,
+                                            transport: Transport::Tcp,
+                                            bytes,
+                                        })
+                                        .await;
+                                }
+                                Ok(None) => break,
+                                Err(e) => {
+                                    let _ = net
+                                        .send(Net::Closed {
+                                            from,
+                                            reason: e.to_string(),
+                                        })
+                                        .await;
+                                    return;
+                                }
                             }
                         }
                     }
+                    Err(e) => break e.to_string(),
                 }
-                Err(e) => break e.to_string(),
-            }
-        };
-        let _ = net.send(Net::Closed { from, reason }).await;
-    })
-    .detach();
+            };
+            let _ = net.send(Net::Closed { from, reason }).await;
+        })
+        .detach();
 }
 
 impl Driver {
@@ -672,18 +675,26 @@ impl Driver {
         let (net_tx, net_rx) = async_channel::unbounded::<Net>();
         if let Some(listener) = listener {
             let net = net_tx.clone();
-            smol::spawn(async move {
-                while let Ok((stream, from)) = listener.accept().await {
-                    if net.send(Net::Accepted(from, stream)).await.is_err() {
-                        break;
+            crate::supervise::global()
+                .spawn("sip tcp accept loop", async move {
+                    while let Ok((stream, from)) = listener.accept().await {
+                        if net.send(Net::Accepted(from, stream)).await.is_err() {
+                            break;
+                        }
                     }
-                }
-            })
-            .detach();
+                })
+                .detach();
         }
         let mut buf = vec![0u8; 65_536];
+        // Beaten on every wake, and the loop wakes at least every BEAT_EVERY: the watchdog stops
+        // pinging when this loop hangs.
+        let heartbeat = crate::supervise::global().heartbeat("sip driver loop");
         loop {
-            let deadline = self.flush(&net_tx).await;
+            heartbeat.beat();
+            let deadline = self
+                .flush(&net_tx)
+                .await
+                .min(Instant::now() + crate::supervise::heartbeat::BEAT_EVERY);
             enum Wake {
                 Udp(std::io::Result<(usize, SocketAddr)>),
                 Net(Option<Net>),
