@@ -572,3 +572,36 @@ fn hostile_bodies_never_cause_a_server_error() {
     assert_eq!(stored, accepted, "only accepted calls are stored");
     smol::block_on(app.shutdown());
 }
+
+#[test]
+fn an_empty_extension_is_refused_as_the_contract_says() {
+    let spec = Spec::ours();
+    assert_eq!(
+        spec.schema("OutboundCallRequest")["properties"]["extension"]["minLength"],
+        json!(1),
+        "openapi.yaml documents minLength 1"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start_app(test_config(dir.path()), HoldEngine::new());
+    let server = router(&app);
+    for ext in ["", "   "] {
+        let reply = post(&server, &json!({"message": "m", "extension": ext}));
+        assert_eq!(reply.status, 400, "{ext:?}: {}", reply.text);
+        assert_eq!(reply.detail(), "extension must not be empty");
+        conforms(&spec, "/call", "post", &reply);
+    }
+    smol::block_on(app.shutdown());
+}
+
+#[test]
+fn a_hook_test_with_a_huge_body_gets_the_documented_413() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start_app(test_config(dir.path()), HoldEngine::new());
+    let server = router(&app);
+    let big = vec![b' '; 70 * 1024];
+    let reply = request(&server, "POST", "/hooks/built-in/test", Some(&big), &[]);
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    assert_eq!(reply.detail(), "request body exceeds 65536 bytes");
+    conforms(&Spec::ours(), "/hooks/{name}/test", "post", &reply);
+    smol::block_on(app.shutdown());
+}
