@@ -14,6 +14,8 @@ use crate::hooks::{Hooks, HooksError, HooksSettings};
 use crate::policy::{DialPolicy, HostPolicy, RateLimiter};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
+use crate::supervise::notify::sd_notify;
+use crate::supervise::{self, Supervisor};
 use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient, WorkerHandle};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +53,7 @@ pub struct App {
     pub scheduler: Scheduler,
     pub webhooks: WorkerHandle,
     /// The delivery worker, awaited (briefly) at shutdown so in-flight webhooks are not cut off.
-    worker: std::sync::Mutex<Option<smol::Task<()>>>,
+    worker: std::sync::Mutex<Option<smol::Task<Option<()>>>>,
     /// WebAssembly choice hooks from `hooks.dir`, reloaded on change and on SIGHUP.
     pub hooks: Hooks,
     /// Closed at shutdown: stops the housekeeping tasks so the store can be reopened.
@@ -62,6 +64,8 @@ pub struct App {
     hosts: Arc<HostPolicy>,
     /// Requests per client (`api.rate_limit_*`).
     limiter: Arc<std::sync::Mutex<RateLimiter>>,
+    /// Catches panics of the tasks started here; its health flag is part of `GET /health`.
+    pub supervisor: Supervisor,
 }
 
 impl App {
@@ -98,7 +102,8 @@ impl App {
             hosts.clone(),
         );
         let (worker, webhooks) = DeliveryWorker::new(store.clone(), client, policy, w.secret.clone());
-        let worker = smol::spawn(worker.run());
+        let supervisor = supervise::global().clone();
+        let worker = supervisor.spawn("webhook delivery", worker.run());
         let scheduler = Scheduler::new(
             store.clone(),
             engine,
@@ -115,9 +120,15 @@ impl App {
             hooks.spawn_watcher(every, stop.clone());
         }
         if let Some(max_age) = config.calls.queue_max_age() {
-            spawn_queue_expiry(scheduler.clone(), max_age, stop.clone());
+            spawn_queue_expiry(&supervisor, scheduler.clone(), max_age, stop.clone());
         }
-        spawn_housekeeping(store.clone(), config.store.retention_days, stop);
+        spawn_housekeeping(
+            &supervisor,
+            store.clone(),
+            config.store.retention_days,
+            stop.clone(),
+        );
+        spawn_scheduler_probe(&supervisor, scheduler.clone(), stop);
         let limiter = Arc::new(std::sync::Mutex::new(RateLimiter::new(
             config.api.rate_limit_per_second,
             config.api.rate_limit_burst,
@@ -133,6 +144,7 @@ impl App {
             worker: std::sync::Mutex::new(Some(worker)),
             hooks,
             housekeeping,
+            supervisor,
         })
     }
 
@@ -146,6 +158,7 @@ impl App {
             dial: self.dial.clone(),
             hosts: self.hosts.clone(),
             limiter: self.limiter.clone(),
+            supervisor: self.supervisor.clone(),
         }
     }
 
@@ -160,7 +173,7 @@ impl App {
         let worker = self.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {
             let finished = async {
-                worker.await;
+                let _ = worker.await;
                 true
             };
             let timeout = async {
@@ -193,44 +206,56 @@ async fn pause(d: Duration, stop: &async_channel::Receiver<()>) -> bool {
     slept.or(stopped).await
 }
 
-fn spawn_housekeeping(store: Arc<Store>, retention_days: u32, stop: async_channel::Receiver<()>) {
+fn spawn_housekeeping(
+    supervisor: &Supervisor,
+    store: Arc<Store>,
+    retention_days: u32,
+    stop: async_channel::Receiver<()>,
+) {
     let flusher = store.clone();
     let stop2 = stop.clone();
-    smol::spawn(async move {
-        while pause(LAZY_FLUSH, &stop2).await {
-            let f = flusher.clone();
-            if let Err(e) = smol::unblock(move || f.flush_if_dirty()).await {
-                tracing::error!(error = %e, "periodic store flush failed");
+    supervisor
+        .spawn("store flusher", async move {
+            while pause(LAZY_FLUSH, &stop2).await {
+                let f = flusher.clone();
+                if let Err(e) = smol::unblock(move || f.flush_if_dirty()).await {
+                    tracing::error!(error = %e, "periodic store flush failed");
+                }
             }
-        }
-    })
-    .detach();
-    smol::spawn(async move {
-        loop {
-            let cutoff = Timestamp(
-                Timestamp::now()
-                    .0
-                    .saturating_sub(u64::from(retention_days) * 86_400_000),
-            );
-            let s = store.clone();
-            match smol::unblock(move || s.purge_finished_before(cutoff)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, retention_days, "deleted old call records"),
-                Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        })
+        .detach();
+    supervisor
+        .spawn("retention sweep", async move {
+            loop {
+                let cutoff = Timestamp(
+                    Timestamp::now()
+                        .0
+                        .saturating_sub(u64::from(retention_days) * 86_400_000),
+                );
+                let s = store.clone();
+                match smol::unblock(move || s.purge_finished_before(cutoff)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, retention_days, "deleted old call records"),
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                }
+                if !pause(RETENTION_SWEEP, &stop).await {
+                    break;
+                }
             }
-            if !pause(RETENTION_SWEEP, &stop).await {
-                break;
-            }
-        }
-    })
-    .detach();
+        })
+        .detach();
 }
 
 /// End waiting calls older than `calls.queue_max_age_seconds`, checked every `max_age / 10`
 /// (1 s to [`QUEUE_EXPIRY_CHECK`]), so a call is never dialled much later than it may be.
-fn spawn_queue_expiry(scheduler: Scheduler, max_age: Duration, stop: async_channel::Receiver<()>) {
+fn spawn_queue_expiry(
+    supervisor: &Supervisor,
+    scheduler: Scheduler,
+    max_age: Duration,
+    stop: async_channel::Receiver<()>,
+) {
     let every = (max_age / 10).clamp(Duration::from_secs(1), QUEUE_EXPIRY_CHECK);
-    smol::spawn(async move {
+    supervisor.spawn("queue expiry", async move {
         while pause(every, &stop).await {
             let s = scheduler.clone();
             let n = smol::unblock(move || s.expire_queued(Timestamp::now())).await;
@@ -245,25 +270,22 @@ fn spawn_queue_expiry(scheduler: Scheduler, max_age: Duration, stop: async_chann
     .detach();
 }
 
-/// Tell systemd (Type=notify) something, if it is listening.
-fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let bytes = path.as_encoded_bytes();
-    let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "sd_notify failed");
-    }
+/// The scheduler's heartbeat: every [`supervise::heartbeat::BEAT_EVERY`] a task on the executor
+/// takes the scheduler's lock (`counts`) and beats, so a wedged executor or a held scheduler lock
+/// stops the watchdog pings.
+fn spawn_scheduler_probe(supervisor: &Supervisor, scheduler: Scheduler, stop: async_channel::Receiver<()>) {
+    let heartbeat = supervisor.heartbeat("scheduler");
+    supervisor
+        .spawn("scheduler probe", async move {
+            loop {
+                let _ = scheduler.counts();
+                heartbeat.beat();
+                if !pause(supervise::heartbeat::BEAT_EVERY, &stop).await {
+                    break;
+                }
+            }
+        })
+        .detach();
 }
 
 /// Set up the WebAssembly hooks of `hooks.dir` and load them (blocking: compiles what the cache
@@ -285,6 +307,9 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         async_signal::Signal::Hup,
     ])
     .map_err(AppError::Signals)?;
+    // From here a panic in a core task (or the end of one that must run forever) ends the process
+    // with code 70 after a short grace, so systemd restarts it.
+    supervise::global().arm_exit(Box::new(|code| std::process::exit(code)), supervise::EXIT_GRACE);
     let hooks = load_hooks(&config)?;
     let decider = Arc::new(crate::driver::HookDecider { hooks: hooks.clone() });
     let engine = crate::driver::SipEngine::start_with_decider(&config, decider).await?;
@@ -292,22 +317,38 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let addr = app.config.api_listen();
     let server = api::router(app.api_state());
     let (bound_tx, bound_rx) = async_channel::bounded(1);
-    let serving = smol::spawn(async move {
-        api::serve(server, addr, move |a| {
+    let sup = supervise::global().clone();
+    let serving = supervise::global().spawn("api accept loop", async move {
+        let bound = std::sync::atomic::AtomicBool::new(false);
+        let served = api::serve(server, addr, |a| {
+            bound.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = bound_tx.try_send(a);
         })
-        .await
+        .await;
+        // After a successful bind the accept loop must run until the service stops.
+        if bound.load(std::sync::atomic::Ordering::SeqCst) {
+            let how = served.as_ref().err().map(ToString::to_string).unwrap_or_default();
+            sup.ended("api accept loop", &how);
+        }
+        served
     });
     // The sender is dropped without sending when `serve` fails to bind.
     let Some(bound) = bound_rx.recv().await.ok() else {
         let err = serving
             .await
-            .err()
+            .and_then(Result::err)
             .unwrap_or_else(|| std::io::Error::other("server stopped"));
         return Err(AppError::Listen(addr, err));
     };
     tracing::info!(listen = %bound, version = env!("CARGO_PKG_VERSION"), "API listening on http://{bound}");
     sd_notify("READY=1");
+    if let Some(plan) = supervise::watchdog::WatchdogPlan::from_env() {
+        tracing::info!(every = ?plan.ping_every, "systemd watchdog: pinging while the SIP, media and scheduler loops beat");
+        let sup = supervise::global().clone();
+        supervise::global()
+            .spawn("watchdog pinger", supervise::watchdog::run(plan, sup))
+            .detach();
+    }
     let signal = loop {
         match signals.next().await {
             Some(Ok(async_signal::Signal::Hup)) => {
@@ -321,6 +362,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         ?signal,
         "shutting down: new calls get 503, running calls may finish"
     );
+    supervise::global().begin_shutdown();
     sd_notify("STOPPING=1");
     app.shutdown().await;
     drop(serving);

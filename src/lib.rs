@@ -22,4 +22,5 @@ pub mod sip;
 pub mod sip_addr;
 pub mod speech;
 pub mod store;
+pub mod supervise;
 pub mod webhook;

@@ -205,7 +205,9 @@ impl Scheduler {
                 (w.id, signal)
             };
             let me = self.clone();
-            smol::spawn(async move { me.run(id, signal).await }).detach();
+            crate::supervise::global()
+                .spawn("call task", async move { me.run(id, signal).await })
+                .detach();
         }
     }
 

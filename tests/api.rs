@@ -649,6 +649,26 @@ fn policy_refuses_before_anything_is_stored() {
 }
 
 #[test]
+fn an_empty_extension_is_refused_as_the_contract_says() {
+    let spec = Spec::ours();
+    assert_eq!(
+        spec.schema("OutboundCallRequest")["properties"]["extension"]["minLength"],
+        json!(1),
+        "openapi.yaml documents minLength 1"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start_app(test_config(dir.path()), HoldEngine::new());
+    let server = router(&app);
+    for ext in ["", "   "] {
+        let reply = post(&server, &json!({"message": "m", "extension": ext}));
+        assert_eq!(reply.status, 400, "{ext:?}: {}", reply.text);
+        assert_eq!(reply.detail(), "extension must not be empty");
+        conforms(&spec, "/call", "post", &reply);
+    }
+    smol::block_on(app.shutdown());
+}
+
+#[test]
 fn each_client_is_rate_limited_and_health_is_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = HoldEngine::new();
@@ -678,5 +698,18 @@ fn each_client_is_rate_limited_and_health_is_not() {
     );
     let health = request_from(&server, Some("192.0.2.7:4002"), "GET", "/health", None, &[]);
     assert_eq!(health.status, 200, "health is never limited");
+    smol::block_on(app.shutdown());
+}
+
+#[test]
+fn a_hook_test_with_a_huge_body_gets_the_documented_413() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = start_app(test_config(dir.path()), HoldEngine::new());
+    let server = router(&app);
+    let big = vec![b' '; 70 * 1024];
+    let reply = request(&server, "POST", "/hooks/built-in/test", Some(&big), &[]);
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    assert_eq!(reply.detail(), "request body exceeds 65536 bytes");
+    conforms(&Spec::ours(), "/hooks/{name}/test", "post", &reply);
     smol::block_on(app.shutdown());
 }

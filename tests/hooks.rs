@@ -469,3 +469,76 @@ fn api_lists_tests_and_checks_hooks() {
     assert_eq!(spec.check_response("/hooks", "get", 200, &v), Ok(()));
     smol::block_on(app.shutdown());
 }
+
+/// The cache files of `from` copied over those of `to` (same names: same hooks, same engine).
+fn copy_entries(from: &std::path::Path, to: &std::path::Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(from).expect("cache dir").flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".cwasm") || name.to_string_lossy().ends_with(".mac") {
+            std::fs::copy(entry.path(), to.join(&name)).expect("copy");
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn a_precompiled_hook_planted_from_another_installation_is_compiled_not_loaded() {
+    let dir = folder(&[("ordinals", "pick")]);
+    let ours = tempfile::tempdir().expect("cache");
+    let theirs = tempfile::tempdir().expect("other installation's cache");
+    assert!(!loaded(settings(dir.path(), Some(ours.path()))).infos()[0].from_cache);
+    assert!(loaded(settings(dir.path(), Some(ours.path()))).infos()[0].from_cache);
+    // Another installation (another key) compiles the same hook; its files, MAC and all, are
+    // planted over ours.
+    assert!(!loaded(settings(dir.path(), Some(theirs.path()))).infos()[0].from_cache);
+    assert_eq!(copy_entries(theirs.path(), ours.path()), 2);
+    let planted = loaded(settings(dir.path(), Some(ours.path())));
+    assert!(planted.cache_in_use());
+    assert!(
+        !planted.infos()[0].from_cache,
+        "a MAC under another key was trusted"
+    );
+    // A cwasm with the unkeyed checksum of the old format is not trusted either.
+    for entry in std::fs::read_dir(ours.path()).expect("cache dir").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "mac") {
+            let cwasm = std::fs::read(path.with_extension("cwasm")).expect("cwasm");
+            let digest: String = sha2_hex(&cwasm);
+            std::fs::write(&path, digest).expect("write");
+        }
+    }
+    assert!(!loaded(settings(dir.path(), Some(ours.path()))).infos()[0].from_cache);
+}
+
+fn sha2_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_cache_folder_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = folder(&[("ordinals", "pick")]);
+    let cache = tempfile::tempdir().expect("cache");
+    assert!(!loaded(settings(dir.path(), Some(cache.path()))).infos()[0].from_cache);
+    assert!(loaded(settings(dir.path(), Some(cache.path()))).infos()[0].from_cache);
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let refused = loaded(settings(dir.path(), Some(cache.path())));
+    assert!(!refused.cache_in_use(), "a world-writable cache folder was used");
+    assert!(!refused.infos()[0].from_cache);
+    // A file others can write, in a good folder, is not loaded either.
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    for entry in std::fs::read_dir(cache.path()).expect("cache dir").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "cwasm") {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        }
+    }
+    let again = loaded(settings(dir.path(), Some(cache.path())));
+    assert!(again.cache_in_use());
+    assert!(!again.infos()[0].from_cache, "a world-writable cwasm was loaded");
+}

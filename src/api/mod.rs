@@ -2,6 +2,8 @@
 //! validation in [`validate`]. Every error is JSON `{"detail": "..."}`, also tide's own 404/405.
 
 mod hooks;
+mod listener;
+pub mod methods;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -11,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tide::http::headers::HeaderValue;
-use tide::listener::{Listener, ToListener};
 use tide::{Middleware, Next, Request, Response, StatusCode};
 
 use crate::config::Secret;
@@ -42,6 +43,8 @@ pub struct ApiState {
     pub hosts: Arc<HostPolicy>,
     /// Requests per client address (`api.rate_limit_*`).
     pub limiter: Arc<std::sync::Mutex<RateLimiter>>,
+    /// Catches failed core tasks; any failure makes `GET /health` unhealthy.
+    pub supervisor: crate::supervise::Supervisor,
 }
 
 /// JSON response with `status` and `body`.
@@ -69,24 +72,13 @@ pub fn router(state: ApiState) -> tide::Server<ApiState> {
 }
 
 /// Bind `addr` and serve until the future is dropped. `on_bound` receives the real address
-/// (useful with port 0).
+/// (useful with port 0). Unknown methods get 501 ([`listener`]).
 pub async fn serve(
     app: tide::Server<ApiState>,
     addr: SocketAddr,
     on_bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
-    let mut listener = addr.to_listener()?;
-    listener.bind(app).await?;
-    let bound = listener
-        .info()
-        .iter()
-        .find_map(|i| {
-            let text = i.connection().trim_start_matches("http://").to_string();
-            text.parse::<SocketAddr>().ok()
-        })
-        .unwrap_or(addr);
-    on_bound(bound);
-    listener.accept().await
+    listener::serve(app, addr, on_bound).await
 }
 
 /// Turns tide's empty error responses (unknown route, wrong method, handler error) into JSON.
@@ -118,6 +110,12 @@ impl Middleware<ApiState> for JsonErrors {
         for (name, values) in res.iter() {
             if name.as_str().eq_ignore_ascii_case("allow") {
                 out.insert_header(name.clone(), values.last().clone());
+            }
+        }
+        // Every 405 says what the route takes (tide's router does not).
+        if status == StatusCode::MethodNotAllowed && out.header("Allow").is_none() {
+            if let Some(allow) = methods::allowed(&path) {
+                out.insert_header("Allow", allow);
             }
         }
         Ok(out)

@@ -22,7 +22,7 @@ async fn health(req: Request<ApiState>) -> tide::Result {
     let s = req.state();
     let registered = s.scheduler.engine().sip_registered();
     let store_ok = s.store.is_writable();
-    let healthy = store_ok && (!s.registrar_configured || registered);
+    let healthy = s.supervisor.is_healthy() && store_ok && (!s.registrar_configured || registered);
     Ok(json(
         StatusCode::Ok,
         &json!({

@@ -143,7 +143,7 @@ impl MediaThread {
                 if let Ok(mut slot) = w.lock() {
                     *slot = Some(std::thread::current());
                 }
-                run(rx, epoch);
+                crate::supervise::global().run_guarded("media thread", || run(rx, epoch));
             })
             .map_err(MediaError::Thread)?;
         let first = if min.is_multiple_of(2) { min } else { min + 1 };
@@ -307,7 +307,10 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
     let mut live: HashMap<u64, Live> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     let mut packet = Vec::with_capacity(1500);
+    // Beaten on every wake (at least every MAX_SLEEP) for the watchdog.
+    let heartbeat = crate::supervise::global().heartbeat("media thread");
     loop {
+        heartbeat.beat();
         loop {
             match rx.try_recv() {
                 Ok(cmd) => handle(cmd, &mut live, epoch),

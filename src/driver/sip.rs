@@ -224,7 +224,9 @@ impl SipEngine {
             watchers: HashMap::new(),
             unregister_waiters: Vec::new(),
         };
-        smol::spawn(driver.run(cmd_rx, net_rx, tcp)).detach();
+        crate::supervise::global()
+            .spawn("sip driver loop", driver.run(cmd_rx, net_rx, tcp))
+            .detach();
         tracing::info!(port = local_port, transport = transport.token(), "SIP listening");
         if registrar.is_some() {
             let _ = shared.cmds.send(Cmd::Ua(Command::Register)).await;
@@ -631,8 +633,15 @@ impl Driver {
             self.tcp.listen(listener);
         }
         let mut buf = vec![0u8; 65_536];
+        // Beaten on every wake, and the loop wakes at least every BEAT_EVERY: the watchdog stops
+        // pinging when this loop hangs.
+        let heartbeat = crate::supervise::global().heartbeat("sip driver loop");
         loop {
-            let deadline = self.flush().await;
+            heartbeat.beat();
+            let deadline = self
+                .flush()
+                .await
+                .min(Instant::now() + crate::supervise::heartbeat::BEAT_EVERY);
             enum Wake {
                 Udp(std::io::Result<(usize, SocketAddr)>),
                 Net(Option<Net>),

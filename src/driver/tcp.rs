@@ -139,12 +139,12 @@ impl Connections {
 
     /// Accept on `listener` for as long as the driver runs.
     pub fn listen(&self, listener: TcpListener) {
-        smol::spawn(accept_loop(
-            listener,
-            self.net.clone(),
-            self.limits.max_connections,
-        ))
-        .detach();
+        crate::supervise::global()
+            .spawn(
+                "sip tcp accept loop",
+                accept_loop(listener, self.net.clone(), self.limits.max_connections),
+            )
+            .detach();
     }
 
     /// Take on a connection the accept loop let in.
@@ -159,7 +159,9 @@ impl Connections {
             net: self.net.clone(),
             _slot: slot,
         };
-        smol::spawn(link.run(Ok(stream), rx)).detach();
+        crate::supervise::global()
+            .spawn("sip tcp connection", link.run(Ok(stream), rx))
+            .detach();
         // A connection from an address we already have replaces it (the old one's queue closes).
         self.conns.insert(
             from,
@@ -209,7 +211,9 @@ impl Connections {
             net: self.net.clone(),
             _slot: slot,
         };
-        smol::spawn(link.run(Err(addr), rx)).detach();
+        crate::supervise::global()
+            .spawn("sip tcp connection", link.run(Err(addr), rx))
+            .detach();
         self.conns.insert(
             addr,
             Conn {

@@ -258,6 +258,11 @@ impl Hooks {
         &self.inner.settings
     }
 
+    /// Whether the precompiled cache folder passed its ownership and mode checks and is used.
+    pub fn cache_in_use(&self) -> bool {
+        self.inner.cache.enabled()
+    }
+
     /// Look at the folder again and (re)load what changed; warn when `hooks.default` names no
     /// loaded hook. Blocking (compiles): prefer [`Hooks::reload`] on the executor.
     pub fn reload_blocking(&self) -> ReloadReport {

@@ -12,22 +12,23 @@ impl Hooks {
     /// Reload changed hooks every `interval` until `stop` closes.
     pub fn spawn_watcher(&self, interval: Duration, stop: async_channel::Receiver<()>) {
         let hooks = self.clone();
-        smol::spawn(async move {
-            loop {
-                let tick = async {
-                    smol::Timer::after(interval).await;
-                    true
-                };
-                let stopped = async {
-                    let _ = stop.recv().await;
-                    false
-                };
-                if !tick.or(stopped).await {
-                    break;
+        crate::supervise::global()
+            .spawn("hooks watcher", async move {
+                loop {
+                    let tick = async {
+                        smol::Timer::after(interval).await;
+                        true
+                    };
+                    let stopped = async {
+                        let _ = stop.recv().await;
+                        false
+                    };
+                    if !tick.or(stopped).await {
+                        break;
+                    }
+                    hooks.poll().await;
                 }
-                hooks.poll().await;
-            }
-        })
-        .detach();
+            })
+            .detach();
     }
 }

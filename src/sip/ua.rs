@@ -634,7 +634,14 @@ impl UserAgent {
                 match a {
                     Action::Transmit(b) => self.transmit(dest.clone(), b),
                     Action::Timeout => {
-                        self.on_client_timeout(now, owner, &format!("no response from {dest}"))
+                        // RFC 3261 timer B (INVITE) or F (other requests) fired.
+                        let timer = if matches!(owner, Owner::Invite(_)) {
+                            "B"
+                        } else {
+                            "F"
+                        };
+                        let why = format!("no response from {dest} (timer {timer})");
+                        self.on_client_timeout(now, owner, &why)
                     }
                     Action::Response(_) => {}
                 }
@@ -699,11 +706,16 @@ impl UserAgent {
         match owner {
             Owner::Register => self.register_failed(now, why.to_string()),
             Owner::Invite(id) => {
+                let failed = CallEnd::Failed {
+                    reason: format!("{why} to the INVITE"),
+                };
                 let end = match self.calls.get(&id) {
+                    // The ring timeout ran out before anything came back (no provisional, so no
+                    // CANCEL could be sent): nobody answered the INVITE at all, which is a
+                    // failure with its reason, not "no answer".
+                    Some(c) if c.cancel == Some(CallEnd::NoAnswer) && !c.proceeding => failed,
                     Some(c) if c.cancel.is_some() => c.cancel.clone().unwrap_or(CallEnd::NoAnswer),
-                    _ => CallEnd::Failed {
-                        reason: format!("{why} to the INVITE"),
-                    },
+                    _ => failed,
                 };
                 self.end_call(id, end);
             }

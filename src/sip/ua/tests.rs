@@ -405,7 +405,31 @@ fn invite_retransmits_on_timer_a_and_times_out_on_timer_b() {
         ended,
         Some((
             secs(32.0),
-            "no response from 127.0.0.1:5060 over UDP to the INVITE".into()
+            "no response from 127.0.0.1:5060 over UDP (timer B) to the INVITE".into()
+        ))
+    );
+}
+
+/// The ring timeout (30 s) runs out before timer B (32 s) with nothing heard: no CANCEL can be
+/// sent, and when timer B fires the call fails with its reason instead of ending "no answer"
+/// with no error.
+#[test]
+fn an_invite_nobody_answers_fails_with_the_timer_b_reason_even_after_the_ring_timeout() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    start_call(&mut h, 30);
+    h.run_until(secs(40.0));
+    assert!(h.times("CANCEL").is_empty(), "no CANCEL before a provisional");
+    let ended = h.events.iter().find_map(|(t, e)| match e {
+        Event::Ended { id: 7, end } => Some((*t, end.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        ended,
+        Some((
+            secs(32.0),
+            CallEnd::Failed {
+                reason: "no response from 127.0.0.1:5060 over UDP (timer B) to the INVITE".into()
+            }
         ))
     );
 }
