@@ -133,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
     // The user agent, after a REGISTER and an INVITE.
     let t0 = Instant::now();
     let mut now = t0;
-    let mut ua = UserAgent::new(config(), 7, now);
+    let mut ua = UserAgent::new(config(), [7; 32], now);
     let mut ids = Ids::default();
     ua.handle_command(now, Command::Register);
     drain(&mut ua, &mut ids);

@@ -37,6 +37,8 @@ pub enum DriverError {
     Codecs(String),
     #[error(transparent)]
     Media(#[from] super::media::MediaError),
+    #[error("cannot seed the SIP id generator from the OS: {0}")]
+    Entropy(rand::Error),
 }
 
 /// Longest a TCP connect may take.
@@ -220,7 +222,11 @@ impl SipEngine {
             codecs,
             rng: XorShift64::from_entropy(),
         });
-        let ua = UserAgent::new(ua_cfg, XorShift64::from_entropy().next_u64(), Instant::now());
+        // Branches, tags and Call-IDs must be unpredictable (or responses can be forged): the
+        // core's ChaCha generator gets its seed from the OS.
+        let mut seed = [0u8; 32];
+        rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut seed).map_err(DriverError::Entropy)?;
+        let ua = UserAgent::new(ua_cfg, seed, Instant::now());
         let driver = Driver {
             ua,
             udp,

@@ -8,7 +8,7 @@
 //! # fn send(_: &sip_assistant::sip::ua::Dest, _: &[u8]) {}
 //! # fn wait_for_input_until(_: Instant) {}
 //! # let config: UaConfig = todo!();
-//! let mut ua = UserAgent::new(config, 42, Instant::now());
+//! let mut ua = UserAgent::new(config, [42; 32], Instant::now());
 //! ua.handle_command(Instant::now(), Command::Register);
 //! loop {
 //!     let deadline = loop {
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::auth::{parse_challenge, Credentials, DigestClient};
 use super::header::{parse_name_addr, split_list, uri_host_port};
-use super::ids::IdGen;
+use super::ids::{IdGen, IdSeed};
 use super::message::{build_request, parse, Headers, Message};
 use super::transaction::{Action, ClientTx, Reliability, ServerTx, T1, T1X64, T2};
 
@@ -331,7 +331,7 @@ const REG_BACKOFF_MAX: Duration = Duration::from_secs(20);
 const REG_AUTH_REJECTED_RETRY: Duration = Duration::from_secs(60);
 
 impl UserAgent {
-    pub fn new(cfg: UaConfig, seed: u64, now: Instant) -> Self {
+    pub fn new(cfg: UaConfig, seed: IdSeed, now: Instant) -> Self {
         let mut ids = IdGen::new(seed);
         let reg = Registration {
             state: RegState::Off,

@@ -53,7 +53,7 @@ impl Harness {
         let t0 = Instant::now();
         let transport = cfg.transport;
         Self {
-            ua: UserAgent::new(cfg, 1234, t0),
+            ua: UserAgent::new(cfg, [12; 32], t0),
             t0,
             now: t0,
             sent: Vec::new(),
