@@ -804,6 +804,14 @@ impl Driver {
         let addr = resolve(&dest.host, dest.port)
             .await
             .ok_or_else(|| format!("cannot resolve {}", dest.host))?;
+        if dest.host.parse::<IpAddr>().is_err() {
+            // The core accepts answers only from where it sent: tell it where the name led.
+            let resolved = Input::Resolved {
+                host: dest.host.clone(),
+                ip: addr.ip(),
+            };
+            self.ua.handle_input(Instant::now(), resolved);
+        }
         tracing::debug!(to = %addr, "SIP >> {}", first_line(bytes));
         match dest.transport {
             Transport::Udp => self

@@ -24,7 +24,7 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::auth::{parse_challenge, Credentials, DigestClient};
@@ -193,6 +193,10 @@ pub enum Input<'a> {
     },
     /// Sending to `dest` failed (TCP connect refused or connection lost).
     TransportError { dest: Dest, reason: String },
+    /// The shell resolved the host name `host` of a [`Dest`] to `ip` and sent there. Responses
+    /// and in-dialog requests are accepted only from where we sent (`peer`): a name we never
+    /// resolved matches no source address. IP literals need no such input.
+    Resolved { host: String, ip: IpAddr },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +319,8 @@ pub struct UserAgent {
     reg: Registration,
     calls: HashMap<CallKey, Call>,
     digest: DigestClient,
+    /// Host names the shell resolved for us (see [`Input::Resolved`]), bounded.
+    resolved: HashMap<String, Vec<IpAddr>>,
     /// The latest `now` handed in.
     now: Instant,
 }
@@ -354,6 +360,7 @@ impl UserAgent {
             reg,
             calls: HashMap::new(),
             digest: DigestClient::new(),
+            resolved: HashMap::new(),
             now,
         }
     }
@@ -608,13 +615,14 @@ impl UserAgent {
                 transport,
                 bytes,
             } => match parse(bytes) {
-                Ok(msg) if msg.code().is_some() => self.on_response(now, msg),
+                Ok(msg) if msg.code().is_some() => self.on_response(now, msg, from, transport),
                 Ok(msg) => self.on_request(now, msg, from, transport),
                 Err(e) => self.event(Event::Dropped {
                     reason: format!("from {from}: {e}"),
                 }),
             },
             Input::TransportError { dest, reason } => self.on_transport_error(now, &dest, &reason),
+            Input::Resolved { host, ip } => self.note_resolved(host, ip),
         }
     }
 
@@ -719,7 +727,7 @@ impl UserAgent {
         }
     }
 
-    fn on_response(&mut self, now: Instant, resp: Message) {
+    fn on_response(&mut self, now: Instant, resp: Message, from: SocketAddr, transport: Transport) {
         if resp.vias().len() > 1 {
             // §18.1.2: a response with more than one Via is not for us (a misrouted one).
             self.event(Event::Dropped {
@@ -731,11 +739,27 @@ impl UserAgent {
             resp.top_via.branch().unwrap_or_default().to_string(),
             resp.cseq_method.clone(),
         );
-        let Some(entry) = self.clients.get_mut(&key) else {
+        let Some(entry) = self.clients.get(&key) else {
             // A 2xx retransmission after the INVITE transaction ended: ACK again from the dialog.
             if resp.cseq_method == "INVITE" && (200..300).contains(&resp.code().unwrap_or(0)) {
-                self.resend_ack(&resp);
+                self.resend_ack(&resp, from, transport);
             }
+            return;
+        };
+        // Only the address the request went to may answer it: a response with a guessed or
+        // sniffed branch from anywhere else changes nothing.
+        if !self.is_peer(&entry.dest, from, transport, true) {
+            let reason = format!(
+                "response {} to {} from {from} over {}, but the request went to {}",
+                resp.code().unwrap_or(0),
+                resp.cseq_method,
+                transport.token(),
+                entry.dest
+            );
+            self.event(Event::Dropped { reason });
+            return;
+        }
+        let Some(entry) = self.clients.get_mut(&key) else {
             return;
         };
         let spec = entry.spec.clone();
@@ -790,6 +814,7 @@ impl UserAgent {
 }
 
 mod call;
+mod peer;
 mod register;
 mod server;
 

@@ -1504,3 +1504,120 @@ fn reinvite_offer_is_answered_with_a_new_version_and_reported() {
     assert!(body.contains("o=- 9 3 IN IP4 127.0.0.1"), "{body}");
     assert!(body.contains("a=sendrecv"), "{body}");
 }
+
+// ----- finding 6: only the transaction's destination answers, only the dialog's route speaks ---
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+fn dropped_mentioning(h: &Harness, what: &str) -> bool {
+    h.events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Dropped { reason } if reason.contains(what)))
+}
+
+#[test]
+fn a_forged_200_with_the_right_branch_from_elsewhere_changes_nothing() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let inv = start_call(&mut h, 30);
+    let mut contact = Headers::new();
+    contact.add("Contact", "<sip:evil@127.0.0.2:5060>");
+    let forged = build_response(&inv, 200, "", Some("evil-tag"), contact, b"v=0\r\n");
+    // Another host, the PBX's host at another port, the PBX's address over the other transport.
+    for (from, transport) in [
+        (addr("127.0.0.2:5060"), Transport::Udp),
+        (addr("127.0.0.1:5099"), Transport::Udp),
+        (addr("127.0.0.1:5060"), Transport::Tcp),
+    ] {
+        h.deliver_from(from, transport, forged.clone());
+        assert!(
+            dropped_mentioning(&h, &from.to_string()),
+            "{from} over {transport:?}: {:?}",
+            h.events
+        );
+    }
+    assert!(h.has_event(|e| matches!(e, Event::Answered { .. })).is_none());
+    assert!(h.requests("ACK").is_empty(), "a forged 200 is not ACKed");
+    // The forged answer did not stop the retransmissions either (Timer A goes on).
+    h.run_until(secs(0.6));
+    assert_eq!(h.times("INVITE"), vec![0, 500]);
+    // The real one from the PBX still works.
+    h.reply(&inv, 200, &[("Contact", "<sip:1001@127.0.0.1:5080>")], b"v=0\r\n");
+    assert!(h
+        .has_event(|e| matches!(e, Event::Answered { id: 7, .. }))
+        .is_some());
+    let ack = h.requests("ACK");
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].msg.to.tag(), Some("pbx-tag"));
+    // A forged retransmission of the 200 after the transaction ended is not ACKed either.
+    h.deliver_from(addr("127.0.0.2:5060"), Transport::Udp, forged);
+    assert_eq!(h.requests("ACK").len(), 1);
+}
+
+#[test]
+fn a_forged_bye_info_or_reinvite_from_elsewhere_changes_nothing() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let inv = answered(&mut h);
+    let sent = h.sent.len();
+    let attacker = addr("127.0.0.2:5060");
+    let dtmf = "Content-Type: application/dtmf\r\n";
+    h.deliver_from(
+        attacker,
+        Transport::Udp,
+        in_dialog(&inv, "INFO", 2, "z9hG4bKx1", dtmf, "1"),
+    );
+    let sdp = "Content-Type: application/sdp\r\n";
+    let reinvite = in_dialog(&inv, "INVITE", 3, "z9hG4bKx2", sdp, "v=0\r\na=sendonly\r\n");
+    h.deliver_from(attacker, Transport::Udp, reinvite);
+    h.deliver_from(
+        addr("127.0.0.1:6000"),
+        Transport::Udp,
+        in_dialog(&inv, "BYE", 4, "z9hG4bKx3", "", ""),
+    );
+    h.deliver_from(
+        attacker,
+        Transport::Tcp,
+        in_dialog(&inv, "BYE", 5, "z9hG4bKx4", "", ""),
+    );
+    assert_eq!(h.sent.len(), sent, "no answer to a forged in-dialog request");
+    assert!(h.has_event(|e| matches!(e, Event::Dtmf { .. })).is_none());
+    assert!(h.has_event(|e| matches!(e, Event::Ended { .. })).is_none());
+    assert_eq!(h.ua.active_calls(), 1, "the call goes on");
+    assert!(dropped_mentioning(&h, "not the dialog's route"));
+    // The forged CSeq 5 did not move the dialog's CSeq: the real INFO with CSeq 2 is in order.
+    h.deliver(in_dialog(&inv, "INFO", 2, "z9hG4bKr1", dtmf, "7"));
+    assert!(h.has_event(|e| *e == Event::Dtmf { id: 7, digit: '7' }).is_some());
+    // Over TCP the route may open its own connection, from any port.
+    h.deliver_from(
+        addr("127.0.0.1:41234"),
+        Transport::Tcp,
+        in_dialog(&inv, "BYE", 6, "z9hG4bKr2", "", ""),
+    );
+    assert_eq!(ended(&h), vec![(h.ms(), CallEnd::HungUpRemote)]);
+}
+
+#[test]
+fn a_host_name_matches_only_the_addresses_it_was_resolved_to() {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.outbound_proxy = Some(Dest {
+        host: "pbx.test".into(),
+        port: 5060,
+        transport: Transport::Udp,
+    });
+    let mut h = Harness::new(cfg);
+    let inv = start_call(&mut h, 30);
+    assert_eq!(h.sent[0].dest.host, "pbx.test");
+    // Not yet resolved: no source address is the PBX.
+    h.reply(&inv, 180, &[], b"");
+    assert!(h.has_event(|e| matches!(e, Event::Ringing { .. })).is_none());
+    h.ua.handle_input(
+        h.now,
+        Input::Resolved {
+            host: "pbx.test".into(),
+            ip: "127.0.0.1".parse().expect("ip"),
+        },
+    );
+    h.reply(&inv, 180, &[], b"");
+    assert!(h.has_event(|e| matches!(e, Event::Ringing { id: 7 })).is_some());
+}
