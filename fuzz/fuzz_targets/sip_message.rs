@@ -84,6 +84,7 @@ impl Ids {
 fn config() -> UaConfig {
     UaConfig {
         user: "1050".into(),
+        auth_user: None,
         password: Some("secret-pw".into()),
         domain: "127.0.0.1".into(),
         outbound_proxy: Some(Dest {
@@ -97,6 +98,8 @@ fn config() -> UaConfig {
         register_expires: 300,
         register_refresh_max: Some(Duration::from_secs(60)),
         user_agent: "fuzz".into(),
+        auth_realms: vec!["127.0.0.1".into()],
+        trust_registrar_realm: true,
     }
 }
 

@@ -29,6 +29,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("sip", "public_address", KeyKind::Text),
     ("sip", "register_expires", KeyKind::Integer),
     ("sip", "register_refresh_seconds", KeyKind::Integer),
+    ("sip", "auth_realms", KeyKind::Text),
     ("media", "rtp_port_min", KeyKind::Integer),
     ("media", "rtp_port_max", KeyKind::Integer),
     ("media", "codecs", KeyKind::Text),

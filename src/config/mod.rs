@@ -5,6 +5,7 @@
 //! (README "Configuration reference", `sip-assistant.example.toml`).
 
 mod keys;
+mod list;
 mod load;
 mod secret;
 mod speech_remote;
@@ -142,6 +143,10 @@ pub struct SipConfig {
     /// Longest time between two REGISTERs, so a restarted PBX has us back quickly; 0 = refresh
     /// only before expiry.
     pub register_refresh_seconds: u32,
+    /// Digest realms whose challenges get our credentials. Empty = the realm the registrar
+    /// challenges our REGISTER with, and `domain` when set; a far end's own realm never.
+    #[serde(deserialize_with = "list::string_or_list")]
+    pub auth_realms: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -158,6 +163,7 @@ impl Default for SipConfig {
             public_address: None,
             register_expires: 300,
             register_refresh_seconds: 20,
+            auth_realms: Vec::new(),
         }
     }
 }

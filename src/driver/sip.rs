@@ -205,6 +205,14 @@ impl SipEngine {
             register_refresh_max: (s.register_refresh_seconds > 0)
                 .then(|| Duration::from_secs(u64::from(s.register_refresh_seconds))),
             user_agent: concat!("sip-assistant/", env!("CARGO_PKG_VERSION")).into(),
+            // Credentials only for trusted realms: the listed ones, or else the registrar's own
+            // (learned from its challenge to REGISTER) and the configured domain.
+            auth_realms: if s.auth_realms.is_empty() {
+                s.domain.iter().cloned().collect()
+            } else {
+                s.auth_realms.clone()
+            },
+            trust_registrar_realm: s.auth_realms.is_empty(),
         };
         let (cmds, cmd_rx) = async_channel::unbounded();
         let codecs = config.media.codec_list().map_err(DriverError::Codecs)?;
@@ -860,6 +868,11 @@ impl Driver {
                 }
             }
             Event::Dropped { reason } => tracing::debug!(%reason, "dropped a SIP message"),
+            Event::ChallengeRefused { method, realms } => tracing::warn!(
+                %method,
+                ?realms,
+                "digest challenge not answered: its realm is not trusted (set sip.auth_realms to trust it)"
+            ),
             Event::Ended { id, .. } => {
                 if let Some(w) = self.watchers.remove(&id) {
                     let _ = w.try_send(e);

@@ -91,6 +91,11 @@ pub struct UaConfig {
     /// Longest time between two REGISTERs (a PBX restart is noticed within it).
     pub register_refresh_max: Option<Duration>,
     pub user_agent: String,
+    /// Digest realms whose challenges get our credentials (`sip.auth_realms`; when that is empty
+    /// the shell passes `sip.domain`, if set).
+    pub auth_realms: Vec<String>,
+    /// Also trust the realm the registrar challenges our REGISTER with (`sip.auth_realms` empty).
+    pub trust_registrar_realm: bool,
 }
 
 /// Instructions from the shell.
@@ -169,6 +174,12 @@ pub enum Event {
     /// A message was dropped (logged by the shell).
     Dropped {
         reason: String,
+    },
+    /// A 401/407 to our `method` named only realms we do not trust: no credentials were sent
+    /// (logged by the shell as a warning; an INVITE then fails with the same words).
+    ChallengeRefused {
+        method: String,
+        realms: Vec<String>,
     },
 }
 
@@ -321,6 +332,9 @@ pub struct UserAgent {
     digest: DigestClient,
     /// Host names the shell resolved for us (see [`Input::Resolved`]), bounded.
     resolved: HashMap<String, Vec<IpAddr>>,
+    /// The realm of the registrar's latest challenge to our REGISTER (trusted when
+    /// [`UaConfig::trust_registrar_realm`]).
+    registrar_realm: Option<String>,
     /// The latest `now` handed in.
     now: Instant,
 }
@@ -361,6 +375,7 @@ impl UserAgent {
             calls: HashMap::new(),
             digest: DigestClient::new(),
             resolved: HashMap::new(),
+            registrar_realm: None,
             now,
         }
     }
@@ -546,16 +561,39 @@ impl UserAgent {
         } else {
             ("www-authenticate", "Authorization")
         };
-        let challenge = resp
+        let challenges: Vec<_> = resp
             .values(incoming)
-            .find_map(|v| parse_challenge(v).ok())
-            .ok_or_else(|| {
-                format!(
-                    "{} {} without a usable digest challenge",
-                    resp.code().unwrap_or(0),
-                    resp.reason()
-                )
-            })?;
+            .filter_map(|v| parse_challenge(v).ok())
+            .collect();
+        if challenges.is_empty() {
+            return Err(format!(
+                "{} {} without a usable digest challenge",
+                resp.code().unwrap_or(0),
+                resp.reason()
+            ));
+        }
+        let Some(challenge) = challenges
+            .iter()
+            .find(|c| self.realm_trusted(&spec.method, &c.realm))
+            .cloned()
+        else {
+            let realms: Vec<String> = challenges.into_iter().map(|c| c.realm).collect();
+            let reason = format!(
+                "{} {} to {} challenges for realm {}, which is not trusted (sip.auth_realms): credentials not sent",
+                resp.code().unwrap_or(0),
+                resp.reason(),
+                spec.method,
+                realms.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ")
+            );
+            self.event(Event::ChallengeRefused {
+                method: spec.method.clone(),
+                realms,
+            });
+            return Err(reason);
+        };
+        if spec.method == "REGISTER" && self.cfg.trust_registrar_realm {
+            self.registrar_realm = Some(challenge.realm.clone());
+        }
         if *tries >= 3 || (*tries >= 1 && !challenge.stale) {
             return Err("authentication rejected".into());
         }
@@ -577,6 +615,19 @@ impl UserAgent {
             .authorization(&challenge, &creds, &spec.method, &spec.uri, &spec.body, &cnonce)
             .map_err(|e| format!("cannot answer the challenge: {e}"))?;
         Ok((outgoing.to_string(), value))
+    }
+
+    /// Whether a challenge to our `method` with `realm` may get our credentials: a listed realm,
+    /// or (when trusted) the registrar's, which its challenge to REGISTER teaches us. The
+    /// registrar is the configured next hop and its answers must come from its address.
+    fn realm_trusted(&self, method: &str, realm: &str) -> bool {
+        if self.cfg.auth_realms.iter().any(|r| r == realm) {
+            return true;
+        }
+        if !self.cfg.trust_registrar_realm {
+            return false;
+        }
+        method == "REGISTER" || self.registrar_realm.as_deref() == Some(realm)
     }
 
     // ----- inputs -----------------------------------------------------------------------------

@@ -45,6 +45,9 @@ fn config(transport: Transport, refresh_max: Option<Duration>) -> UaConfig {
         register_expires: 300,
         register_refresh_max: refresh_max,
         user_agent: "sip-assistant-test".into(),
+        // As the shell passes it with sip.domain = 127.0.0.1 and no sip.auth_realms.
+        auth_realms: vec!["127.0.0.1".into()],
+        trust_registrar_realm: true,
     }
 }
 
@@ -1620,4 +1623,140 @@ fn a_host_name_matches_only_the_addresses_it_was_resolved_to() {
     );
     h.reply(&inv, 180, &[], b"");
     assert!(h.has_event(|e| matches!(e, Event::Ringing { id: 7 })).is_some());
+}
+
+// ----- finding 7: credentials only for trusted realms ----------------------------------------
+
+fn challenge(realm: &str, nonce: &str) -> String {
+    format!(r#"Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm=MD5"#)
+}
+
+/// Registered with a registrar that challenges with `realm`; no realm configured (the default).
+fn registered_with_realm(realm: &str) -> Harness {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.auth_realms = Vec::new();
+    let mut h = Harness::new(cfg);
+    h.command(Command::Register);
+    let first = h.last("REGISTER");
+    h.reply(&first, 401, &[("WWW-Authenticate", &challenge(realm, "r1"))], b"");
+    let second = h.last("REGISTER");
+    assert!(
+        second.value("authorization").is_some(),
+        "the registrar's challenge is answered"
+    );
+    h.reply(&second, 200, &[("Expires", "300")], b"");
+    assert!(h.ua.is_registered());
+    h
+}
+
+fn refused(h: &Harness, method: &str, realm: &str) -> bool {
+    h.events.iter().any(|(_, e)| {
+        matches!(e, Event::ChallengeRefused { method: m, realms } if m == method && realms.iter().any(|r| r == realm))
+    })
+}
+
+#[test]
+fn the_registrars_realm_is_learned_and_a_proxy_challenge_with_it_is_answered() {
+    let mut h = registered_with_realm("pbx-realm");
+    let inv = start_call(&mut h, 30);
+    h.reply(
+        &inv,
+        407,
+        &[("Proxy-Authenticate", &challenge("pbx-realm", "i1"))],
+        b"",
+    );
+    let inv2 = h.last("INVITE");
+    assert_eq!(inv2.cseq, 2);
+    assert!(verify_digest(
+        &inv2,
+        "proxy-authorization",
+        "secret-pw",
+        rsip::headers::auth::Algorithm::Md5
+    ));
+    // Of two challenges the trusted one is answered.
+    let mut h = registered_with_realm("pbx-realm");
+    let inv = start_call(&mut h, 30);
+    let mut hs = Headers::new();
+    hs.add("Proxy-Authenticate", challenge("other", "o1"))
+        .add("Proxy-Authenticate", challenge("pbx-realm", "i2"));
+    h.deliver(build_response(&inv, 407, "", Some("pbx-tag"), hs, b""));
+    let inv2 = h.last("INVITE");
+    assert!(inv2
+        .value("proxy-authorization")
+        .is_some_and(|v| v.contains(r#"realm="pbx-realm""#)));
+}
+
+#[test]
+fn a_far_ends_own_challenge_to_invite_gets_no_credentials_and_fails_the_call() {
+    let mut h = registered_with_realm("pbx-realm");
+    let inv = start_call(&mut h, 30);
+    h.reply(&inv, 401, &[("WWW-Authenticate", &challenge("phone", "p1"))], b"");
+    assert_eq!(h.requests("INVITE").len(), 1, "no second INVITE");
+    assert!(h
+        .sent
+        .iter()
+        .all(|s| s.msg.value("authorization").is_none() || s.msg.method() == Some("REGISTER")));
+    assert!(refused(&h, "INVITE", "phone"));
+    let end = ended(&h);
+    assert!(
+        matches!(end.as_slice(), [(_, CallEnd::Failed { reason })]
+            if reason.contains("\"phone\"") && reason.contains("sip.auth_realms")),
+        "{end:?}"
+    );
+    // Nothing learned from a call: the registrar's realm alone is trusted.
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let inv = start_call(&mut h, 30);
+    h.reply(
+        &inv,
+        407,
+        &[("Proxy-Authenticate", &challenge("pbx-realm", "x"))],
+        b"",
+    );
+    assert_eq!(
+        h.requests("INVITE").len(),
+        1,
+        "an unlisted realm before any REGISTER challenge"
+    );
+}
+
+#[test]
+fn a_far_ends_own_challenge_to_bye_gets_no_credentials() {
+    let mut h = registered_with_realm("pbx-realm");
+    let _inv = answered(&mut h);
+    h.command(Command::Hangup { id: 7 });
+    let bye = h.last("BYE");
+    h.reply(&bye, 401, &[("WWW-Authenticate", &challenge("phone", "b1"))], b"");
+    assert_eq!(h.requests("BYE").len(), 1, "no BYE with credentials");
+    assert!(refused(&h, "BYE", "phone"));
+    assert_eq!(ended(&h), vec![(h.ms(), CallEnd::HungUpLocal)]);
+    assert_eq!(h.ua.active_calls(), 0);
+}
+
+#[test]
+fn with_listed_realms_even_the_registrar_must_use_one() {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.auth_realms = vec!["asterisk".into()];
+    cfg.trust_registrar_realm = false;
+    let mut h = Harness::new(cfg);
+    h.command(Command::Register);
+    let first = h.last("REGISTER");
+    h.reply(
+        &first,
+        401,
+        &[("WWW-Authenticate", &challenge("elsewhere", "e1"))],
+        b"",
+    );
+    assert_eq!(h.requests("REGISTER").len(), 1);
+    assert!(h
+        .has_event(|e| matches!(e, Event::RegistrationFailed { reason } if reason.contains("elsewhere")))
+        .is_some());
+    h.run_until(secs(1.0));
+    let retry = h.last("REGISTER");
+    h.reply(
+        &retry,
+        401,
+        &[("WWW-Authenticate", &challenge("asterisk", "a1"))],
+        b"",
+    );
+    assert!(h.last("REGISTER").value("authorization").is_some());
 }
