@@ -253,9 +253,22 @@ impl Scheduler {
                     r.push_event(now, "answered", None);
                 }
                 Progress::Event { name, detail } => r.push_event(now, name, detail.clone()),
+                Progress::Dialog(d) => r.dialog = Some(d.clone()),
             });
             if let Err(e) = result {
                 tracing::warn!(call_id = %id, error = %e, "cannot record call progress");
+                return;
+            }
+            if matches!(p, Progress::Dialog(_)) {
+                // A durable point: kill -9 loses unflushed sled writes, and without the dialog the
+                // far end never gets its BYE after a crash. One more flush per answered call.
+                let (store, id) = (store.clone(), id.clone());
+                smol::spawn(async move {
+                    if let Err(e) = smol::unblock(move || store.flush()).await {
+                        tracing::warn!(call_id = %id, error = %e, "cannot flush the call's dialog");
+                    }
+                })
+                .detach();
             }
         })
     }
@@ -277,6 +290,7 @@ impl Scheduler {
                 r.choice_response = outcome.choice_response.clone();
                 r.choice_raw_text = outcome.choice_raw_text.clone();
                 r.media = outcome.media.clone();
+                r.dialog = None;
                 r.ended_at = Some(now);
                 r.duration_seconds = r.answered_at.map_or(0.0, |a| now.millis_since(a) as f64 / 1000.0);
                 let event = r.status.as_str();
@@ -349,7 +363,8 @@ impl Scheduler {
     }
 
     /// After a restart: calls that had started end `failed` ("service restarted during call") with
-    /// their webhook; calls that never started are queued again in their original order.
+    /// their webhook, and those answered get a BYE for their saved dialog; calls that never
+    /// started are queued again in their original order.
     pub fn recover(&self) -> Result<(usize, usize), StoreError> {
         let mut failed = 0;
         let mut requeued = 0;
@@ -358,6 +373,11 @@ impl Scheduler {
                 self.state().queue.push_back(record.call_id.clone());
                 requeued += 1;
             } else {
+                if let Some(dialog) = record.dialog.clone() {
+                    // Answered when the process died: the far end still holds the call.
+                    tracing::info!(call_id = %record.call_id, "sending BYE for the dialog of a call cut by the restart");
+                    self.0.engine.hang_up_recovered(dialog);
+                }
                 self.finish(&record.call_id, CallOutcome::failed(RESTARTED), None);
                 failed += 1;
             }

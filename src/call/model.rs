@@ -173,6 +173,10 @@ pub struct CallRecord {
     /// Media health once the call had media (absent in records written before it existed).
     #[serde(default)]
     pub media: Option<MediaHealth>,
+    /// The SIP dialog while the call is answered (what a BYE needs after a crash); cleared when
+    /// the call ends. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialog: Option<crate::sip::ua::SavedDialog>,
 }
 
 impl CallRecord {
@@ -201,6 +205,7 @@ impl CallRecord {
             }],
             webhook: None,
             media: None,
+            dialog: None,
         }
     }
 

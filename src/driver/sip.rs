@@ -335,6 +335,7 @@ impl Shared {
                 Next::Event(None) => return CallOutcome::failed("the SIP driver has stopped"),
                 Next::Event(Some(e)) => match e {
                     Event::Ringing { .. } => call.events.ringing(),
+                    Event::DialogSaved { dialog, .. } => call.events.dialog(dialog),
                     Event::Answered { sdp, .. } => {
                         call.events.answered();
                         let (Some(ports), Some(prepared)) = (ports.take(), prepared.take()) else {
@@ -465,6 +466,7 @@ impl Shared {
                             tracing::debug!(error = %e, "media update after media ended");
                         }
                     }
+                    Next::Event(Some(Event::DialogSaved { dialog, .. })) => call.events.dialog(dialog),
                     Next::Event(Some(Event::Ended { end, .. })) => return Race::Ended(Some(end)),
                     Next::Event(Some(_)) => {}
                     Next::Event(None) | Next::GiveUp => return Race::Ended(None),
@@ -599,6 +601,18 @@ impl CallEngine for SipEngine {
 
     fn sip_registered(&self) -> bool {
         self.shared.registered.load(Ordering::Relaxed)
+    }
+
+    fn hang_up_recovered(&self, dialog: crate::sip::ua::SavedDialog) {
+        let call_id = dialog.call_id.clone();
+        if self
+            .shared
+            .cmds
+            .try_send(Cmd::Ua(Command::ByeRecovered(dialog)))
+            .is_err()
+        {
+            tracing::warn!(%call_id, "the SIP driver has stopped: no BYE for a dialog from before the restart");
+        }
     }
 
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -878,7 +892,11 @@ impl Driver {
                     let _ = w.try_send(e);
                 }
             }
+            Event::RecoveredBye { call_id, result } => {
+                tracing::info!(%call_id, %result, "BYE for a dialog from before the restart")
+            }
             Event::Ringing { id }
+            | Event::DialogSaved { id, .. }
             | Event::Answered { id, .. }
             | Event::Dtmf { id, .. }
             | Event::MediaChanged { id, .. } => {

@@ -36,7 +36,8 @@ use super::transaction::{Action, ClientTx, Reliability, ServerTx, T1, T1X64, T2}
 /// Identifies a call between the shell and the core.
 pub type CallKey = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
@@ -121,6 +122,9 @@ pub enum Command {
     Hangup {
         id: CallKey,
     },
+    /// Send one BYE (Timer E/F, result in [`Event::RecoveredBye`]) for a dialog saved before a
+    /// restart ([`Event::DialogSaved`]).
+    ByeRecovered(SavedDialog),
 }
 
 /// How a call ended.
@@ -175,6 +179,17 @@ pub enum Event {
     Dropped {
         reason: String,
     },
+    /// Call `id` has a dialog, or its dialog changed (the far end's target): keep it with the
+    /// call's durable state, to end it with [`Command::ByeRecovered`] after a crash.
+    DialogSaved {
+        id: CallKey,
+        dialog: SavedDialog,
+    },
+    /// How the BYE of [`Command::ByeRecovered`] for the dialog `call_id` ended.
+    RecoveredBye {
+        call_id: String,
+        result: String,
+    },
     /// A 401/407 to our `method` named only realms we do not trust: no credentials were sent
     /// (logged by the shell as a warning; an INVITE then fails with the same words).
     ChallengeRefused {
@@ -216,6 +231,10 @@ enum Owner {
     Invite(CallKey),
     Cancel(CallKey),
     Bye(CallKey),
+    /// The BYE of a dialog from before a restart; `authed` once it carried credentials.
+    RecoveredBye {
+        authed: bool,
+    },
 }
 
 struct ClientEntry {
@@ -655,6 +674,7 @@ impl UserAgent {
                 self.start_call(now, id, uri, local, ring_timeout, sdp, offer)
             }
             Command::Hangup { id } => self.hangup(now, id, CallEnd::Cancelled),
+            Command::ByeRecovered(dialog) => self.bye_recovered(now, dialog),
         }
     }
 
@@ -689,11 +709,12 @@ impl UserAgent {
             }
             let actions = entry.tx.on_timer(now);
             let (dest, owner, terminated) = (entry.dest.clone(), entry.owner, entry.tx.is_terminated());
+            let call_id = entry.spec.call_id.clone();
             for a in actions {
                 match a {
                     Action::Transmit(b) => self.transmit(dest.clone(), b),
                     Action::Timeout => {
-                        self.on_client_timeout(now, owner, &format!("no response from {dest}"))
+                        self.on_client_timeout(now, owner, &call_id, &format!("no response from {dest}"))
                     }
                     Action::Response(_) => {}
                 }
@@ -740,7 +761,8 @@ impl UserAgent {
             .collect();
         for key in keys {
             if let Some(entry) = self.clients.remove(&key) {
-                self.on_client_timeout(now, entry.owner, &format!("transport error to {dest}: {reason}"));
+                let why = format!("transport error to {dest}: {reason}");
+                self.on_client_timeout(now, entry.owner, &entry.spec.call_id, &why);
             }
         }
         if self.cfg.outbound_proxy.as_ref() == Some(dest) && self.reg.registered {
@@ -754,7 +776,7 @@ impl UserAgent {
         }
     }
 
-    fn on_client_timeout(&mut self, now: Instant, owner: Owner, why: &str) {
+    fn on_client_timeout(&mut self, now: Instant, owner: Owner, call_id: &str, why: &str) {
         match owner {
             Owner::Register => self.register_failed(now, why.to_string()),
             Owner::Invite(id) => {
@@ -775,6 +797,10 @@ impl UserAgent {
                 self.end_call(id, end);
             }
             Owner::Cancel(_) => {}
+            Owner::RecoveredBye { .. } => self.event(Event::RecoveredBye {
+                call_id: call_id.to_string(),
+                result: why.to_string(),
+            }),
         }
     }
 
@@ -860,6 +886,7 @@ impl UserAgent {
             Owner::Invite(id) => self.on_invite_response(now, id, spec, cseq, resp),
             Owner::Bye(id) => self.on_bye_response(now, id, spec, resp),
             Owner::Cancel(_) => {}
+            Owner::RecoveredBye { authed } => self.on_recovered_bye_response(now, authed, spec, cseq, resp),
         }
     }
 }
@@ -867,7 +894,10 @@ impl UserAgent {
 mod call;
 mod peer;
 mod register;
+mod saved;
 mod server;
+
+pub use saved::SavedDialog;
 
 pub use call::sdp_offer_g711;
 pub use server::dtmf_digit;

@@ -269,6 +269,7 @@ impl UserAgent {
             Some(why) => self.send_bye(now, id, why),
             None => {
                 call.state = CallState::Confirmed;
+                self.report_dialog(id);
                 self.event(Event::Answered { id, sdp: resp.body });
             }
         }

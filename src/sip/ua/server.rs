@@ -302,10 +302,15 @@ impl UserAgent {
             if dest.transport == Transport::Udp {
                 call.reinvite_ok = Some((dest.clone(), bytes, now + T1, T1, now + T1X64, req.cseq));
             }
-            if let Some(d) = call.dialog.as_mut() {
-                if let Some(target) = req.contact_uri() {
+            let moved = match (call.dialog.as_mut(), req.contact_uri()) {
+                (Some(d), Some(target)) if d.remote_target != target => {
                     d.remote_target = target;
+                    true
                 }
+                _ => false,
+            };
+            if moved {
+                self.report_dialog(id);
             }
         }
         if let Some(negotiated) = changed {

@@ -1760,3 +1760,127 @@ fn with_listed_realms_even_the_registrar_must_use_one() {
     );
     assert!(h.last("REGISTER").value("authorization").is_some());
 }
+
+// ----- finding 11: a dialog saved at the answer gets its BYE after a restart ----------------
+
+/// An answered call through a Record-Route; returns the INVITE and the dialog reported to save.
+fn answered_with_saved_dialog(h: &mut Harness) -> (Message, SavedDialog) {
+    let inv = start_call(h, 30);
+    let rr = [
+        ("Record-Route", "<sip:127.0.0.1:5060;lr;ftag=x>"),
+        ("Contact", "<sip:1001@127.0.0.1:5080>"),
+    ];
+    h.reply(&inv, 200, &rr, b"v=0\r\n");
+    let saved = h
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::DialogSaved { id: 7, dialog } => Some(dialog.clone()),
+            _ => None,
+        })
+        .expect("the dialog is reported at the answer");
+    (inv, saved)
+}
+
+#[test]
+fn the_dialog_is_reported_at_the_answer_and_when_its_target_moves() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let (inv, saved) = answered_with_saved_dialog(&mut h);
+    let saved_at = h
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::DialogSaved { .. }));
+    let answered_at = h
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::Answered { .. }));
+    assert!(saved_at < answered_at, "saved before the call counts as answered");
+    assert_eq!(saved.call_id, inv.call_id);
+    assert_eq!(Some(saved.local_tag.as_str()), inv.from.tag());
+    assert_eq!(saved.remote_tag, "pbx-tag");
+    assert_eq!(saved.local_uri, "sip:1050@127.0.0.1");
+    assert_eq!(saved.remote_uri, "sip:1001@127.0.0.1");
+    assert_eq!(saved.remote_target, "sip:1001@127.0.0.1:5080");
+    assert_eq!(
+        saved.route_set,
+        vec!["<sip:127.0.0.1:5060;lr;ftag=x>".to_string()]
+    );
+    assert_eq!(saved.local_cseq, 1);
+    assert_eq!(
+        (saved.dest_host.as_str(), saved.dest_port, saved.transport),
+        ("127.0.0.1", 5060, Transport::Udp)
+    );
+    // A re-INVITE with a new Contact moves the target: reported again.
+    let moved = String::from_utf8(in_dialog(&inv, "INVITE", 2, "z9hG4bKm1", "", ""))
+        .expect("utf8")
+        .replace("<sip:1001@127.0.0.1:5080>", "<sip:1001@127.0.0.1:5090>");
+    h.deliver(moved.into_bytes());
+    let last = h.events.iter().rev().find_map(|(_, e)| match e {
+        Event::DialogSaved { dialog, .. } => Some(dialog.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        last.map(|d| d.remote_target),
+        Some("sip:1001@127.0.0.1:5090".to_string())
+    );
+}
+
+#[test]
+fn a_recovered_dialog_gets_one_bye_retransmitted_on_timer_e() {
+    let mut before = Harness::new(config(Transport::Udp, None));
+    let (inv, saved) = answered_with_saved_dialog(&mut before);
+    // A new process (another seed) that knows nothing but the saved dialog.
+    let mut h = Harness::new(config(Transport::Udp, None));
+    h.ua = UserAgent::new(config(Transport::Udp, None), [99; 32], h.t0);
+    h.command(Command::ByeRecovered(saved.clone()));
+    let bye = h.last("BYE");
+    assert_eq!(
+        bye.start,
+        crate::sip::message::Start::Request {
+            method: "BYE".into(),
+            uri: "sip:1001@127.0.0.1:5080".into()
+        },
+        "the Request-URI is the remote target"
+    );
+    assert_eq!(bye.call_id, inv.call_id);
+    assert_eq!(bye.from.tag(), inv.from.tag());
+    assert_eq!(bye.to.tag(), Some("pbx-tag"));
+    assert_eq!((bye.cseq, bye.cseq_method.as_str()), (2, "BYE"));
+    assert!(bye.cseq > saved.local_cseq);
+    assert_eq!(bye.value("route"), Some("<sip:127.0.0.1:5060;lr;ftag=x>"));
+    let dest = &h.requests("BYE")[0].dest;
+    assert_eq!(
+        (dest.host.as_str(), dest.port, dest.transport),
+        ("127.0.0.1", 5060, Transport::Udp)
+    );
+    // Unanswered: Timer E doubles up to T2, Timer F gives up at 32 s, and the result is reported.
+    h.run_until(secs(40.0));
+    let expected: Vec<u64> = vec![0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
+    assert_eq!(h.times("BYE"), expected);
+    assert!(h.events.iter().any(|(t, e)| *t == secs(32.0)
+        && matches!(e, Event::RecoveredBye { call_id, result }
+                if *call_id == inv.call_id && result.starts_with("no response from 127.0.0.1:5060"))));
+    assert_eq!(h.ua.transactions(), (0, 0));
+    // Answered (only from where it went): one 200 ends it.
+    h.command(Command::ByeRecovered(saved));
+    let bye = h.last("BYE");
+    h.deliver_from(
+        addr("127.0.0.2:5060"),
+        Transport::Udp,
+        build_response(&bye, 200, "", None, Headers::new(), b""),
+    );
+    assert!(!h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::RecoveredBye { result, .. } if result == "200 OK")));
+    h.reply(&bye, 481, &[], b"");
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::RecoveredBye { result, .. } if result.starts_with("481"))));
+    // Timer K absorbs retransmitted responses, then the transaction is gone; nothing is resent.
+    let sent = h.requests("BYE").len();
+    h.run_until(h.ms() + secs(6.0));
+    assert_eq!(h.ua.transactions(), (0, 0));
+    assert_eq!(h.requests("BYE").len(), sent);
+}
