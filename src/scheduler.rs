@@ -494,6 +494,82 @@ mod tests {
         }
     }
 
+    /// Remembers the dialogs it is asked to end after a restart.
+    #[derive(Default)]
+    struct RecoveringEngine(Mutex<Vec<crate::sip::ua::SavedDialog>>);
+
+    impl CallEngine for RecoveringEngine {
+        fn place_call(&self, _call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn hang_up_recovered(&self, dialog: crate::sip::ua::SavedDialog) {
+            self.0.lock().expect("not poisoned").push(dialog);
+        }
+    }
+
+    #[test]
+    fn recovery_ends_the_saved_dialog_of_a_call_cut_by_the_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let dialog = crate::sip::ua::SavedDialog {
+            call_id: "abc@127.0.0.1".into(),
+            local_uri: "sip:1050@127.0.0.1".into(),
+            local_tag: "l".into(),
+            remote_uri: "sip:1001@127.0.0.1".into(),
+            remote_tag: "r".into(),
+            remote_target: "sip:1001@127.0.0.1:5080".into(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            local_host: "127.0.0.1".into(),
+            dest_host: "127.0.0.1".into(),
+            dest_port: 5060,
+            transport: crate::sip::ua::Transport::Udp,
+        };
+        let request = |id: &str| CallRequest {
+            message: "m".into(),
+            extension: "1001".into(),
+            callback_url: None,
+            ring_timeout: 30,
+            choice: None,
+            call_id: Some(id.into()),
+            language: None,
+            voice: None,
+        };
+        let now = Timestamp::now();
+        for id in ["answered", "ringing"] {
+            store.insert_call(Some(id), request(id), now).expect("insert");
+            store
+                .update_call(id, |r| {
+                    r.started_at = Some(now);
+                    if r.call_id == "answered" {
+                        r.status = CallStatus::Answered;
+                        r.dialog = Some(dialog.clone());
+                    }
+                })
+                .expect("update");
+        }
+        let client = WebhookClient::new(Duration::from_millis(100), Duration::from_millis(100));
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            max_age: Duration::from_secs(1),
+        };
+        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
+        let engine = Arc::new(RecoveringEngine::default());
+        let scheduler = Scheduler::new(store.clone(), engine.clone(), handle, 1, 1);
+        assert_eq!(scheduler.recover().expect("recover"), (2, 0));
+        assert_eq!(*engine.0.lock().expect("not poisoned"), vec![dialog]);
+        for id in ["answered", "ringing"] {
+            let r = store.get_call(id).expect("store").expect("record");
+            assert_eq!(
+                (r.status, r.error.as_deref()),
+                (CallStatus::Failed, Some(RESTARTED))
+            );
+            assert_eq!(r.dialog, None, "a final record keeps no dialog");
+        }
+    }
+
     #[test]
     fn the_drain_makes_a_call_final_when_its_engine_never_returns() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -335,7 +335,7 @@ impl Shared {
                 Next::Event(None) => return CallOutcome::failed("the SIP driver has stopped"),
                 Next::Event(Some(e)) => match e {
                     Event::Ringing { .. } => call.events.ringing(),
-                    Event::DialogSaved { dialog, .. } => call.events.dialog(dialog),
+                    Event::DialogSaved { dialog, .. } => call.events.dialog(*dialog),
                     Event::Answered { sdp, .. } => {
                         call.events.answered();
                         let (Some(ports), Some(prepared)) = (ports.take(), prepared.take()) else {
@@ -466,7 +466,7 @@ impl Shared {
                             tracing::debug!(error = %e, "media update after media ended");
                         }
                     }
-                    Next::Event(Some(Event::DialogSaved { dialog, .. })) => call.events.dialog(dialog),
+                    Next::Event(Some(Event::DialogSaved { dialog, .. })) => call.events.dialog(*dialog),
                     Next::Event(Some(Event::Ended { end, .. })) => return Race::Ended(Some(end)),
                     Next::Event(Some(_)) => {}
                     Next::Event(None) | Next::GiveUp => return Race::Ended(None),
@@ -608,7 +608,7 @@ impl CallEngine for SipEngine {
         if self
             .shared
             .cmds
-            .try_send(Cmd::Ua(Command::ByeRecovered(dialog)))
+            .try_send(Cmd::Ua(Command::ByeRecovered(Box::new(dialog))))
             .is_err()
         {
             tracing::warn!(%call_id, "the SIP driver has stopped: no BYE for a dialog from before the restart");

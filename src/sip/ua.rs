@@ -124,7 +124,7 @@ pub enum Command {
     },
     /// Send one BYE (Timer E/F, result in [`Event::RecoveredBye`]) for a dialog saved before a
     /// restart ([`Event::DialogSaved`]).
-    ByeRecovered(SavedDialog),
+    ByeRecovered(Box<SavedDialog>),
 }
 
 /// How a call ended.
@@ -183,7 +183,7 @@ pub enum Event {
     /// call's durable state, to end it with [`Command::ByeRecovered`] after a crash.
     DialogSaved {
         id: CallKey,
-        dialog: SavedDialog,
+        dialog: Box<SavedDialog>,
     },
     /// How the BYE of [`Command::ByeRecovered`] for the dialog `call_id` ended.
     RecoveredBye {
@@ -674,7 +674,7 @@ impl UserAgent {
                 self.start_call(now, id, uri, local, ring_timeout, sdp, offer)
             }
             Command::Hangup { id } => self.hangup(now, id, CallEnd::Cancelled),
-            Command::ByeRecovered(dialog) => self.bye_recovered(now, dialog),
+            Command::ByeRecovered(dialog) => self.bye_recovered(now, *dialog),
         }
     }
 

@@ -2,10 +2,11 @@
 //!
 //! Trees: `calls` (call id → [`CallRecord`]), `outbox` (webhook id → [`Delivery`], pending only),
 //! `meta` (id sequence). Values are versioned ([`codec`]). sled's background flusher is off: the
-//! data reaches the disk at durable points only (call accepted, call started, call final with its
-//! outbox entry) plus a periodic [`Store::flush_if_dirty`] for the rest, so an SD card sees about
-//! three flushes per call. A crash loses at most non-durable steps (ringing, answered, a delivery's
-//! success, which is then sent again: webhooks are at-least-once).
+//! data reaches the disk at durable points only (call accepted, call started, call answered with
+//! its SIP dialog, call final with its outbox entry) plus a periodic [`Store::flush_if_dirty`] for
+//! the rest, so an SD card sees three flushes per unanswered call and four per answered one. A
+//! crash loses at most non-durable steps (ringing, timeline events, a delivery's success, which is
+//! then sent again: webhooks are at-least-once).
 
 mod codec;
 

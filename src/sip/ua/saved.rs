@@ -61,7 +61,10 @@ impl UserAgent {
     /// Report call `id`'s dialog to the shell for its durable record.
     pub(super) fn report_dialog(&mut self, id: CallKey) {
         if let Some(dialog) = self.saved_dialog(id) {
-            self.event(Event::DialogSaved { id, dialog });
+            self.event(Event::DialogSaved {
+                id,
+                dialog: Box::new(dialog),
+            });
         }
     }
 

@@ -1775,7 +1775,7 @@ fn answered_with_saved_dialog(h: &mut Harness) -> (Message, SavedDialog) {
         .events
         .iter()
         .find_map(|(_, e)| match e {
-            Event::DialogSaved { id: 7, dialog } => Some(dialog.clone()),
+            Event::DialogSaved { id: 7, dialog } => Some((**dialog).clone()),
             _ => None,
         })
         .expect("the dialog is reported at the answer");
@@ -1816,7 +1816,7 @@ fn the_dialog_is_reported_at_the_answer_and_when_its_target_moves() {
         .replace("<sip:1001@127.0.0.1:5080>", "<sip:1001@127.0.0.1:5090>");
     h.deliver(moved.into_bytes());
     let last = h.events.iter().rev().find_map(|(_, e)| match e {
-        Event::DialogSaved { dialog, .. } => Some(dialog.clone()),
+        Event::DialogSaved { dialog, .. } => Some((**dialog).clone()),
         _ => None,
     });
     assert_eq!(
@@ -1832,7 +1832,7 @@ fn a_recovered_dialog_gets_one_bye_retransmitted_on_timer_e() {
     // A new process (another seed) that knows nothing but the saved dialog.
     let mut h = Harness::new(config(Transport::Udp, None));
     h.ua = UserAgent::new(config(Transport::Udp, None), [99; 32], h.t0);
-    h.command(Command::ByeRecovered(saved.clone()));
+    h.command(Command::ByeRecovered(Box::new(saved.clone())));
     let bye = h.last("BYE");
     assert_eq!(
         bye.start,
@@ -1862,7 +1862,7 @@ fn a_recovered_dialog_gets_one_bye_retransmitted_on_timer_e() {
                 if *call_id == inv.call_id && result.starts_with("no response from 127.0.0.1:5060"))));
     assert_eq!(h.ua.transactions(), (0, 0));
     // Answered (only from where it went): one 200 ends it.
-    h.command(Command::ByeRecovered(saved));
+    h.command(Command::ByeRecovered(Box::new(saved)));
     let bye = h.last("BYE");
     h.deliver_from(
         addr("127.0.0.2:5060"),
