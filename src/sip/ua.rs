@@ -461,15 +461,9 @@ impl UserAgent {
         format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
     }
 
-    /// Next hop for a request to `uri` with `routes`.
-    fn next_hop(&self, uri: &str, routes: &[String]) -> Option<Dest> {
-        let via = routes.first().map_or(uri, String::as_str);
-        if routes.is_empty() {
-            if let Some(p) = &self.cfg.outbound_proxy {
-                return Some(p.clone());
-            }
-        }
-        let (host, port, transport) = uri_host_port(via)?;
+    /// The host, port and transport a URI names, ignoring any outbound proxy.
+    fn uri_dest(&self, uri: &str) -> Option<Dest> {
+        let (host, port, transport) = uri_host_port(uri)?;
         let transport = match transport.as_deref().map(str::to_ascii_lowercase).as_deref() {
             Some("tcp") => Transport::Tcp,
             Some("udp") => Transport::Udp,
@@ -480,6 +474,17 @@ impl UserAgent {
             port: port.unwrap_or(5060),
             transport,
         })
+    }
+
+    /// Next hop for a request to `uri` with `routes`.
+    fn next_hop(&self, uri: &str, routes: &[String]) -> Option<Dest> {
+        let via = routes.first().map_or(uri, String::as_str);
+        if routes.is_empty() {
+            if let Some(p) = &self.cfg.outbound_proxy {
+                return Some(p.clone());
+            }
+        }
+        self.uri_dest(via)
     }
 
     /// Print `spec` with a fresh branch and `cseq`; returns (branch, bytes).

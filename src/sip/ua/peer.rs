@@ -1,7 +1,8 @@
 //! Who may speak for a transaction or a dialog. A response is accepted only from the address its
 //! request was sent to (UDP: that socket address; TCP: the connection to it), and a request in a
 //! dialog only from the dialog's route: the next hop our in-dialog requests go to (registrar or
-//! outbound proxy, first Record-Route, or the far end's Contact) or the one the INVITE went to.
+//! outbound proxy, first Record-Route, or the far end's Contact), the one the INVITE went to, or
+//! the far end's Contact itself (a proxy that does not record-route lets it send us its BYE).
 //! Host names match the addresses the shell reported resolving them to ([`Input::Resolved`]).
 //!
 //! [`Input::Resolved`]: super::Input::Resolved
@@ -66,13 +67,17 @@ impl UserAgent {
         let Some(call) = self.calls.get(&id) else {
             return false;
         };
-        let next_hop = call
-            .dialog
-            .as_ref()
+        let dialog = call.dialog.as_ref();
+        let next_hop = dialog
             .and_then(|d| self.in_dialog_spec(&call.spec, d, "BYE"))
             .map(|s| s.dest);
-        std::iter::once(&call.spec.dest)
-            .chain(next_hop.as_ref())
-            .any(|dest| self.is_peer(dest, from, transport, false))
+        // The far end itself, when a proxy that does not record-route let it talk to us directly:
+        // its Contact came in a 2xx that passed the source check above.
+        let target = dialog.and_then(|d| self.uri_dest(&d.remote_target));
+        let ok = [Some(&call.spec.dest), next_hop.as_ref(), target.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|dest| self.is_peer(dest, from, transport, false));
+        ok
     }
 }

@@ -1591,6 +1591,14 @@ fn a_forged_bye_info_or_reinvite_from_elsewhere_changes_nothing() {
     // The forged CSeq 5 did not move the dialog's CSeq: the real INFO with CSeq 2 is in order.
     h.deliver(in_dialog(&inv, "INFO", 2, "z9hG4bKr1", dtmf, "7"));
     assert!(h.has_event(|e| *e == Event::Dtmf { id: 7, digit: '7' }).is_some());
+    // The far end's own Contact (127.0.0.1:5080) may speak too: a proxy that does not
+    // record-route lets the phone send its requests straight to us.
+    h.deliver_from(
+        addr("127.0.0.1:5080"),
+        Transport::Udp,
+        in_dialog(&inv, "INFO", 3, "z9hG4bKr3", dtmf, "8"),
+    );
+    assert!(h.has_event(|e| *e == Event::Dtmf { id: 7, digit: '8' }).is_some());
     // Over TCP the route may open its own connection, from any port.
     h.deliver_from(
         addr("127.0.0.1:41234"),
