@@ -314,9 +314,22 @@ impl Scheduler {
                     r.push_event(now, "answered", None);
                 }
                 Progress::Event { name, detail } => r.push_event(now, name, detail.clone()),
+                Progress::Dialog(d) => r.dialog = Some(d.clone()),
             });
             if let Err(e) = result {
                 tracing::warn!(call_id = %id, error = %e, "cannot record call progress");
+                return;
+            }
+            if matches!(p, Progress::Dialog(_)) {
+                // A durable point: kill -9 loses unflushed sled writes, and without the dialog the
+                // far end never gets its BYE after a crash. One more flush per answered call.
+                let (store, id) = (store.clone(), id.clone());
+                smol::spawn(async move {
+                    if let Err(e) = smol::unblock(move || store.flush()).await {
+                        tracing::warn!(call_id = %id, error = %e, "cannot flush the call's dialog");
+                    }
+                })
+                .detach();
             }
         })
     }
@@ -344,6 +357,7 @@ impl Scheduler {
                 r.choice_response = outcome.choice_response.clone();
                 r.choice_raw_text = outcome.choice_raw_text.clone();
                 r.media = outcome.media.clone();
+                r.dialog = None;
                 r.ended_at = Some(now);
                 r.duration_seconds = r.answered_at.map_or(0.0, |a| now.millis_since(a) as f64 / 1000.0);
                 let event = r.status.as_str();
@@ -437,7 +451,8 @@ impl Scheduler {
     }
 
     /// After a restart: calls that had started end `failed` ("service restarted during call") with
-    /// their webhook; calls that never started are queued again in their original order.
+    /// their webhook, and those answered get a BYE for their saved dialog; calls that never
+    /// started are queued again in their original order.
     pub fn recover(&self) -> Result<(usize, usize), StoreError> {
         let mut failed = 0;
         let mut requeued = 0usize;
@@ -449,6 +464,11 @@ impl Scheduler {
                 });
                 requeued += 1;
             } else {
+                if let Some(dialog) = record.dialog.clone() {
+                    // Answered when the process died: the far end still holds the call.
+                    tracing::info!(call_id = %record.call_id, "sending BYE for the dialog of a call cut by the restart");
+                    self.0.engine.hang_up_recovered(dialog);
+                }
                 // A failure is logged by `finish`; the next start tries again.
                 let _ = self.finish(&record.call_id, CallOutcome::failed(RESTARTED), None);
                 failed += 1;
@@ -760,4 +780,85 @@ mod tests {
         assert_eq!(r.error.as_deref(), Some(SHUTTING_DOWN));
         assert_eq!(store.pending_deliveries().expect("outbox").len(), 1);
     }
+
+    /// Remembers the dialogs it is asked to end after a restart.
+    #[derive(Default)]
+    struct RecoveringEngine(Mutex<Vec<crate::sip::ua::SavedDialog>>);
+
+    impl CallEngine for RecoveringEngine {
+        fn place_call(&self, _call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn hang_up_recovered(&self, dialog: crate::sip::ua::SavedDialog) {
+            self.0.lock().expect("not poisoned").push(dialog);
+        }
+    }
+
+    #[test]
+    fn recovery_ends_the_saved_dialog_of_a_call_cut_by_the_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let dialog = crate::sip::ua::SavedDialog {
+            call_id: "abc@127.0.0.1".into(),
+            local_uri: "sip:1050@127.0.0.1".into(),
+            local_tag: "l".into(),
+            remote_uri: "sip:1001@127.0.0.1".into(),
+            remote_tag: "r".into(),
+            remote_target: "sip:1001@127.0.0.1:5080".into(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            local_host: "127.0.0.1".into(),
+            dest_host: "127.0.0.1".into(),
+            dest_port: 5060,
+            transport: crate::sip::ua::Transport::Udp,
+        };
+        let request = |id: &str| CallRequest {
+            message: "m".into(),
+            extension: "1001".into(),
+            callback_url: None,
+            ring_timeout: 30,
+            choice: None,
+            call_id: Some(id.into()),
+            language: None,
+            voice: None,
+        };
+        let now = Timestamp::now();
+        for id in ["answered", "ringing"] {
+            store.insert_call(Some(id), request(id), now).expect("insert");
+            store
+                .update_call(id, |r| {
+                    r.started_at = Some(now);
+                    if r.call_id == "answered" {
+                        r.status = CallStatus::Answered;
+                        r.dialog = Some(dialog.clone());
+                    }
+                })
+                .expect("update");
+        }
+        let client = WebhookClient::new(
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            Arc::new(crate::policy::HostPolicy::default()),
+        );
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            max_age: Duration::from_secs(1),
+        };
+        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
+        let engine = Arc::new(RecoveringEngine::default());
+        let scheduler = Scheduler::new(store.clone(), engine.clone(), handle, 1, 1, None);
+        assert_eq!(scheduler.recover().expect("recover"), (2, 0));
+        assert_eq!(*engine.0.lock().expect("not poisoned"), vec![dialog]);
+        for id in ["answered", "ringing"] {
+            let r = store.get_call(id).expect("store").expect("record");
+            assert_eq!(
+                (r.status, r.error.as_deref()),
+                (CallStatus::Failed, Some(RESTARTED))
+            );
+            assert_eq!(r.dialog, None, "a final record keeps no dialog");
+        }
+    }
+
 }

@@ -512,3 +512,26 @@ fn the_service_refuses_to_serve_the_network_without_a_token() {
         "{stderr}"
     );
 }
+
+#[test]
+fn auth_realms_from_a_toml_array_or_a_comma_separated_env_string() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "c.toml",
+        "[sip]\nauth_realms = [\"asterisk\", \"pbx.lan\"]\n",
+    );
+    let (c, _) = load(&opts(Some(&file), &[])).expect("loads");
+    assert_eq!(c.sip.auth_realms, vec!["asterisk", "pbx.lan"]);
+    let (c, _) = load(&opts(
+        Some(&file),
+        &[("SIP_ASSISTANT__SIP__AUTH_REALMS", "one, two")],
+    ))
+    .expect("loads");
+    assert_eq!(c.sip.auth_realms, vec!["one", "two"]);
+    let (c, _) = load(&opts(None, &[])).expect("loads");
+    assert!(
+        c.sip.auth_realms.is_empty(),
+        "default: the registrar's realm only"
+    );
+}

@@ -128,3 +128,61 @@ fn values_survive_reopen_and_unknown_versions_are_refused_not_fatal() {
     assert_eq!(store.list_calls(None, 10).expect("list").len(), 1);
     assert_eq!(store.unfinished_calls().expect("scan").len(), 1);
 }
+
+fn saved_dialog() -> sip_assistant::sip::ua::SavedDialog {
+    sip_assistant::sip::ua::SavedDialog {
+        call_id: "c0ffee@127.0.0.1".into(),
+        local_uri: "sip:1050@127.0.0.1".into(),
+        local_tag: "ours".into(),
+        remote_uri: "sip:1001@127.0.0.1".into(),
+        remote_tag: "theirs".into(),
+        remote_target: "sip:1001@127.0.0.1:5080".into(),
+        route_set: vec!["<sip:127.0.0.1:5060;lr>".into()],
+        local_cseq: 3,
+        local_host: "127.0.0.1".into(),
+        dest_host: "127.0.0.1".into(),
+        dest_port: 5060,
+        transport: sip_assistant::sip::ua::Transport::Tcp,
+    }
+}
+
+#[test]
+fn a_calls_dialog_survives_reopen_and_records_without_one_still_decode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .insert_call(Some("answered"), request(None), Timestamp(5))
+            .expect("insert");
+        store
+            .update_call("answered", |r| r.dialog = Some(saved_dialog()))
+            .expect("update");
+        store.flush().expect("flush");
+    }
+    // A version-1 record as written before the field existed (no "dialog" key at all).
+    {
+        let store = Store::open(dir.path()).expect("open");
+        let mut old =
+            serde_json::to_value(store.get_call("answered").expect("get").expect("record")).expect("json");
+        let obj = old.as_object_mut().expect("object");
+        assert!(
+            obj.remove("dialog").is_some(),
+            "the dialog is stored with the record"
+        );
+        obj.insert("call_id".into(), "older".into());
+        drop(store);
+        let db = sled::open(dir.path().join("db")).expect("raw open");
+        let mut bytes = vec![1u8];
+        bytes.extend(serde_json::to_vec(&old).expect("encode"));
+        db.open_tree("calls")
+            .expect("tree")
+            .insert("older", bytes)
+            .expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    let r = store.get_call("answered").expect("get").expect("record");
+    assert_eq!(r.dialog, Some(saved_dialog()));
+    let older = store.get_call("older").expect("decodes").expect("record");
+    assert_eq!(older.dialog, None);
+}

@@ -84,6 +84,7 @@ impl Ids {
 fn config() -> UaConfig {
     UaConfig {
         user: "1050".into(),
+        auth_user: None,
         password: Some("secret-pw".into()),
         domain: "127.0.0.1".into(),
         outbound_proxy: Some(Dest {
@@ -97,6 +98,8 @@ fn config() -> UaConfig {
         register_expires: 300,
         register_refresh_max: Some(Duration::from_secs(60)),
         user_agent: "fuzz".into(),
+        auth_realms: vec!["127.0.0.1".into()],
+        trust_registrar_realm: true,
     }
 }
 
@@ -133,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
     // The user agent, after a REGISTER and an INVITE.
     let t0 = Instant::now();
     let mut now = t0;
-    let mut ua = UserAgent::new(config(), 7, now);
+    let mut ua = UserAgent::new(config(), [7; 32], now);
     let mut ids = Ids::default();
     ua.handle_command(now, Command::Register);
     drain(&mut ua, &mut ids);

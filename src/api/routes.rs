@@ -136,6 +136,8 @@ async fn call_status(req: Request<ApiState>) -> tide::Result {
 
 /// The record as shown by `GET /calls/{id}`: a pending webhook's attempts come from the outbox.
 fn record_view(s: &ApiState, mut r: CallRecord) -> serde_json::Value {
+    // The SIP dialog is for crash recovery, not part of the contract.
+    r.dialog = None;
     if let Some(w) = &r.webhook {
         if let Ok(Some(d)) = s.store.get_delivery(&w.id) {
             r.webhook = Some(d.view());

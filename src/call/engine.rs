@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use super::model::{CallRequest, CallStatus};
+use crate::sip::ua::SavedDialog;
 
 /// How a placed call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub enum Progress {
         name: String,
         detail: Option<String>,
     },
+    /// The call's SIP dialog (at the answer, and when it changes): kept durably with the call,
+    /// so a BYE can end it after a crash.
+    Dialog(SavedDialog),
 }
 
 /// Where an engine reports progress.
@@ -80,6 +84,10 @@ impl CallEvents {
 
     pub fn answered(&self) {
         (self.0)(Progress::Answered);
+    }
+
+    pub fn dialog(&self, dialog: SavedDialog) {
+        (self.0)(Progress::Dialog(dialog));
     }
 
     pub fn event(&self, name: &str, detail: Option<String>) {
@@ -143,6 +151,9 @@ pub trait CallEngine: Send + Sync + 'static {
     fn sip_registered(&self) -> bool {
         false
     }
+
+    /// End a dialog of a call that was answered when the process died (one BYE, result logged).
+    fn hang_up_recovered(&self, _dialog: SavedDialog) {}
 
     /// Release what the engine holds (the registration) before the process exits.
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {

@@ -188,6 +188,10 @@ pub struct CallRecord {
     /// Media health once the call had media (absent in records written before it existed).
     #[serde(default)]
     pub media: Option<MediaHealth>,
+    /// The SIP dialog while the call is answered (what a BYE needs after a crash); cleared when
+    /// the call ends. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialog: Option<crate::sip::ua::SavedDialog>,
 }
 
 impl CallRecord {
@@ -217,6 +221,7 @@ impl CallRecord {
             timeline_dropped: 0,
             webhook: None,
             media: None,
+            dialog: None,
         }
     }
 

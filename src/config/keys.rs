@@ -35,6 +35,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("sip", "tcp_max_connections", KeyKind::Integer),
     ("sip", "tcp_idle_seconds", KeyKind::Integer),
     ("sip", "tcp_write_timeout_ms", KeyKind::Integer),
+    ("sip", "auth_realms", KeyKind::Text),
     ("media", "rtp_port_min", KeyKind::Integer),
     ("media", "rtp_port_max", KeyKind::Integer),
     ("media", "codecs", KeyKind::Text),

@@ -1,8 +1,30 @@
-//! A list-valued key that takes a TOML array of strings or one comma-separated string, so an
-//! environment variable can set it (`SIP_ASSISTANT__CALLS__DIAL_ALLOW='sip:*@127.0.0.1:*,1???'`).
+//! List-valued keys: a TOML array of strings, or one comma-separated string (the form an
+//! environment variable gives, e.g. `SIP_ASSISTANT__SIP__AUTH_REALMS='pbx.lan,asterisk'` or
+//! `SIP_ASSISTANT__CALLS__DIAL_ALLOW='sip:*@127.0.0.1:*,1???'`).
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Deserialize a list key; items are trimmed and empty ones dropped.
+pub fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+/// A list key as a type (for `Option`al lists, where `deserialize_with` does not reach).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct StringList(pub Vec<String>);
@@ -15,23 +37,7 @@ impl StringList {
 
 impl<'de> Deserialize<'de> for StringList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        let items = match Raw::deserialize(d)? {
-            Raw::One(s) => s.split(',').map(str::to_string).collect(),
-            Raw::Many(v) => v,
-        };
-        Ok(Self(
-            items
-                .into_iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        ))
+        string_or_list(d).map(Self)
     }
 }
 
@@ -39,17 +45,32 @@ impl<'de> Deserialize<'de> for StringList {
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
+    #[derive(serde::Deserialize)]
     struct T {
+        #[serde(deserialize_with = "super::string_or_list")]
+        l: Vec<String>,
+    }
+
+    #[test]
+    fn array_or_comma_separated_string() {
+        let parse = |s: &str| toml::from_str::<T>(s).expect("parses").l;
+        assert_eq!(parse(r#"l = ["a", " b "]"#), vec!["a", "b"]);
+        assert_eq!(parse(r#"l = "a, b,,c""#), vec!["a", "b", "c"]);
+        assert_eq!(parse(r#"l = """#), Vec::<String>::new());
+        assert!(toml::from_str::<T>("l = 3").is_err());
+    }
+
+    #[derive(Deserialize)]
+    struct U {
         v: StringList,
     }
 
     #[test]
-    fn an_array_or_a_comma_separated_string() {
-        let a: T = toml::from_str("v = ['sip:*@127.0.0.1:*', '1???']").expect("array");
-        let b: T = toml::from_str("v = 'sip:*@127.0.0.1:*, 1???,'").expect("string");
+    fn the_list_type_reads_both_forms_too() {
+        let a: U = toml::from_str("v = ['sip:*@127.0.0.1:*', '1???']").expect("array");
+        let b: U = toml::from_str("v = 'sip:*@127.0.0.1:*, 1???,'").expect("string");
         assert_eq!(a.v.0, vec!["sip:*@127.0.0.1:*", "1???"]);
         assert_eq!(a.v, b.v);
-        assert!(toml::from_str::<T>("v = 3").is_err());
+        assert!(toml::from_str::<U>("v = 3").is_err());
     }
 }

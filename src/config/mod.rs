@@ -162,6 +162,10 @@ pub struct SipConfig {
     pub tcp_idle_seconds: u32,
     /// Longest one SIP message may take to write on TCP before the connection is closed.
     pub tcp_write_timeout_ms: u32,
+    /// Digest realms whose challenges get our credentials. Empty = the realm the registrar
+    /// challenges our REGISTER with, and `domain` when set; a far end's own realm never.
+    #[serde(deserialize_with = "list::string_or_list")]
+    pub auth_realms: Vec<String>,
 }
 
 impl Default for SipConfig {
@@ -181,6 +185,7 @@ impl Default for SipConfig {
             tcp_max_connections: 256,
             tcp_idle_seconds: 300,
             tcp_write_timeout_ms: 5000,
+            auth_realms: Vec::new(),
         }
     }
 }

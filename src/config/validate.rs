@@ -280,6 +280,14 @@ fn check_sip(c: &Config, k: &mut Checker) {
             k.fail("sip.public_address", rule);
         }
     }
+    for realm in &s.auth_realms {
+        if realm.len() > 255 || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            k.fail(
+                "sip.auth_realms",
+                format!("'{realm}' is not a digest realm (no quotes, backslashes or control characters, at most 255 bytes)"),
+            );
+        }
+    }
     k.range("sip.register_expires", s.register_expires.into(), 60, 86_400);
     k.range(
         "sip.register_refresh_seconds",
@@ -484,6 +492,15 @@ mod tests {
         ] {
             assert!(got.iter().any(|k| k == key), "{key} not named in {got:?}");
         }
+    }
+
+    #[test]
+    fn auth_realms_must_be_plain_realm_names() {
+        let mut c = Config::default();
+        c.sip.auth_realms = vec!["asterisk".into(), "pbx.lan".into()];
+        assert!(!keys(&c).iter().any(|k| k == "sip.auth_realms"));
+        c.sip.auth_realms.push("bad\"realm".into());
+        assert!(keys(&c).iter().any(|k| k == "sip.auth_realms"));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum DriverError {
     Codecs(String),
     #[error(transparent)]
     Media(#[from] super::media::MediaError),
+    #[error("cannot seed the SIP id generator from the OS: {0}")]
+    Entropy(rand::Error),
 }
 
 /// Commands from the engine waiting for the driver.
@@ -192,6 +194,14 @@ impl SipEngine {
             register_refresh_max: (s.register_refresh_seconds > 0)
                 .then(|| Duration::from_secs(u64::from(s.register_refresh_seconds))),
             user_agent: concat!("sip-assistant/", env!("CARGO_PKG_VERSION")).into(),
+            // Credentials only for trusted realms: the listed ones, or else the registrar's own
+            // (learned from its challenge to REGISTER) and the configured domain.
+            auth_realms: if s.auth_realms.is_empty() {
+                s.domain.iter().cloned().collect()
+            } else {
+                s.auth_realms.clone()
+            },
+            trust_registrar_realm: s.auth_realms.is_empty(),
         };
         let (cmds, cmd_rx) = async_channel::bounded(CMD_QUEUE);
         let codecs = config.media.codec_list().map_err(DriverError::Codecs)?;
@@ -209,7 +219,11 @@ impl SipEngine {
             codecs,
             rng: XorShift64::from_entropy(),
         });
-        let ua = UserAgent::new(ua_cfg, XorShift64::from_entropy().next_u64(), Instant::now());
+        // Branches, tags and Call-IDs must be unpredictable (or responses can be forged): the
+        // core's ChaCha generator gets its seed from the OS.
+        let mut seed = [0u8; 32];
+        rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut seed).map_err(DriverError::Entropy)?;
+        let ua = UserAgent::new(ua_cfg, seed, Instant::now());
         let (net_tx, net_rx) = async_channel::bounded(NET_QUEUE);
         let limits = TcpLimits {
             max_connections: s.tcp_max_connections as usize,
@@ -318,6 +332,7 @@ impl Shared {
                 Next::Event(None) => return CallOutcome::failed("the SIP driver has stopped"),
                 Next::Event(Some(e)) => match e {
                     Event::Ringing { .. } => call.events.ringing(),
+                    Event::DialogSaved { dialog, .. } => call.events.dialog(*dialog),
                     Event::Answered { sdp, .. } => {
                         call.events.answered();
                         let (Some(ports), Some(prepared)) = (ports.take(), prepared.take()) else {
@@ -448,6 +463,7 @@ impl Shared {
                             tracing::debug!(error = %e, "media update after media ended");
                         }
                     }
+                    Next::Event(Some(Event::DialogSaved { dialog, .. })) => call.events.dialog(*dialog),
                     Next::Event(Some(Event::Ended { end, .. })) => return Race::Ended(Some(end)),
                     Next::Event(Some(_)) => {}
                     Next::Event(None) | Next::GiveUp => return Race::Ended(None),
@@ -582,6 +598,18 @@ impl CallEngine for SipEngine {
 
     fn sip_registered(&self) -> bool {
         self.shared.registered.load(Ordering::Relaxed)
+    }
+
+    fn hang_up_recovered(&self, dialog: crate::sip::ua::SavedDialog) {
+        let call_id = dialog.call_id.clone();
+        if self
+            .shared
+            .cmds
+            .try_send(Cmd::Ua(Command::ByeRecovered(Box::new(dialog))))
+            .is_err()
+        {
+            tracing::warn!(%call_id, "the SIP driver has stopped: no BYE for a dialog from before the restart");
+        }
     }
 
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -733,6 +761,14 @@ impl Driver {
         let addr = resolve(&dest.host, dest.port)
             .await
             .ok_or_else(|| format!("cannot resolve {}", dest.host))?;
+        if dest.host.parse::<IpAddr>().is_err() {
+            // The core accepts answers only from where it sent: tell it where the name led.
+            let resolved = Input::Resolved {
+                host: dest.host.clone(),
+                ip: addr.ip(),
+            };
+            self.ua.handle_input(Instant::now(), resolved);
+        }
         tracing::debug!(to = %addr, "SIP >> {}", first_line(bytes));
         match dest.transport {
             Transport::Udp => self
@@ -770,6 +806,11 @@ impl Driver {
                 }
             }
             Event::Dropped { reason } => tracing::debug!(%reason, "dropped a SIP message"),
+            Event::ChallengeRefused { method, realms } => tracing::warn!(
+                %method,
+                ?realms,
+                "digest challenge not answered: its realm is not trusted (set sip.auth_realms to trust it)"
+            ),
             Event::Ended { id, .. } => {
                 if let Some(w) = self.watchers.remove(&id) {
                     // The end must arrive even behind a flood of DTMF: wait for room, elsewhere.
@@ -781,7 +822,11 @@ impl Driver {
                     }
                 }
             }
+            Event::RecoveredBye { call_id, result } => {
+                tracing::info!(%call_id, %result, "BYE for a dialog from before the restart")
+            }
             Event::Ringing { id }
+            | Event::DialogSaved { id, .. }
             | Event::Answered { id, .. }
             | Event::Dtmf { id, .. }
             | Event::MediaChanged { id, .. } => {

@@ -1,41 +1,60 @@
-//! Branches, tags and Call-IDs from a seeded generator (no OS randomness in the core), so
-//! scenario tests are repeatable. The shell seeds it from the OS at start-up.
+//! Branches, tags, Call-IDs and client nonces from a seeded ChaCha20 generator. The core never
+//! asks the OS for randomness: the shell seeds the generator from the OS at start-up (so an
+//! attacker who sees some ids cannot predict the next ones and forge responses or in-dialog
+//! requests), and tests pass a fixed seed so scenarios repeat exactly.
 
-/// A SplitMix64 generator: small, fast, good enough for identifiers (not for secrets).
-#[derive(Debug, Clone)]
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// A 256-bit seed for [`IdGen`].
+pub type IdSeed = [u8; 32];
+
+/// The identifier generator: a CSPRNG (ChaCha20), each id carrying at least 96 random bits.
+#[derive(Clone)]
 pub struct IdGen {
-    state: u64,
+    rng: ChaCha20Rng,
+}
+
+impl std::fmt::Debug for IdGen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The state would let a reader predict every id: never print it.
+        f.write_str("IdGen { .. }")
+    }
 }
 
 impl IdGen {
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+    pub fn new(seed: IdSeed) -> Self {
+        Self {
+            rng: ChaCha20Rng::from_seed(seed),
+        }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
-    /// A Via branch with the RFC 3261 magic cookie.
+    fn hex128(&mut self) -> String {
+        format!("{:016x}{:016x}", self.next_u64(), self.next_u64())
+    }
+
+    /// A Via branch with the RFC 3261 magic cookie and 128 random bits.
     pub fn branch(&mut self) -> String {
-        format!("z9hG4bK{:016x}", self.next_u64())
+        format!("z9hG4bK{}", self.hex128())
     }
 
+    /// A From/To tag with 96 random bits.
     pub fn tag(&mut self) -> String {
-        format!("{:012x}", self.next_u64() >> 16)
+        format!("{:016x}{:08x}", self.next_u64(), self.next_u64() >> 32)
     }
 
+    /// A Call-ID with 128 random bits.
     pub fn call_id(&mut self, host: &str) -> String {
-        format!("{:016x}{:08x}@{host}", self.next_u64(), self.next_u64() >> 32)
+        format!("{}@{host}", self.hex128())
     }
 
-    /// A client nonce for digest authentication.
+    /// A client nonce for digest authentication (128 random bits).
     pub fn cnonce(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
+        self.hex128()
     }
 }
 
@@ -45,13 +64,29 @@ mod tests {
 
     #[test]
     fn seeded_ids_repeat_and_differ() {
-        let mut a = IdGen::new(7);
-        let mut b = IdGen::new(7);
+        let mut a = IdGen::new([7; 32]);
+        let mut b = IdGen::new([7; 32]);
         assert_eq!(a.branch(), b.branch());
         assert!(a.branch().starts_with("z9hG4bK"));
         let t1 = a.tag();
         let t2 = a.tag();
         assert_ne!(t1, t2);
         assert!(a.call_id("h").ends_with("@h"));
+        let mut c = IdGen::new([8; 32]);
+        assert_ne!(
+            IdGen::new([7; 32]).branch(),
+            c.branch(),
+            "another seed, other ids"
+        );
+    }
+
+    #[test]
+    fn every_id_carries_at_least_64_random_bits() {
+        let mut g = IdGen::new([1; 32]);
+        let hex_digits = |s: &str| s.chars().filter(char::is_ascii_hexdigit).count();
+        assert_eq!(hex_digits(g.branch().trim_start_matches("z9hG4bK")), 32);
+        assert_eq!(hex_digits(&g.tag()), 24);
+        assert_eq!(hex_digits(g.call_id("x").trim_end_matches("@x")), 32);
+        assert_eq!(hex_digits(&g.cnonce()), 32);
     }
 }

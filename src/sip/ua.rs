@@ -8,7 +8,7 @@
 //! # fn send(_: &sip_assistant::sip::ua::Dest, _: &[u8]) {}
 //! # fn wait_for_input_until(_: Instant) {}
 //! # let config: UaConfig = todo!();
-//! let mut ua = UserAgent::new(config, 42, Instant::now());
+//! let mut ua = UserAgent::new(config, [42; 32], Instant::now());
 //! ua.handle_command(Instant::now(), Command::Register);
 //! loop {
 //!     let deadline = loop {
@@ -24,19 +24,20 @@
 //! ```
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::auth::{parse_challenge, Credentials, DigestClient};
 use super::header::{parse_name_addr, split_list, uri_host_port};
-use super::ids::IdGen;
+use super::ids::{IdGen, IdSeed};
 use super::message::{build_request, parse, Headers, Message};
 use super::transaction::{Action, ClientTx, Reliability, ServerTx, T1, T1X64, T2};
 
 /// Identifies a call between the shell and the core.
 pub type CallKey = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     Tcp,
@@ -91,6 +92,11 @@ pub struct UaConfig {
     /// Longest time between two REGISTERs (a PBX restart is noticed within it).
     pub register_refresh_max: Option<Duration>,
     pub user_agent: String,
+    /// Digest realms whose challenges get our credentials (`sip.auth_realms`; when that is empty
+    /// the shell passes `sip.domain`, if set).
+    pub auth_realms: Vec<String>,
+    /// Also trust the realm the registrar challenges our REGISTER with (`sip.auth_realms` empty).
+    pub trust_registrar_realm: bool,
 }
 
 /// Instructions from the shell.
@@ -116,6 +122,9 @@ pub enum Command {
     Hangup {
         id: CallKey,
     },
+    /// Send one BYE (Timer E/F, result in [`Event::RecoveredBye`]) for a dialog saved before a
+    /// restart ([`Event::DialogSaved`]).
+    ByeRecovered(Box<SavedDialog>),
 }
 
 /// How a call ended.
@@ -170,6 +179,23 @@ pub enum Event {
     Dropped {
         reason: String,
     },
+    /// Call `id` has a dialog, or its dialog changed (the far end's target): keep it with the
+    /// call's durable state, to end it with [`Command::ByeRecovered`] after a crash.
+    DialogSaved {
+        id: CallKey,
+        dialog: Box<SavedDialog>,
+    },
+    /// How the BYE of [`Command::ByeRecovered`] for the dialog `call_id` ended.
+    RecoveredBye {
+        call_id: String,
+        result: String,
+    },
+    /// A 401/407 to our `method` named only realms we do not trust: no credentials were sent
+    /// (logged by the shell as a warning; an INVITE then fails with the same words).
+    ChallengeRefused {
+        method: String,
+        realms: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +219,10 @@ pub enum Input<'a> {
     },
     /// Sending to `dest` failed (TCP connect refused or connection lost).
     TransportError { dest: Dest, reason: String },
+    /// The shell resolved the host name `host` of a [`Dest`] to `ip` and sent there. Responses
+    /// and in-dialog requests are accepted only from where we sent (`peer`): a name we never
+    /// resolved matches no source address. IP literals need no such input.
+    Resolved { host: String, ip: IpAddr },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +231,10 @@ enum Owner {
     Invite(CallKey),
     Cancel(CallKey),
     Bye(CallKey),
+    /// The BYE of a dialog from before a restart; `authed` once it carried credentials.
+    RecoveredBye {
+        authed: bool,
+    },
 }
 
 struct ClientEntry {
@@ -315,6 +349,11 @@ pub struct UserAgent {
     reg: Registration,
     calls: HashMap<CallKey, Call>,
     digest: DigestClient,
+    /// Host names the shell resolved for us (see [`Input::Resolved`]), bounded.
+    resolved: HashMap<String, Vec<IpAddr>>,
+    /// The realm of the registrar's latest challenge to our REGISTER (trusted when
+    /// [`UaConfig::trust_registrar_realm`]).
+    registrar_realm: Option<String>,
     /// The latest `now` handed in.
     now: Instant,
 }
@@ -331,7 +370,7 @@ const REG_BACKOFF_MAX: Duration = Duration::from_secs(20);
 const REG_AUTH_REJECTED_RETRY: Duration = Duration::from_secs(60);
 
 impl UserAgent {
-    pub fn new(cfg: UaConfig, seed: u64, now: Instant) -> Self {
+    pub fn new(cfg: UaConfig, seed: IdSeed, now: Instant) -> Self {
         let mut ids = IdGen::new(seed);
         let reg = Registration {
             state: RegState::Off,
@@ -354,6 +393,8 @@ impl UserAgent {
             reg,
             calls: HashMap::new(),
             digest: DigestClient::new(),
+            resolved: HashMap::new(),
+            registrar_realm: None,
             now,
         }
     }
@@ -420,15 +461,9 @@ impl UserAgent {
         format!("sip:{}@{}", self.cfg.user, self.cfg.domain)
     }
 
-    /// Next hop for a request to `uri` with `routes`.
-    fn next_hop(&self, uri: &str, routes: &[String]) -> Option<Dest> {
-        let via = routes.first().map_or(uri, String::as_str);
-        if routes.is_empty() {
-            if let Some(p) = &self.cfg.outbound_proxy {
-                return Some(p.clone());
-            }
-        }
-        let (host, port, transport) = uri_host_port(via)?;
+    /// The host, port and transport a URI names, ignoring any outbound proxy.
+    fn uri_dest(&self, uri: &str) -> Option<Dest> {
+        let (host, port, transport) = uri_host_port(uri)?;
         let transport = match transport.as_deref().map(str::to_ascii_lowercase).as_deref() {
             Some("tcp") => Transport::Tcp,
             Some("udp") => Transport::Udp,
@@ -439,6 +474,17 @@ impl UserAgent {
             port: port.unwrap_or(5060),
             transport,
         })
+    }
+
+    /// Next hop for a request to `uri` with `routes`.
+    fn next_hop(&self, uri: &str, routes: &[String]) -> Option<Dest> {
+        let via = routes.first().map_or(uri, String::as_str);
+        if routes.is_empty() {
+            if let Some(p) = &self.cfg.outbound_proxy {
+                return Some(p.clone());
+            }
+        }
+        self.uri_dest(via)
     }
 
     /// Print `spec` with a fresh branch and `cseq`; returns (branch, bytes).
@@ -539,16 +585,39 @@ impl UserAgent {
         } else {
             ("www-authenticate", "Authorization")
         };
-        let challenge = resp
+        let challenges: Vec<_> = resp
             .values(incoming)
-            .find_map(|v| parse_challenge(v).ok())
-            .ok_or_else(|| {
-                format!(
-                    "{} {} without a usable digest challenge",
-                    resp.code().unwrap_or(0),
-                    resp.reason()
-                )
-            })?;
+            .filter_map(|v| parse_challenge(v).ok())
+            .collect();
+        if challenges.is_empty() {
+            return Err(format!(
+                "{} {} without a usable digest challenge",
+                resp.code().unwrap_or(0),
+                resp.reason()
+            ));
+        }
+        let Some(challenge) = challenges
+            .iter()
+            .find(|c| self.realm_trusted(&spec.method, &c.realm))
+            .cloned()
+        else {
+            let realms: Vec<String> = challenges.into_iter().map(|c| c.realm).collect();
+            let reason = format!(
+                "{} {} to {} challenges for realm {}, which is not trusted (sip.auth_realms): credentials not sent",
+                resp.code().unwrap_or(0),
+                resp.reason(),
+                spec.method,
+                realms.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ")
+            );
+            self.event(Event::ChallengeRefused {
+                method: spec.method.clone(),
+                realms,
+            });
+            return Err(reason);
+        };
+        if spec.method == "REGISTER" && self.cfg.trust_registrar_realm {
+            self.registrar_realm = Some(challenge.realm.clone());
+        }
         if *tries >= 3 || (*tries >= 1 && !challenge.stale) {
             return Err("authentication rejected".into());
         }
@@ -570,6 +639,19 @@ impl UserAgent {
             .authorization(&challenge, &creds, &spec.method, &spec.uri, &spec.body, &cnonce)
             .map_err(|e| format!("cannot answer the challenge: {e}"))?;
         Ok((outgoing.to_string(), value))
+    }
+
+    /// Whether a challenge to our `method` with `realm` may get our credentials: a listed realm,
+    /// or (when trusted) the registrar's, which its challenge to REGISTER teaches us. The
+    /// registrar is the configured next hop and its answers must come from its address.
+    fn realm_trusted(&self, method: &str, realm: &str) -> bool {
+        if self.cfg.auth_realms.iter().any(|r| r == realm) {
+            return true;
+        }
+        if !self.cfg.trust_registrar_realm {
+            return false;
+        }
+        method == "REGISTER" || self.registrar_realm.as_deref() == Some(realm)
     }
 
     // ----- inputs -----------------------------------------------------------------------------
@@ -597,6 +679,7 @@ impl UserAgent {
                 self.start_call(now, id, uri, local, ring_timeout, sdp, offer)
             }
             Command::Hangup { id } => self.hangup(now, id, CallEnd::Cancelled),
+            Command::ByeRecovered(dialog) => self.bye_recovered(now, *dialog),
         }
     }
 
@@ -608,13 +691,14 @@ impl UserAgent {
                 transport,
                 bytes,
             } => match parse(bytes) {
-                Ok(msg) if msg.code().is_some() => self.on_response(now, msg),
+                Ok(msg) if msg.code().is_some() => self.on_response(now, msg, from, transport),
                 Ok(msg) => self.on_request(now, msg, from, transport),
                 Err(e) => self.event(Event::Dropped {
                     reason: format!("from {from}: {e}"),
                 }),
             },
             Input::TransportError { dest, reason } => self.on_transport_error(now, &dest, &reason),
+            Input::Resolved { host, ip } => self.note_resolved(host, ip),
         }
     }
 
@@ -630,6 +714,7 @@ impl UserAgent {
             }
             let actions = entry.tx.on_timer(now);
             let (dest, owner, terminated) = (entry.dest.clone(), entry.owner, entry.tx.is_terminated());
+            let call_id = entry.spec.call_id.clone();
             for a in actions {
                 match a {
                     Action::Transmit(b) => self.transmit(dest.clone(), b),
@@ -641,7 +726,7 @@ impl UserAgent {
                             "F"
                         };
                         let why = format!("no response from {dest} (timer {timer})");
-                        self.on_client_timeout(now, owner, &why)
+                        self.on_client_timeout(now, owner, &call_id, &why)
                     }
                     Action::Response(_) => {}
                 }
@@ -688,7 +773,8 @@ impl UserAgent {
             .collect();
         for key in keys {
             if let Some(entry) = self.clients.remove(&key) {
-                self.on_client_timeout(now, entry.owner, &format!("transport error to {dest}: {reason}"));
+                let why = format!("transport error to {dest}: {reason}");
+                self.on_client_timeout(now, entry.owner, &entry.spec.call_id, &why);
             }
         }
         if self.cfg.outbound_proxy.as_ref() == Some(dest) && self.reg.registered {
@@ -702,7 +788,7 @@ impl UserAgent {
         }
     }
 
-    fn on_client_timeout(&mut self, now: Instant, owner: Owner, why: &str) {
+    fn on_client_timeout(&mut self, now: Instant, owner: Owner, call_id: &str, why: &str) {
         match owner {
             Owner::Register => self.register_failed(now, why.to_string()),
             Owner::Invite(id) => {
@@ -728,10 +814,14 @@ impl UserAgent {
                 self.end_call(id, end);
             }
             Owner::Cancel(_) => {}
+            Owner::RecoveredBye { .. } => self.event(Event::RecoveredBye {
+                call_id: call_id.to_string(),
+                result: why.to_string(),
+            }),
         }
     }
 
-    fn on_response(&mut self, now: Instant, resp: Message) {
+    fn on_response(&mut self, now: Instant, resp: Message, from: SocketAddr, transport: Transport) {
         if resp.vias().len() > 1 {
             // §18.1.2: a response with more than one Via is not for us (a misrouted one).
             self.event(Event::Dropped {
@@ -743,11 +833,27 @@ impl UserAgent {
             resp.top_via.branch().unwrap_or_default().to_string(),
             resp.cseq_method.clone(),
         );
-        let Some(entry) = self.clients.get_mut(&key) else {
+        let Some(entry) = self.clients.get(&key) else {
             // A 2xx retransmission after the INVITE transaction ended: ACK again from the dialog.
             if resp.cseq_method == "INVITE" && (200..300).contains(&resp.code().unwrap_or(0)) {
-                self.resend_ack(&resp);
+                self.resend_ack(&resp, from, transport);
             }
+            return;
+        };
+        // Only the address the request went to may answer it: a response with a guessed or
+        // sniffed branch from anywhere else changes nothing.
+        if !self.is_peer(&entry.dest, from, transport, true) {
+            let reason = format!(
+                "response {} to {} from {from} over {}, but the request went to {}",
+                resp.code().unwrap_or(0),
+                resp.cseq_method,
+                transport.token(),
+                entry.dest
+            );
+            self.event(Event::Dropped { reason });
+            return;
+        }
+        let Some(entry) = self.clients.get_mut(&key) else {
             return;
         };
         let spec = entry.spec.clone();
@@ -797,13 +903,18 @@ impl UserAgent {
             Owner::Invite(id) => self.on_invite_response(now, id, spec, cseq, resp),
             Owner::Bye(id) => self.on_bye_response(now, id, spec, resp),
             Owner::Cancel(_) => {}
+            Owner::RecoveredBye { authed } => self.on_recovered_bye_response(now, authed, spec, cseq, resp),
         }
     }
 }
 
 mod call;
+mod peer;
 mod register;
+mod saved;
 mod server;
+
+pub use saved::SavedDialog;
 
 pub use call::sdp_offer_g711;
 pub use server::dtmf_digit;

@@ -4,11 +4,12 @@
 //! ([`index`], written in the record's transaction), `outbox` (webhook id → [`Delivery`], pending
 //! only), `meta` (id sequence, layout version). Values are versioned ([`codec`]). sled's
 //! background flusher is off: the data reaches the disk at durable points only (call accepted,
-//! call started, call final with its outbox entry) plus a periodic [`Store::flush_if_dirty`] for
-//! the rest, so an SD card sees about three flushes per call. Each flush is followed by the fsyncs
-//! sled leaves out ([`durable`]), so a durable point also survives a power cut. A crash loses at
-//! most non-durable steps (ringing, answered, a delivery's success, which is then sent again:
-//! webhooks are at-least-once).
+//! call started, call answered with its SIP dialog, call final with its outbox entry) plus a
+//! periodic [`Store::flush_if_dirty`] for the rest, so an SD card sees three flushes per unanswered
+//! call and four per answered one. Each flush is followed by the fsyncs sled leaves out
+//! ([`durable`]), so a durable point also survives a power cut. A crash loses at most non-durable
+//! steps (ringing, timeline events, a delivery's success, which is then sent again: webhooks are
+//! at-least-once).
 
 mod codec;
 mod durable;

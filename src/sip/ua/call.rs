@@ -2,11 +2,12 @@
 //! dialog + ACK (through the route set), ring timeout → CANCEL once a provisional arrived, the
 //! 200/CANCEL race (ACK then BYE), BYE with auth, and how each final response ends the call.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{
     parse_name_addr, split_list, Call, CallEnd, CallKey, CallState, ClientEntry, ClientTx, Dialog, Event,
-    Message, Owner, Spec, UserAgent, T1X64,
+    Message, Owner, Spec, Transport, UserAgent, T1X64,
 };
 
 /// Methods we accept in a dialog.
@@ -268,6 +269,7 @@ impl UserAgent {
             Some(why) => self.send_bye(now, id, why),
             None => {
                 call.state = CallState::Confirmed;
+                self.report_dialog(id);
                 self.event(Event::Answered { id, sdp: resp.body });
             }
         }
@@ -469,12 +471,13 @@ impl UserAgent {
         }
     }
 
-    /// A 2xx to INVITE with no transaction left: ACK it again if it belongs to a call.
-    pub(super) fn resend_ack(&mut self, resp: &Message) {
+    /// A 2xx to INVITE with no transaction left: ACK it again if it belongs to a call and comes
+    /// from where the INVITE went.
+    pub(super) fn resend_ack(&mut self, resp: &Message, from: SocketAddr, transport: Transport) {
         let ack = self
             .calls
             .values()
-            .find(|c| c.spec.call_id == resp.call_id)
+            .find(|c| c.spec.call_id == resp.call_id && self.is_peer(&c.spec.dest, from, transport, true))
             .and_then(|c| c.ack.clone());
         if let Some((dest, bytes)) = ack {
             self.transmit(dest, bytes);

@@ -60,6 +60,19 @@ impl UserAgent {
             .map(|(id, _)| *id)
     }
 
+    /// A request of one of our dialogs from outside the dialog's route: no effect and no answer.
+    /// A 403 would confirm to a guesser that its Call-ID and tags are right, and answering a
+    /// spoofed source reflects traffic at a third party; a genuine peer that moved retransmits
+    /// and then gives up, and the call still ends by our BYE.
+    fn drop_foreign(&mut self, req: &Message, from: SocketAddr, transport: Transport) {
+        let reason = format!(
+            "{} in a dialog from {from} over {}, which is not the dialog's route",
+            req.method().unwrap_or_default(),
+            transport.token()
+        );
+        self.event(Event::Dropped { reason });
+    }
+
     /// Answer `req` in a new server transaction; outside a dialog the To gets a fresh tag.
     fn respond(&mut self, now: Instant, req: &Message, dest: &Dest, code: u16, extra: Headers, body: &[u8]) {
         let tag = self.ids.tag();
@@ -125,16 +138,26 @@ impl UserAgent {
                 s.tx.on_ack(now);
                 return;
             }
-            for call in self.calls.values_mut() {
-                if call.spec.call_id == req.call_id
-                    && call.reinvite_ok.as_ref().is_some_and(|r| r.5 == req.cseq)
-                {
-                    call.reinvite_ok = None;
+            // The ACK of a 200 to a re-INVITE: only the dialog's route may stop its retransmission.
+            if let Some(id) = self.dialog_call(&req) {
+                if !self.is_dialog_peer(id, from, transport) {
+                    self.drop_foreign(&req, from, transport);
+                    return;
+                }
+                if let Some(call) = self.calls.get_mut(&id) {
+                    if call.reinvite_ok.as_ref().is_some_and(|r| r.5 == req.cseq) {
+                        call.reinvite_ok = None;
+                    }
                 }
             }
             return;
         }
         if let Some(s) = self.servers.get_mut(&(branch.clone(), method.clone())) {
+            // A retransmission is answered where the original was; one with the same branch from
+            // elsewhere must not turn us into a reflector.
+            if s.dest != dest {
+                return;
+            }
             let actions = s.tx.on_retransmission();
             for a in actions {
                 if let Action::Transmit(b) = a {
@@ -155,6 +178,13 @@ impl UserAgent {
             }
             return;
         }
+        let call = self.dialog_call(&req);
+        if let Some(id) = call {
+            if !self.is_dialog_peer(id, from, transport) {
+                self.drop_foreign(&req, from, transport);
+                return;
+            }
+        }
         let required: Vec<&str> = req.values("require").flat_map(split_list).collect();
         if !required.is_empty() {
             // §8.2.2.3: we support no extensions, so a request that requires one is refused.
@@ -163,7 +193,6 @@ impl UserAgent {
             self.respond(now, &req, &dest, 420, h, b"");
             return;
         }
-        let call = self.dialog_call(&req);
         if let Some(d) = call
             .and_then(|id| self.calls.get_mut(&id))
             .and_then(|c| c.dialog.as_mut())
@@ -273,10 +302,15 @@ impl UserAgent {
             if dest.transport == Transport::Udp {
                 call.reinvite_ok = Some((dest.clone(), bytes, now + T1, T1, now + T1X64, req.cseq));
             }
-            if let Some(d) = call.dialog.as_mut() {
-                if let Some(target) = req.contact_uri() {
+            let moved = match (call.dialog.as_mut(), req.contact_uri()) {
+                (Some(d), Some(target)) if d.remote_target != target => {
                     d.remote_target = target;
+                    true
                 }
+                _ => false,
+            };
+            if moved {
+                self.report_dialog(id);
             }
         }
         if let Some(negotiated) = changed {

@@ -45,6 +45,9 @@ fn config(transport: Transport, refresh_max: Option<Duration>) -> UaConfig {
         register_expires: 300,
         register_refresh_max: refresh_max,
         user_agent: "sip-assistant-test".into(),
+        // As the shell passes it with sip.domain = 127.0.0.1 and no sip.auth_realms.
+        auth_realms: vec!["127.0.0.1".into()],
+        trust_registrar_realm: true,
     }
 }
 
@@ -53,7 +56,7 @@ impl Harness {
         let t0 = Instant::now();
         let transport = cfg.transport;
         Self {
-            ua: UserAgent::new(cfg, 1234, t0),
+            ua: UserAgent::new(cfg, [12; 32], t0),
             t0,
             now: t0,
             sent: Vec::new(),
@@ -1527,4 +1530,389 @@ fn reinvite_offer_is_answered_with_a_new_version_and_reported() {
     let body = String::from_utf8_lossy(&ok.body).to_string();
     assert!(body.contains("o=- 9 3 IN IP4 127.0.0.1"), "{body}");
     assert!(body.contains("a=sendrecv"), "{body}");
+}
+
+// ----- finding 6: only the transaction's destination answers, only the dialog's route speaks ---
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+fn dropped_mentioning(h: &Harness, what: &str) -> bool {
+    h.events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Dropped { reason } if reason.contains(what)))
+}
+
+#[test]
+fn a_forged_200_with_the_right_branch_from_elsewhere_changes_nothing() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let inv = start_call(&mut h, 30);
+    let mut contact = Headers::new();
+    contact.add("Contact", "<sip:evil@127.0.0.2:5060>");
+    let forged = build_response(&inv, 200, "", Some("evil-tag"), contact, b"v=0\r\n");
+    // Another host, the PBX's host at another port, the PBX's address over the other transport.
+    for (from, transport) in [
+        (addr("127.0.0.2:5060"), Transport::Udp),
+        (addr("127.0.0.1:5099"), Transport::Udp),
+        (addr("127.0.0.1:5060"), Transport::Tcp),
+    ] {
+        h.deliver_from(from, transport, forged.clone());
+        assert!(
+            dropped_mentioning(&h, &from.to_string()),
+            "{from} over {transport:?}: {:?}",
+            h.events
+        );
+    }
+    assert!(h.has_event(|e| matches!(e, Event::Answered { .. })).is_none());
+    assert!(h.requests("ACK").is_empty(), "a forged 200 is not ACKed");
+    // The forged answer did not stop the retransmissions either (Timer A goes on).
+    h.run_until(secs(0.6));
+    assert_eq!(h.times("INVITE"), vec![0, 500]);
+    // The real one from the PBX still works.
+    h.reply(&inv, 200, &[("Contact", "<sip:1001@127.0.0.1:5080>")], b"v=0\r\n");
+    assert!(h
+        .has_event(|e| matches!(e, Event::Answered { id: 7, .. }))
+        .is_some());
+    let ack = h.requests("ACK");
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].msg.to.tag(), Some("pbx-tag"));
+    // A forged retransmission of the 200 after the transaction ended is not ACKed either.
+    h.deliver_from(addr("127.0.0.2:5060"), Transport::Udp, forged);
+    assert_eq!(h.requests("ACK").len(), 1);
+}
+
+#[test]
+fn a_forged_bye_info_or_reinvite_from_elsewhere_changes_nothing() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let inv = answered(&mut h);
+    let sent = h.sent.len();
+    let attacker = addr("127.0.0.2:5060");
+    let dtmf = "Content-Type: application/dtmf\r\n";
+    h.deliver_from(
+        attacker,
+        Transport::Udp,
+        in_dialog(&inv, "INFO", 2, "z9hG4bKx1", dtmf, "1"),
+    );
+    let sdp = "Content-Type: application/sdp\r\n";
+    let reinvite = in_dialog(&inv, "INVITE", 3, "z9hG4bKx2", sdp, "v=0\r\na=sendonly\r\n");
+    h.deliver_from(attacker, Transport::Udp, reinvite);
+    h.deliver_from(
+        addr("127.0.0.1:6000"),
+        Transport::Udp,
+        in_dialog(&inv, "BYE", 4, "z9hG4bKx3", "", ""),
+    );
+    h.deliver_from(
+        attacker,
+        Transport::Tcp,
+        in_dialog(&inv, "BYE", 5, "z9hG4bKx4", "", ""),
+    );
+    assert_eq!(h.sent.len(), sent, "no answer to a forged in-dialog request");
+    assert!(h.has_event(|e| matches!(e, Event::Dtmf { .. })).is_none());
+    assert!(h.has_event(|e| matches!(e, Event::Ended { .. })).is_none());
+    assert_eq!(h.ua.active_calls(), 1, "the call goes on");
+    assert!(dropped_mentioning(&h, "not the dialog's route"));
+    // The forged CSeq 5 did not move the dialog's CSeq: the real INFO with CSeq 2 is in order.
+    h.deliver(in_dialog(&inv, "INFO", 2, "z9hG4bKr1", dtmf, "7"));
+    assert!(h.has_event(|e| *e == Event::Dtmf { id: 7, digit: '7' }).is_some());
+    // The far end's own Contact (127.0.0.1:5080) may speak too: a proxy that does not
+    // record-route lets the phone send its requests straight to us.
+    h.deliver_from(
+        addr("127.0.0.1:5080"),
+        Transport::Udp,
+        in_dialog(&inv, "INFO", 3, "z9hG4bKr3", dtmf, "8"),
+    );
+    assert!(h.has_event(|e| *e == Event::Dtmf { id: 7, digit: '8' }).is_some());
+    // Over TCP the route may open its own connection, from any port.
+    h.deliver_from(
+        addr("127.0.0.1:41234"),
+        Transport::Tcp,
+        in_dialog(&inv, "BYE", 6, "z9hG4bKr2", "", ""),
+    );
+    assert_eq!(ended(&h), vec![(h.ms(), CallEnd::HungUpRemote)]);
+}
+
+#[test]
+fn a_host_name_matches_only_the_addresses_it_was_resolved_to() {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.outbound_proxy = Some(Dest {
+        host: "pbx.test".into(),
+        port: 5060,
+        transport: Transport::Udp,
+    });
+    let mut h = Harness::new(cfg);
+    let inv = start_call(&mut h, 30);
+    assert_eq!(h.sent[0].dest.host, "pbx.test");
+    // Not yet resolved: no source address is the PBX.
+    h.reply(&inv, 180, &[], b"");
+    assert!(h.has_event(|e| matches!(e, Event::Ringing { .. })).is_none());
+    h.ua.handle_input(
+        h.now,
+        Input::Resolved {
+            host: "pbx.test".into(),
+            ip: "127.0.0.1".parse().expect("ip"),
+        },
+    );
+    h.reply(&inv, 180, &[], b"");
+    assert!(h.has_event(|e| matches!(e, Event::Ringing { id: 7 })).is_some());
+}
+
+// ----- finding 7: credentials only for trusted realms ----------------------------------------
+
+fn challenge(realm: &str, nonce: &str) -> String {
+    format!(r#"Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm=MD5"#)
+}
+
+/// Registered with a registrar that challenges with `realm`; no realm configured (the default).
+fn registered_with_realm(realm: &str) -> Harness {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.auth_realms = Vec::new();
+    let mut h = Harness::new(cfg);
+    h.command(Command::Register);
+    let first = h.last("REGISTER");
+    h.reply(&first, 401, &[("WWW-Authenticate", &challenge(realm, "r1"))], b"");
+    let second = h.last("REGISTER");
+    assert!(
+        second.value("authorization").is_some(),
+        "the registrar's challenge is answered"
+    );
+    h.reply(&second, 200, &[("Expires", "300")], b"");
+    assert!(h.ua.is_registered());
+    h
+}
+
+fn refused(h: &Harness, method: &str, realm: &str) -> bool {
+    h.events.iter().any(|(_, e)| {
+        matches!(e, Event::ChallengeRefused { method: m, realms } if m == method && realms.iter().any(|r| r == realm))
+    })
+}
+
+#[test]
+fn the_registrars_realm_is_learned_and_a_proxy_challenge_with_it_is_answered() {
+    let mut h = registered_with_realm("pbx-realm");
+    let inv = start_call(&mut h, 30);
+    h.reply(
+        &inv,
+        407,
+        &[("Proxy-Authenticate", &challenge("pbx-realm", "i1"))],
+        b"",
+    );
+    let inv2 = h.last("INVITE");
+    assert_eq!(inv2.cseq, 2);
+    assert!(verify_digest(
+        &inv2,
+        "proxy-authorization",
+        "secret-pw",
+        rsip::headers::auth::Algorithm::Md5
+    ));
+    // Of two challenges the trusted one is answered.
+    let mut h = registered_with_realm("pbx-realm");
+    let inv = start_call(&mut h, 30);
+    let mut hs = Headers::new();
+    hs.add("Proxy-Authenticate", challenge("other", "o1"))
+        .add("Proxy-Authenticate", challenge("pbx-realm", "i2"));
+    h.deliver(build_response(&inv, 407, "", Some("pbx-tag"), hs, b""));
+    let inv2 = h.last("INVITE");
+    assert!(inv2
+        .value("proxy-authorization")
+        .is_some_and(|v| v.contains(r#"realm="pbx-realm""#)));
+}
+
+#[test]
+fn a_far_ends_own_challenge_to_invite_gets_no_credentials_and_fails_the_call() {
+    let mut h = registered_with_realm("pbx-realm");
+    let inv = start_call(&mut h, 30);
+    h.reply(&inv, 401, &[("WWW-Authenticate", &challenge("phone", "p1"))], b"");
+    assert_eq!(h.requests("INVITE").len(), 1, "no second INVITE");
+    assert!(h
+        .sent
+        .iter()
+        .all(|s| s.msg.value("authorization").is_none() || s.msg.method() == Some("REGISTER")));
+    assert!(refused(&h, "INVITE", "phone"));
+    let end = ended(&h);
+    assert!(
+        matches!(end.as_slice(), [(_, CallEnd::Failed { reason })]
+            if reason.contains("\"phone\"") && reason.contains("sip.auth_realms")),
+        "{end:?}"
+    );
+    // Nothing learned from a call: the registrar's realm alone is trusted.
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let inv = start_call(&mut h, 30);
+    h.reply(
+        &inv,
+        407,
+        &[("Proxy-Authenticate", &challenge("pbx-realm", "x"))],
+        b"",
+    );
+    assert_eq!(
+        h.requests("INVITE").len(),
+        1,
+        "an unlisted realm before any REGISTER challenge"
+    );
+}
+
+#[test]
+fn a_far_ends_own_challenge_to_bye_gets_no_credentials() {
+    let mut h = registered_with_realm("pbx-realm");
+    let _inv = answered(&mut h);
+    h.command(Command::Hangup { id: 7 });
+    let bye = h.last("BYE");
+    h.reply(&bye, 401, &[("WWW-Authenticate", &challenge("phone", "b1"))], b"");
+    assert_eq!(h.requests("BYE").len(), 1, "no BYE with credentials");
+    assert!(refused(&h, "BYE", "phone"));
+    assert_eq!(ended(&h), vec![(h.ms(), CallEnd::HungUpLocal)]);
+    assert_eq!(h.ua.active_calls(), 0);
+}
+
+#[test]
+fn with_listed_realms_even_the_registrar_must_use_one() {
+    let mut cfg = config(Transport::Udp, None);
+    cfg.auth_realms = vec!["asterisk".into()];
+    cfg.trust_registrar_realm = false;
+    let mut h = Harness::new(cfg);
+    h.command(Command::Register);
+    let first = h.last("REGISTER");
+    h.reply(
+        &first,
+        401,
+        &[("WWW-Authenticate", &challenge("elsewhere", "e1"))],
+        b"",
+    );
+    assert_eq!(h.requests("REGISTER").len(), 1);
+    assert!(h
+        .has_event(|e| matches!(e, Event::RegistrationFailed { reason } if reason.contains("elsewhere")))
+        .is_some());
+    h.run_until(secs(1.0));
+    let retry = h.last("REGISTER");
+    h.reply(
+        &retry,
+        401,
+        &[("WWW-Authenticate", &challenge("asterisk", "a1"))],
+        b"",
+    );
+    assert!(h.last("REGISTER").value("authorization").is_some());
+}
+
+// ----- finding 11: a dialog saved at the answer gets its BYE after a restart ----------------
+
+/// An answered call through a Record-Route; returns the INVITE and the dialog reported to save.
+fn answered_with_saved_dialog(h: &mut Harness) -> (Message, SavedDialog) {
+    let inv = start_call(h, 30);
+    let rr = [
+        ("Record-Route", "<sip:127.0.0.1:5060;lr;ftag=x>"),
+        ("Contact", "<sip:1001@127.0.0.1:5080>"),
+    ];
+    h.reply(&inv, 200, &rr, b"v=0\r\n");
+    let saved = h
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::DialogSaved { id: 7, dialog } => Some((**dialog).clone()),
+            _ => None,
+        })
+        .expect("the dialog is reported at the answer");
+    (inv, saved)
+}
+
+#[test]
+fn the_dialog_is_reported_at_the_answer_and_when_its_target_moves() {
+    let mut h = Harness::new(config(Transport::Udp, None));
+    let (inv, saved) = answered_with_saved_dialog(&mut h);
+    let saved_at = h
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::DialogSaved { .. }));
+    let answered_at = h
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::Answered { .. }));
+    assert!(saved_at < answered_at, "saved before the call counts as answered");
+    assert_eq!(saved.call_id, inv.call_id);
+    assert_eq!(Some(saved.local_tag.as_str()), inv.from.tag());
+    assert_eq!(saved.remote_tag, "pbx-tag");
+    assert_eq!(saved.local_uri, "sip:1050@127.0.0.1");
+    assert_eq!(saved.remote_uri, "sip:1001@127.0.0.1");
+    assert_eq!(saved.remote_target, "sip:1001@127.0.0.1:5080");
+    assert_eq!(
+        saved.route_set,
+        vec!["<sip:127.0.0.1:5060;lr;ftag=x>".to_string()]
+    );
+    assert_eq!(saved.local_cseq, 1);
+    assert_eq!(
+        (saved.dest_host.as_str(), saved.dest_port, saved.transport),
+        ("127.0.0.1", 5060, Transport::Udp)
+    );
+    // A re-INVITE with a new Contact moves the target: reported again.
+    let moved = String::from_utf8(in_dialog(&inv, "INVITE", 2, "z9hG4bKm1", "", ""))
+        .expect("utf8")
+        .replace("<sip:1001@127.0.0.1:5080>", "<sip:1001@127.0.0.1:5090>");
+    h.deliver(moved.into_bytes());
+    let last = h.events.iter().rev().find_map(|(_, e)| match e {
+        Event::DialogSaved { dialog, .. } => Some((**dialog).clone()),
+        _ => None,
+    });
+    assert_eq!(
+        last.map(|d| d.remote_target),
+        Some("sip:1001@127.0.0.1:5090".to_string())
+    );
+}
+
+#[test]
+fn a_recovered_dialog_gets_one_bye_retransmitted_on_timer_e() {
+    let mut before = Harness::new(config(Transport::Udp, None));
+    let (inv, saved) = answered_with_saved_dialog(&mut before);
+    // A new process (another seed) that knows nothing but the saved dialog.
+    let mut h = Harness::new(config(Transport::Udp, None));
+    h.ua = UserAgent::new(config(Transport::Udp, None), [99; 32], h.t0);
+    h.command(Command::ByeRecovered(Box::new(saved.clone())));
+    let bye = h.last("BYE");
+    assert_eq!(
+        bye.start,
+        crate::sip::message::Start::Request {
+            method: "BYE".into(),
+            uri: "sip:1001@127.0.0.1:5080".into()
+        },
+        "the Request-URI is the remote target"
+    );
+    assert_eq!(bye.call_id, inv.call_id);
+    assert_eq!(bye.from.tag(), inv.from.tag());
+    assert_eq!(bye.to.tag(), Some("pbx-tag"));
+    assert_eq!((bye.cseq, bye.cseq_method.as_str()), (2, "BYE"));
+    assert!(bye.cseq > saved.local_cseq);
+    assert_eq!(bye.value("route"), Some("<sip:127.0.0.1:5060;lr;ftag=x>"));
+    let dest = &h.requests("BYE")[0].dest;
+    assert_eq!(
+        (dest.host.as_str(), dest.port, dest.transport),
+        ("127.0.0.1", 5060, Transport::Udp)
+    );
+    // Unanswered: Timer E doubles up to T2, Timer F gives up at 32 s, and the result is reported.
+    h.run_until(secs(40.0));
+    let expected: Vec<u64> = vec![0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
+    assert_eq!(h.times("BYE"), expected);
+    assert!(h.events.iter().any(|(t, e)| *t == secs(32.0)
+        && matches!(e, Event::RecoveredBye { call_id, result }
+                if *call_id == inv.call_id && result.starts_with("no response from 127.0.0.1:5060"))));
+    assert_eq!(h.ua.transactions(), (0, 0));
+    // Answered (only from where it went): one 200 ends it.
+    h.command(Command::ByeRecovered(Box::new(saved)));
+    let bye = h.last("BYE");
+    h.deliver_from(
+        addr("127.0.0.2:5060"),
+        Transport::Udp,
+        build_response(&bye, 200, "", None, Headers::new(), b""),
+    );
+    assert!(!h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::RecoveredBye { result, .. } if result == "200 OK")));
+    h.reply(&bye, 481, &[], b"");
+    assert!(h
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::RecoveredBye { result, .. } if result.starts_with("481"))));
+    // Timer K absorbs retransmitted responses, then the transaction is gone; nothing is resent.
+    let sent = h.requests("BYE").len();
+    h.run_until(h.ms() + secs(6.0));
+    assert_eq!(h.ua.transactions(), (0, 0));
+    assert_eq!(h.requests("BYE").len(), sent);
 }
