@@ -4,13 +4,25 @@
 //! the sessions that are due (receive what arrived, send what is due, forward events). Work is
 //! O(sessions) per frame period, the first packet leaves within 1 ms of the answer, and pacing does
 //! not depend on how busy the async executor is.
+//!
+//! Hostile LAN: RTP ports are drawn uniformly at random among the free even ports of the range
+//! (an OS-seeded ChaCha generator, which also gives SSRCs and initial numbers), whatever queued
+//! on a session's sockets before it starts (while the phone rang) is discarded unread, and every
+//! per-wake and per-session quantity is bounded: at most [`MAX_RX_PER_WAKE`] RTP datagrams and
+//! [`MAX_RTCP_PER_WAKE`] RTCP datagrams are read per session per wake (a flood stays in, and
+//! overflows, its own socket's kernel buffer), due frames of every session go out before any
+//! receive work, and the events channel to the call script is bounded ([`EVENTS_CAPACITY`]):
+//! when it is full, audio is dropped and counted, digits and playback ends wait in a small queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 
 use crate::media::pacer::Pacer;
 use crate::media::session::{MediaEvent, MediaHealth, MediaSession, SessionParams};
@@ -25,6 +37,20 @@ const RTCP_EVERY: Duration = Duration::from_secs(5);
 /// Session starts are rounded up to this grid: 20 phases per frame, so each wake serves about a
 /// twentieth of the sessions (short bursts, low lateness) and a first packet waits at most 1 ms.
 const SLOT: Duration = Duration::from_millis(1);
+/// RTP datagrams read per session per wake (one wake per 20 ms frame): three times a 10 ms-ptime
+/// stream plus a key press's events, with room to spare. The rest wait in the socket's kernel
+/// buffer (and a flood overflows it there), so one call's flood costs the thread a fixed amount
+/// of work per frame.
+pub const MAX_RX_PER_WAKE: usize = 16;
+/// RTCP datagrams read per session per report interval (their reports are not used yet).
+pub const MAX_RTCP_PER_WAKE: usize = 16;
+/// Datagrams discarded from each socket when a session starts (what arrived before the answer).
+const MAX_STALE: usize = 4096;
+/// Events queued toward the call script per session: 10 s of 20 ms audio frames.
+pub const EVENTS_CAPACITY: usize = 512;
+/// Digits and playback ends waiting for room in a full events channel; beyond this they are
+/// dropped and counted (a script that stopped reading for that long no longer needs them).
+const MAX_PENDING_CONTROL: usize = 64;
 
 /// The first slot boundary at or after `now`.
 fn slot_start(epoch: Instant, now: Instant) -> Instant {
@@ -102,6 +128,11 @@ struct Live {
     rtcp: UdpSocket,
     next_rtcp: Instant,
     events: async_channel::Sender<MediaEvent>,
+    /// Digits and playback ends that found the events channel full, oldest first.
+    pending: VecDeque<MediaEvent>,
+    events_dropped: u64,
+    /// Ticked in this wake's send pass; its receive work follows in the second pass.
+    served: bool,
 }
 
 fn wall_clock() -> Duration {
@@ -111,6 +142,63 @@ fn wall_clock() -> Duration {
 }
 
 impl Live {
+    /// Forward what the session has for the call script without ever blocking or growing: the
+    /// channel is bounded, audio that finds it full is dropped, control events queue (bounded)
+    /// behind it and keep their order.
+    fn forward_events(&mut self) {
+        while let Some(ev) = self.pending.pop_front() {
+            match self.events.try_send(ev) {
+                Ok(()) => {}
+                Err(async_channel::TrySendError::Full(ev)) => {
+                    self.pending.push_front(ev);
+                    break;
+                }
+                Err(async_channel::TrySendError::Closed(_)) => {}
+            }
+        }
+        while let Some(ev) = self.session.poll_event() {
+            let ev = if self.pending.is_empty() {
+                match self.events.try_send(ev) {
+                    Ok(()) | Err(async_channel::TrySendError::Closed(_)) => continue,
+                    Err(async_channel::TrySendError::Full(ev)) => ev,
+                }
+            } else {
+                ev
+            };
+            if matches!(ev, MediaEvent::Audio16k(_)) || self.pending.len() >= MAX_PENDING_CONTROL {
+                self.events_dropped += 1;
+            } else {
+                self.pending.push_back(ev);
+            }
+        }
+    }
+
+    fn health(&self, now: Duration) -> MediaHealth {
+        MediaHealth {
+            events_dropped: self.events_dropped,
+            ..self.session.health(now)
+        }
+    }
+
+    /// Read what arrived on both sockets, at most a wake's budget of each.
+    fn receive(&mut self, since: Duration, rtcp_due: bool, buf: &mut [u8]) {
+        for _ in 0..MAX_RX_PER_WAKE {
+            let Ok((n, from)) = self.rtp.recv_from(buf) else {
+                break;
+            };
+            self.session
+                .on_datagram(from, buf.get(..n).unwrap_or_default(), since);
+        }
+        if rtcp_due {
+            for _ in 0..MAX_RTCP_PER_WAKE {
+                let Ok((_, from)) = self.rtcp.recv_from(buf) else {
+                    break;
+                };
+                self.session.on_rtcp_datagram(from);
+            }
+        }
+    }
+
     fn send_rtcp(&mut self, now: Duration, bye: bool, buf: &mut Vec<u8>) {
         self.session.rtcp(now, wall_clock(), bye, buf);
         if let Err(e) = self.rtcp.send_to(buf, self.session.remote_rtcp()) {
@@ -119,13 +207,41 @@ impl Live {
     }
 }
 
+/// Discard what is queued on a non-blocking socket, at most `max` datagrams; how many were.
+fn discard_queued(socket: &UdpSocket, max: usize) -> usize {
+    let mut buf = [0u8; 64];
+    (0..max)
+        .take_while(|_| socket.recv_from(&mut buf).is_ok())
+        .count()
+}
+
+/// The even ports `first, first + 2, ..` whose odd neighbour is also in `min..=max`: (first, count).
+fn even_ports(min: u16, max: u16) -> (u16, u16) {
+    let first = min.saturating_add(min % 2);
+    if first == u16::MAX || first + 1 > max {
+        return (first, 0);
+    }
+    (first, (max - first - 1) / 2 + 1)
+}
+
+/// SSRC and initial numbers of a session's RTP stream (RFC 3550 §5.1: random).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpNumbers {
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_timestamp: u32,
+}
+
 /// Handle to the media thread; cheap to clone.
 #[derive(Clone)]
 pub struct MediaThread {
     cmds: mpsc::Sender<Cmd>,
     waker: Arc<Mutex<Option<std::thread::Thread>>>,
     next_id: Arc<AtomicU64>,
-    ports: Arc<Mutex<(u16, u16, u16)>>,
+    /// The RTP port range, `min..=max`.
+    range: (u16, u16),
+    /// OS-seeded: RTP ports, SSRCs and initial numbers must not be guessable.
+    rng: Arc<Mutex<ChaCha20Rng>>,
     /// The thread's clock origin: sessions count time from it.
     epoch: Instant,
 }
@@ -146,13 +262,13 @@ impl MediaThread {
                 run(rx, epoch);
             })
             .map_err(MediaError::Thread)?;
-        let first = if min.is_multiple_of(2) { min } else { min + 1 };
         Ok((
             Self {
                 cmds: tx,
                 waker,
                 next_id: Arc::new(AtomicU64::new(1)),
-                ports: Arc::new(Mutex::new((first, first, max))),
+                range: (min, max),
+                rng: Arc::new(Mutex::new(ChaCha20Rng::from_entropy())),
                 epoch,
             },
             handle,
@@ -169,43 +285,61 @@ impl MediaThread {
         Ok(())
     }
 
-    /// Bind the next free even RTP port and the RTCP port above it on all interfaces.
+    /// A fresh SSRC and initial sequence number and timestamp for a session's stream.
+    pub fn rtp_numbers(&self) -> RtpNumbers {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        RtpNumbers {
+            ssrc: rng.gen(),
+            initial_seq: rng.gen(),
+            initial_timestamp: rng.gen(),
+        }
+    }
+
+    /// Bind a free even RTP port, drawn uniformly at random from the range, and the RTCP port
+    /// above it, on all interfaces. Ports are tried in a random order (a lazy Fisher-Yates
+    /// shuffle), so the first free one is uniform among the free ones and every port is tried at
+    /// most once before the range counts as exhausted.
     pub fn bind_ports(&self) -> Result<PortPair, MediaError> {
-        let mut guard = self.ports.lock().unwrap_or_else(|p| p.into_inner());
-        let (min, cursor, max) = *guard;
-        let span = u32::from(max.saturating_sub(min)) / 2 + 1;
-        let mut port = cursor;
-        for _ in 0..span {
-            if port.saturating_add(1) > max {
-                port = min;
-            }
+        let (min, max) = self.range;
+        let (first, count) = even_ports(min, max);
+        let mut order: Vec<u16> = (0..count).collect();
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..order.len() {
+            let j = rng.gen_range(i..order.len());
+            order.swap(i, j);
+            let Some(port) = order.get(i).map(|k| first + 2 * k) else {
+                break;
+            };
             let rtp = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)));
             let rtcp = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port + 1)));
-            let next = if port.saturating_add(3) > max {
-                min
-            } else {
-                port + 2
-            };
             if let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) {
                 if rtp.set_nonblocking(true).is_ok() && rtcp.set_nonblocking(true).is_ok() {
-                    guard.1 = next;
                     return Ok(PortPair { rtp, rtcp, port });
                 }
             }
-            port = next;
         }
         Err(MediaError::NoPorts(min, max))
     }
 
-    /// Start sending and receiving on `ports` as `params` say.
+    /// Start sending and receiving on `ports` as `params` say. Call it once the answer is in:
+    /// whatever reached the sockets before (early spray while the phone rang) is discarded
+    /// unread first.
     pub fn open(
         &self,
         ports: PortPair,
         params: SessionParams,
         silence: Vec<u8>,
     ) -> Result<MediaHandle, MediaError> {
+        let stale = discard_queued(&ports.rtp, MAX_STALE) + discard_queued(&ports.rtcp, MAX_STALE);
+        if stale > 0 {
+            tracing::info!(
+                port = ports.port,
+                datagrams = stale,
+                "discarded media that arrived before the answer"
+            );
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events_tx, events) = async_channel::unbounded();
+        let (events_tx, events) = async_channel::bounded(EVENTS_CAPACITY);
         let now = Instant::now().saturating_duration_since(self.epoch);
         let session = MediaSession::new(params, silence, now).map_err(MediaError::Session)?;
         self.send(Cmd::Start {
@@ -317,13 +451,11 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
         }
         let now = Instant::now();
         let since = now.saturating_duration_since(epoch);
+        // First pass: every due frame goes out, so no call's receive work delays another's audio.
         for s in live.values_mut() {
-            if s.pacer.deadline() > now {
+            s.served = s.pacer.deadline() <= now;
+            if !s.served {
                 continue;
-            }
-            while let Ok((n, from)) = s.rtp.recv_from(&mut buf) {
-                s.session
-                    .on_datagram(from, buf.get(..n).unwrap_or_default(), since);
             }
             let due = s.pacer.due(now);
             for i in 0..u64::from(due.count) {
@@ -335,14 +467,15 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
                     tracing::debug!(error = %e, "RTP send failed");
                 }
             }
+        }
+        // Second pass: bounded receive, timers, events and RTCP of the sessions just served.
+        for s in live.values_mut().filter(|s| s.served) {
+            let rtcp_due = now >= s.next_rtcp;
+            s.receive(since, rtcp_due, &mut buf);
             s.session.on_timer(since);
-            while let Some(ev) = s.session.poll_event() {
-                let _ = s.events.try_send(ev);
-            }
-            if now >= s.next_rtcp {
+            s.forward_events();
+            if rtcp_due {
                 s.next_rtcp = now + RTCP_EVERY;
-                // Incoming RTCP is drained here; its reports are not used yet.
-                while s.rtcp.recv_from(&mut buf).is_ok() {}
                 s.send_rtcp(since, false, &mut packet);
             }
         }
@@ -376,6 +509,9 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
                     rtcp: ports.rtcp,
                     next_rtcp: now + RTCP_EVERY,
                     events,
+                    pending: VecDeque::new(),
+                    events_dropped: 0,
+                    served: false,
                 },
             );
         }
@@ -395,9 +531,7 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
             if let Some(s) = live.get_mut(&id) {
                 s.session
                     .push_info_digit(digit, now.saturating_duration_since(epoch));
-                while let Some(ev) = s.session.poll_event() {
-                    let _ = s.events.try_send(ev);
-                }
+                s.forward_events();
             }
         }
         Cmd::UpdateRemote {
@@ -418,21 +552,19 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
         Cmd::StopPlayback { id } => {
             if let Some(s) = live.get_mut(&id) {
                 s.session.stop_playback();
-                while let Some(ev) = s.session.poll_event() {
-                    let _ = s.events.try_send(ev);
-                }
+                s.forward_events();
             }
         }
         Cmd::Health { id, reply } => {
             if let Some(s) = live.get(&id) {
-                let _ = reply.try_send(s.session.health(now.saturating_duration_since(epoch)));
+                let _ = reply.try_send(s.health(now.saturating_duration_since(epoch)));
             }
         }
         Cmd::Stop { id, reply } => {
             if let Some(mut s) = live.remove(&id) {
                 let since = now.saturating_duration_since(epoch);
                 s.send_rtcp(since, true, &mut Vec::with_capacity(256));
-                let _ = reply.try_send(s.session.health(since));
+                let _ = reply.try_send(s.health(since));
             }
         }
     }

@@ -73,7 +73,6 @@ struct Shared {
     media: MediaThread,
     script: Arc<dyn CallScript>,
     codecs: Vec<sdp::Codec>,
-    rng: XorShift64,
 }
 
 /// Places calls over SIP.
@@ -218,7 +217,6 @@ impl SipEngine {
             media,
             script,
             codecs,
-            rng: XorShift64::from_entropy(),
         });
         let ua = UserAgent::new(ua_cfg, XorShift64::from_entropy().next_u64(), Instant::now());
         let driver = Driver {
@@ -239,10 +237,6 @@ impl SipEngine {
 }
 
 impl Shared {
-    fn random(&self) -> u64 {
-        self.rng.next_u64()
-    }
-
     /// The Request-URI for an `extension`.
     fn target_uri(&self, extension: &str) -> Result<String, String> {
         match parse_extension(extension)? {
@@ -382,15 +376,16 @@ impl Shared {
             }
         };
         let codec = audio_codec(negotiated.codec);
+        let numbers = self.media.rtp_numbers();
         let params = SessionParams {
             codec,
             payload_type: negotiated.payload_type,
             dtmf_payload_type: negotiated.dtmf_payload_type,
             remote: SocketAddr::new(negotiated.remote_ip, negotiated.remote_port),
             remote_rtcp: SocketAddr::new(negotiated.remote_ip, negotiated.remote_rtcp_port),
-            ssrc: self.random() as u32,
-            initial_seq: self.random() as u16,
-            initial_timestamp: self.random() as u32,
+            ssrc: numbers.ssrc,
+            initial_seq: numbers.initial_seq,
+            initial_timestamp: numbers.initial_timestamp,
         };
         call.events.event(
             "media_started",
