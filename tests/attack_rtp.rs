@@ -224,8 +224,14 @@ fn a_flood_and_a_spray_neither_hijack_nor_starve_the_calls() {
         to_attacker.len()
     );
     assert!(
-        health_b.rejected_packets > 1_000,
-        "the flood was read, counted and dropped: {health_b:?}"
+        health_b.rejected_packets > 0,
+        "what of the flood reached the socket before the latch was counted: {health_b:?}"
     );
     assert_eq!(health_b.events_dropped, 0, "{health_b:?}");
+    eprintln!("flooded call: {health_b:?}");
+    // Once call b latched to its phone, the kernel drops the flood: it hears its phone again.
+    assert!(
+        health_b.packets_received >= u64::from(FRAMES) / 2,
+        "the flooded call heard its phone: {health_b:?}"
+    );
 }

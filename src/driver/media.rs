@@ -8,7 +8,10 @@
 //! Hostile LAN: RTP ports are drawn uniformly at random among the free even ports of the range
 //! (an OS-seeded ChaCha generator, which also gives SSRCs and initial numbers), whatever queued
 //! on a session's sockets before it starts (while the phone rang) is discarded unread, and every
-//! per-wake and per-session quantity is bounded: at most [`MAX_RX_PER_WAKE`] RTP datagrams and
+//! per-wake and per-session quantity is bounded. Once a session has latched to the far end's
+//! exact address its RTP socket is connected to it, so the kernel drops everyone else's datagrams
+//! (a flood from another host then costs nothing and does not crowd out the call's own audio);
+//! a re-INVITE that moves the media undoes that until the next latch. At most [`MAX_RX_PER_WAKE`] RTP datagrams and
 //! [`MAX_RTCP_PER_WAKE`] RTCP datagrams are read per session per wake (a flood stays in, and
 //! overflows, its own socket's kernel buffer), due frames of every session go out before any
 //! receive work, and the events channel to the call script is bounded ([`EVENTS_CAPACITY`]):
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use super::media_socket::{discard_queued, disconnect};
 use crate::media::pacer::Pacer;
 use crate::media::session::{MediaEvent, MediaHealth, MediaSession, SessionParams};
 
@@ -133,6 +137,8 @@ struct Live {
     events_dropped: u64,
     /// Ticked in this wake's send pass; its receive work follows in the second pass.
     served: bool,
+    /// The address the RTP socket is connected to (the session's latched source).
+    connected: Option<SocketAddr>,
 }
 
 fn wall_clock() -> Duration {
@@ -199,20 +205,28 @@ impl Live {
         }
     }
 
+    /// Keep the kernel's filter in step with the session's latch.
+    fn filter_sources(&mut self) {
+        let source = self.session.source();
+        if source == self.connected {
+            return;
+        }
+        let done = match source {
+            Some(addr) => self.rtp.connect(addr),
+            None => disconnect(&self.rtp),
+        };
+        match done {
+            Ok(()) => self.connected = source,
+            Err(e) => tracing::debug!(error = %e, "RTP socket filter not changed"),
+        }
+    }
+
     fn send_rtcp(&mut self, now: Duration, bye: bool, buf: &mut Vec<u8>) {
         self.session.rtcp(now, wall_clock(), bye, buf);
         if let Err(e) = self.rtcp.send_to(buf, self.session.remote_rtcp()) {
             tracing::debug!(error = %e, "RTCP send failed");
         }
     }
-}
-
-/// Discard what is queued on a non-blocking socket, at most `max` datagrams; how many were.
-fn discard_queued(socket: &UdpSocket, max: usize) -> usize {
-    let mut buf = [0u8; 64];
-    (0..max)
-        .take_while(|_| socket.recv_from(&mut buf).is_ok())
-        .count()
 }
 
 /// The even ports `first, first + 2, ..` whose odd neighbour is also in `min..=max`: (first, count).
@@ -472,6 +486,7 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
         for s in live.values_mut().filter(|s| s.served) {
             let rtcp_due = now >= s.next_rtcp;
             s.receive(since, rtcp_due, &mut buf);
+            s.filter_sources();
             s.session.on_timer(since);
             s.forward_events();
             if rtcp_due {
@@ -512,6 +527,7 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
                     pending: VecDeque::new(),
                     events_dropped: 0,
                     served: false,
+                    connected: None,
                 },
             );
         }
@@ -542,6 +558,7 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
         } => {
             if let Some(s) = live.get_mut(&id) {
                 s.session.update_remote(remote, remote_rtcp, sending);
+                s.filter_sources();
             }
         }
         Cmd::Play { id, play_id, frames } => {

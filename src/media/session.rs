@@ -182,6 +182,12 @@ impl MediaSession {
         self.remote
     }
 
+    /// The exact address RTP is accepted from, once latched (the shell may have the kernel filter
+    /// on it); `None` until then and again after the far end moved its media.
+    pub fn source(&self) -> Option<SocketAddr> {
+        self.source
+    }
+
     /// Queue pre-encoded frames to play after what is queued; `id` comes back in `PlaybackDone`.
     /// Nothing to play (an engine that rendered no audio) ends at once, incomplete: nothing of
     /// it reached the far end.
