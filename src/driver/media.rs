@@ -586,3 +586,160 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::session::AudioCodec;
+
+    #[test]
+    fn even_ports_need_their_rtcp_neighbour_in_range() {
+        assert_eq!(even_ports(40_000, 40_009), (40_000, 5));
+        assert_eq!(even_ports(40_001, 40_010), (40_002, 4));
+        assert_eq!(even_ports(40_000, 40_000), (40_000, 0));
+        assert_eq!(even_ports(65_534, 65_535), (65_534, 1));
+        assert_eq!(even_ports(65_535, 65_535).1, 0);
+    }
+
+    #[test]
+    fn ports_are_random_even_pairs_until_the_range_is_exhausted() {
+        let (media, _thread) = MediaThread::start(47_701, 47_710).expect("media thread");
+        let pairs: Vec<PortPair> = (0..4).map_while(|_| media.bind_ports().ok()).collect();
+        let mut ports: Vec<u16> = pairs.iter().map(|p| p.port).collect();
+        assert!(
+            ports.iter().all(|p| p % 2 == 0 && (47_702..=47_708).contains(p)),
+            "{ports:?}"
+        );
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 4, "every free pair is found");
+        assert!(
+            matches!(media.bind_ports(), Err(MediaError::NoPorts(47_701, 47_710))),
+            "the range is exhausted"
+        );
+        drop(pairs);
+        // Draws from a wider range: not a sequence (a cursor gives 0, 2, 4, ...).
+        let (media, _thread) = MediaThread::start(47_720, 47_919).expect("media thread");
+        let draws: Vec<u16> = (0..30)
+            .filter_map(|_| media.bind_ports().ok().map(|p| p.port))
+            .collect();
+        let steps = draws.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(steps < 10, "sequential ports: {draws:?}");
+        let n = media.rtp_numbers();
+        assert_ne!(n, media.rtp_numbers(), "fresh numbers per session");
+    }
+
+    fn live(capacity: usize) -> (Live, async_channel::Receiver<MediaEvent>) {
+        let socket = || UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
+        let params = SessionParams {
+            codec: AudioCodec::Pcmu,
+            payload_type: 0,
+            dtmf_payload_type: Some(101),
+            remote: "127.0.0.1:9".parse().expect("addr"),
+            remote_rtcp: "127.0.0.1:9".parse().expect("addr"),
+            ssrc: 1,
+            initial_seq: 0,
+            initial_timestamp: 0,
+        };
+        let (tx, rx) = async_channel::bounded(capacity);
+        let session = MediaSession::new(params, vec![0xFF; 160], Duration::ZERO).expect("session");
+        let now = Instant::now();
+        (
+            Live {
+                session,
+                pacer: Pacer::new(now, FRAME, MAX_BURST),
+                rtp: socket(),
+                rtcp: socket(),
+                next_rtcp: now,
+                events: tx,
+                pending: VecDeque::new(),
+                events_dropped: 0,
+                served: false,
+                connected: None,
+            },
+            rx,
+        )
+    }
+
+    fn audio(s: &mut Live, seq: u16) {
+        let mut pkt = Vec::new();
+        crate::rtp::packet::write(
+            &crate::rtp::packet::RtpHeader::new(0, seq, u32::from(seq) * 160, 7, false),
+            &[0x7F; 160],
+            &mut pkt,
+        );
+        let from = "127.0.0.1:9".parse().expect("addr");
+        s.session
+            .on_datagram(from, &pkt, Duration::from_millis(20 * u64::from(seq)));
+    }
+
+    #[test]
+    fn a_full_events_channel_drops_audio_and_keeps_control_events_in_order() {
+        let (mut s, rx) = live(4);
+        for seq in 0..10 {
+            audio(&mut s, seq);
+        }
+        s.session.push_info_digit('7', Duration::from_secs(1));
+        s.session.play(9, Arc::new(Vec::new()));
+        for seq in 10..20 {
+            audio(&mut s, seq);
+        }
+        s.forward_events();
+        assert_eq!(rx.len(), 4, "the channel never holds more than its capacity");
+        assert_eq!(s.pending.len(), 2, "the digit and the playback end wait");
+        assert!(s.events_dropped >= 15, "audio dropped: {}", s.events_dropped);
+        assert_eq!(s.health(Duration::ZERO).events_dropped, s.events_dropped);
+        let drain = |rx: &async_channel::Receiver<MediaEvent>| {
+            std::iter::from_fn(|| rx.try_recv().ok()).collect::<Vec<_>>()
+        };
+        drain(&rx);
+        audio(&mut s, 20);
+        s.forward_events();
+        let got = drain(&rx);
+        assert_eq!(got.first(), Some(&MediaEvent::Digit('7')), "{got:?}");
+        assert_eq!(
+            got.get(1),
+            Some(&MediaEvent::PlaybackDone {
+                id: 9,
+                complete: false
+            })
+        );
+        assert!(
+            matches!(got.get(2), Some(MediaEvent::Audio16k(_))),
+            "then audio again"
+        );
+        // Control events beyond their bound are dropped and counted, never queued without limit.
+        let (mut s, _rx) = live(1);
+        for k in 0..(MAX_PENDING_CONTROL as u64 + 10) {
+            s.session.play(k, Arc::new(Vec::new()));
+        }
+        s.forward_events();
+        assert_eq!(s.pending.len(), MAX_PENDING_CONTROL);
+        assert_eq!(s.events_dropped, 9);
+    }
+
+    #[test]
+    fn a_wake_reads_a_bounded_number_of_datagrams() {
+        let (mut s, _rx) = live(EVENTS_CAPACITY);
+        s.rtp.set_nonblocking(true).expect("non-blocking");
+        let to = s.rtp.local_addr().expect("addr");
+        let attacker = UdpSocket::bind("127.0.0.2:0").expect("another loopback host");
+        for _ in 0..(MAX_RX_PER_WAKE * 3) {
+            attacker
+                .send_to(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], to)
+                .expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = vec![0u8; 2048];
+        s.receive(Duration::ZERO, false, &mut buf);
+        assert_eq!(
+            s.session.health(Duration::ZERO).rejected_packets,
+            MAX_RX_PER_WAKE as u64
+        );
+        s.receive(Duration::ZERO, false, &mut buf);
+        assert_eq!(
+            s.session.health(Duration::ZERO).rejected_packets,
+            2 * MAX_RX_PER_WAKE as u64
+        );
+    }
+}
