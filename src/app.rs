@@ -255,19 +255,20 @@ fn spawn_queue_expiry(
     stop: async_channel::Receiver<()>,
 ) {
     let every = (max_age / 10).clamp(Duration::from_secs(1), QUEUE_EXPIRY_CHECK);
-    supervisor.spawn("queue expiry", async move {
-        while pause(every, &stop).await {
-            let s = scheduler.clone();
-            let n = smol::unblock(move || s.expire_queued(Timestamp::now())).await;
-            if n > 0 {
-                tracing::warn!(
-                    expired = n,
-                    "waiting calls ended: queued longer than calls.queue_max_age_seconds"
-                );
+    supervisor
+        .spawn("queue expiry", async move {
+            while pause(every, &stop).await {
+                let s = scheduler.clone();
+                let n = smol::unblock(move || s.expire_queued(Timestamp::now())).await;
+                if n > 0 {
+                    tracing::warn!(
+                        expired = n,
+                        "waiting calls ended: queued longer than calls.queue_max_age_seconds"
+                    );
+                }
             }
-        }
-    })
-    .detach();
+        })
+        .detach();
 }
 
 /// The scheduler's heartbeat: every [`supervise::heartbeat::BEAT_EVERY`] a task on the executor

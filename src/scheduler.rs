@@ -860,5 +860,4 @@ mod tests {
             assert_eq!(r.dialog, None, "a final record keeps no dialog");
         }
     }
-
 }

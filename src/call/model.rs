@@ -147,6 +147,14 @@ pub struct MediaHealth {
     /// `None` when nothing was spoken. Records stored before this field existed read as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_to_audio_ms: Option<f64>,
+    /// RTP/RTCP datagrams dropped because they did not come from the far end's SDP address (a
+    /// spoofer or a stray sender on the LAN). Records stored before this field existed read 0.
+    #[serde(default)]
+    pub rejected_packets: u64,
+    /// Media events (decoded audio, digits) dropped because the call script fell behind by more
+    /// than the bounded queue holds. Records stored before this field existed read 0.
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 /// Timeline events kept per call (the last one is the final event).

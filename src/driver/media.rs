@@ -4,14 +4,30 @@
 //! the sessions that are due (receive what arrived, send what is due, forward events). Work is
 //! O(sessions) per frame period, the first packet leaves within 1 ms of the answer, and pacing does
 //! not depend on how busy the async executor is.
+//!
+//! Hostile LAN: RTP ports are drawn uniformly at random among the free even ports of the range
+//! (an OS-seeded ChaCha generator, which also gives SSRCs and initial numbers), whatever queued
+//! on a session's sockets before it starts (while the phone rang) is discarded unread, and every
+//! per-wake and per-session quantity is bounded. Once a session has latched to the far end's
+//! exact address its RTP socket is connected to it, so the kernel drops everyone else's datagrams
+//! (a flood from another host then costs nothing and does not crowd out the call's own audio);
+//! a re-INVITE that moves the media undoes that until the next latch. At most [`MAX_RX_PER_WAKE`] RTP datagrams and
+//! [`MAX_RTCP_PER_WAKE`] RTCP datagrams are read per session per wake (a flood stays in, and
+//! overflows, its own socket's kernel buffer), due frames of every session go out before any
+//! receive work, and the events channel to the call script is bounded ([`EVENTS_CAPACITY`]):
+//! when it is full, audio is dropped and counted, digits and playback ends wait in a small queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::media_socket::{discard_queued, disconnect};
 use crate::media::pacer::Pacer;
 use crate::media::session::{MediaEvent, MediaHealth, MediaSession, SessionParams};
 
@@ -25,6 +41,20 @@ const RTCP_EVERY: Duration = Duration::from_secs(5);
 /// Session starts are rounded up to this grid: 20 phases per frame, so each wake serves about a
 /// twentieth of the sessions (short bursts, low lateness) and a first packet waits at most 1 ms.
 const SLOT: Duration = Duration::from_millis(1);
+/// RTP datagrams read per session per wake (one wake per 20 ms frame): three times a 10 ms-ptime
+/// stream plus a key press's events, with room to spare. The rest wait in the socket's kernel
+/// buffer (and a flood overflows it there), so one call's flood costs the thread a fixed amount
+/// of work per frame.
+pub const MAX_RX_PER_WAKE: usize = 16;
+/// RTCP datagrams read per session per report interval (their reports are not used yet).
+pub const MAX_RTCP_PER_WAKE: usize = 16;
+/// Datagrams discarded from each socket when a session starts (what arrived before the answer).
+const MAX_STALE: usize = 4096;
+/// Events queued toward the call script per session: 10 s of 20 ms audio frames.
+pub const EVENTS_CAPACITY: usize = 512;
+/// Digits and playback ends waiting for room in a full events channel; beyond this they are
+/// dropped and counted (a script that stopped reading for that long no longer needs them).
+const MAX_PENDING_CONTROL: usize = 64;
 
 /// The first slot boundary at or after `now`.
 fn slot_start(epoch: Instant, now: Instant) -> Instant {
@@ -102,6 +132,13 @@ struct Live {
     rtcp: UdpSocket,
     next_rtcp: Instant,
     events: async_channel::Sender<MediaEvent>,
+    /// Digits and playback ends that found the events channel full, oldest first.
+    pending: VecDeque<MediaEvent>,
+    events_dropped: u64,
+    /// Ticked in this wake's send pass; its receive work follows in the second pass.
+    served: bool,
+    /// The address the RTP socket is connected to (the session's latched source).
+    connected: Option<SocketAddr>,
 }
 
 fn wall_clock() -> Duration {
@@ -111,6 +148,79 @@ fn wall_clock() -> Duration {
 }
 
 impl Live {
+    /// Forward what the session has for the call script without ever blocking or growing: the
+    /// channel is bounded, audio that finds it full is dropped, control events queue (bounded)
+    /// behind it and keep their order.
+    fn forward_events(&mut self) {
+        while let Some(ev) = self.pending.pop_front() {
+            match self.events.try_send(ev) {
+                Ok(()) => {}
+                Err(async_channel::TrySendError::Full(ev)) => {
+                    self.pending.push_front(ev);
+                    break;
+                }
+                Err(async_channel::TrySendError::Closed(_)) => {}
+            }
+        }
+        while let Some(ev) = self.session.poll_event() {
+            let ev = if self.pending.is_empty() {
+                match self.events.try_send(ev) {
+                    Ok(()) | Err(async_channel::TrySendError::Closed(_)) => continue,
+                    Err(async_channel::TrySendError::Full(ev)) => ev,
+                }
+            } else {
+                ev
+            };
+            if matches!(ev, MediaEvent::Audio16k(_)) || self.pending.len() >= MAX_PENDING_CONTROL {
+                self.events_dropped += 1;
+            } else {
+                self.pending.push_back(ev);
+            }
+        }
+    }
+
+    fn health(&self, now: Duration) -> MediaHealth {
+        MediaHealth {
+            events_dropped: self.events_dropped,
+            ..self.session.health(now)
+        }
+    }
+
+    /// Read what arrived on both sockets, at most a wake's budget of each.
+    fn receive(&mut self, since: Duration, rtcp_due: bool, buf: &mut [u8]) {
+        for _ in 0..MAX_RX_PER_WAKE {
+            let Ok((n, from)) = self.rtp.recv_from(buf) else {
+                break;
+            };
+            self.session
+                .on_datagram(from, buf.get(..n).unwrap_or_default(), since);
+        }
+        if rtcp_due {
+            for _ in 0..MAX_RTCP_PER_WAKE {
+                let Ok((_, from)) = self.rtcp.recv_from(buf) else {
+                    break;
+                };
+                self.session.on_rtcp_datagram(from);
+            }
+        }
+    }
+
+    /// Keep the kernel's filter in step with the session's latch.
+    fn filter_sources(&mut self) {
+        let source = self.session.source();
+        if source == self.connected {
+            return;
+        }
+        let done = match source {
+            Some(addr) => self.rtp.connect(addr),
+            None => disconnect(&self.rtp),
+        };
+        match done {
+            Ok(()) => self.connected = source,
+            Err(e) => tracing::debug!(error = %e, "RTP socket filter not changed"),
+        }
+    }
+
     fn send_rtcp(&mut self, now: Duration, bye: bool, buf: &mut Vec<u8>) {
         self.session.rtcp(now, wall_clock(), bye, buf);
         if let Err(e) = self.rtcp.send_to(buf, self.session.remote_rtcp()) {
@@ -119,13 +229,33 @@ impl Live {
     }
 }
 
+/// The even ports `first, first + 2, ..` whose odd neighbour is also in `min..=max`: (first, count).
+fn even_ports(min: u16, max: u16) -> (u16, u16) {
+    let first = min.saturating_add(min % 2);
+    if first == u16::MAX || first + 1 > max {
+        return (first, 0);
+    }
+    (first, (max - first - 1) / 2 + 1)
+}
+
+/// SSRC and initial numbers of a session's RTP stream (RFC 3550 §5.1: random).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpNumbers {
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_timestamp: u32,
+}
+
 /// Handle to the media thread; cheap to clone.
 #[derive(Clone)]
 pub struct MediaThread {
     cmds: mpsc::Sender<Cmd>,
     waker: Arc<Mutex<Option<std::thread::Thread>>>,
     next_id: Arc<AtomicU64>,
-    ports: Arc<Mutex<(u16, u16, u16)>>,
+    /// The RTP port range, `min..=max`.
+    range: (u16, u16),
+    /// OS-seeded: RTP ports, SSRCs and initial numbers must not be guessable.
+    rng: Arc<Mutex<ChaCha20Rng>>,
     /// The thread's clock origin: sessions count time from it.
     epoch: Instant,
 }
@@ -146,13 +276,13 @@ impl MediaThread {
                 crate::supervise::global().run_guarded("media thread", || run(rx, epoch));
             })
             .map_err(MediaError::Thread)?;
-        let first = if min.is_multiple_of(2) { min } else { min + 1 };
         Ok((
             Self {
                 cmds: tx,
                 waker,
                 next_id: Arc::new(AtomicU64::new(1)),
-                ports: Arc::new(Mutex::new((first, first, max))),
+                range: (min, max),
+                rng: Arc::new(Mutex::new(ChaCha20Rng::from_entropy())),
                 epoch,
             },
             handle,
@@ -169,43 +299,61 @@ impl MediaThread {
         Ok(())
     }
 
-    /// Bind the next free even RTP port and the RTCP port above it on all interfaces.
+    /// A fresh SSRC and initial sequence number and timestamp for a session's stream.
+    pub fn rtp_numbers(&self) -> RtpNumbers {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        RtpNumbers {
+            ssrc: rng.gen(),
+            initial_seq: rng.gen(),
+            initial_timestamp: rng.gen(),
+        }
+    }
+
+    /// Bind a free even RTP port, drawn uniformly at random from the range, and the RTCP port
+    /// above it, on all interfaces. Ports are tried in a random order (a lazy Fisher-Yates
+    /// shuffle), so the first free one is uniform among the free ones and every port is tried at
+    /// most once before the range counts as exhausted.
     pub fn bind_ports(&self) -> Result<PortPair, MediaError> {
-        let mut guard = self.ports.lock().unwrap_or_else(|p| p.into_inner());
-        let (min, cursor, max) = *guard;
-        let span = u32::from(max.saturating_sub(min)) / 2 + 1;
-        let mut port = cursor;
-        for _ in 0..span {
-            if port.saturating_add(1) > max {
-                port = min;
-            }
+        let (min, max) = self.range;
+        let (first, count) = even_ports(min, max);
+        let mut order: Vec<u16> = (0..count).collect();
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        for i in 0..order.len() {
+            let j = rng.gen_range(i..order.len());
+            order.swap(i, j);
+            let Some(port) = order.get(i).map(|k| first + 2 * k) else {
+                break;
+            };
             let rtp = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port)));
             let rtcp = UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], port + 1)));
-            let next = if port.saturating_add(3) > max {
-                min
-            } else {
-                port + 2
-            };
             if let (Ok(rtp), Ok(rtcp)) = (rtp, rtcp) {
                 if rtp.set_nonblocking(true).is_ok() && rtcp.set_nonblocking(true).is_ok() {
-                    guard.1 = next;
                     return Ok(PortPair { rtp, rtcp, port });
                 }
             }
-            port = next;
         }
         Err(MediaError::NoPorts(min, max))
     }
 
-    /// Start sending and receiving on `ports` as `params` say.
+    /// Start sending and receiving on `ports` as `params` say. Call it once the answer is in:
+    /// whatever reached the sockets before (early spray while the phone rang) is discarded
+    /// unread first.
     pub fn open(
         &self,
         ports: PortPair,
         params: SessionParams,
         silence: Vec<u8>,
     ) -> Result<MediaHandle, MediaError> {
+        let stale = discard_queued(&ports.rtp, MAX_STALE) + discard_queued(&ports.rtcp, MAX_STALE);
+        if stale > 0 {
+            tracing::info!(
+                port = ports.port,
+                datagrams = stale,
+                "discarded media that arrived before the answer"
+            );
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events_tx, events) = async_channel::unbounded();
+        let (events_tx, events) = async_channel::bounded(EVENTS_CAPACITY);
         let now = Instant::now().saturating_duration_since(self.epoch);
         let session = MediaSession::new(params, silence, now).map_err(MediaError::Session)?;
         self.send(Cmd::Start {
@@ -320,13 +468,11 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
         }
         let now = Instant::now();
         let since = now.saturating_duration_since(epoch);
+        // First pass: every due frame goes out, so no call's receive work delays another's audio.
         for s in live.values_mut() {
-            if s.pacer.deadline() > now {
+            s.served = s.pacer.deadline() <= now;
+            if !s.served {
                 continue;
-            }
-            while let Ok((n, from)) = s.rtp.recv_from(&mut buf) {
-                s.session
-                    .on_datagram(from, buf.get(..n).unwrap_or_default(), since);
             }
             let due = s.pacer.due(now);
             for i in 0..u64::from(due.count) {
@@ -338,14 +484,16 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
                     tracing::debug!(error = %e, "RTP send failed");
                 }
             }
+        }
+        // Second pass: bounded receive, timers, events and RTCP of the sessions just served.
+        for s in live.values_mut().filter(|s| s.served) {
+            let rtcp_due = now >= s.next_rtcp;
+            s.receive(since, rtcp_due, &mut buf);
+            s.filter_sources();
             s.session.on_timer(since);
-            while let Some(ev) = s.session.poll_event() {
-                let _ = s.events.try_send(ev);
-            }
-            if now >= s.next_rtcp {
+            s.forward_events();
+            if rtcp_due {
                 s.next_rtcp = now + RTCP_EVERY;
-                // Incoming RTCP is drained here; its reports are not used yet.
-                while s.rtcp.recv_from(&mut buf).is_ok() {}
                 s.send_rtcp(since, false, &mut packet);
             }
         }
@@ -379,6 +527,10 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
                     rtcp: ports.rtcp,
                     next_rtcp: now + RTCP_EVERY,
                     events,
+                    pending: VecDeque::new(),
+                    events_dropped: 0,
+                    served: false,
+                    connected: None,
                 },
             );
         }
@@ -398,9 +550,7 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
             if let Some(s) = live.get_mut(&id) {
                 s.session
                     .push_info_digit(digit, now.saturating_duration_since(epoch));
-                while let Some(ev) = s.session.poll_event() {
-                    let _ = s.events.try_send(ev);
-                }
+                s.forward_events();
             }
         }
         Cmd::UpdateRemote {
@@ -411,6 +561,7 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
         } => {
             if let Some(s) = live.get_mut(&id) {
                 s.session.update_remote(remote, remote_rtcp, sending);
+                s.filter_sources();
             }
         }
         Cmd::Play { id, play_id, frames } => {
@@ -421,22 +572,177 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
         Cmd::StopPlayback { id } => {
             if let Some(s) = live.get_mut(&id) {
                 s.session.stop_playback();
-                while let Some(ev) = s.session.poll_event() {
-                    let _ = s.events.try_send(ev);
-                }
+                s.forward_events();
             }
         }
         Cmd::Health { id, reply } => {
             if let Some(s) = live.get(&id) {
-                let _ = reply.try_send(s.session.health(now.saturating_duration_since(epoch)));
+                let _ = reply.try_send(s.health(now.saturating_duration_since(epoch)));
             }
         }
         Cmd::Stop { id, reply } => {
             if let Some(mut s) = live.remove(&id) {
                 let since = now.saturating_duration_since(epoch);
                 s.send_rtcp(since, true, &mut Vec::with_capacity(256));
-                let _ = reply.try_send(s.session.health(since));
+                let _ = reply.try_send(s.health(since));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::session::AudioCodec;
+
+    #[test]
+    fn even_ports_need_their_rtcp_neighbour_in_range() {
+        assert_eq!(even_ports(40_000, 40_009), (40_000, 5));
+        assert_eq!(even_ports(40_001, 40_010), (40_002, 4));
+        assert_eq!(even_ports(40_000, 40_000), (40_000, 0));
+        assert_eq!(even_ports(65_534, 65_535), (65_534, 1));
+        assert_eq!(even_ports(65_535, 65_535).1, 0);
+    }
+
+    #[test]
+    fn ports_are_random_even_pairs_until_the_range_is_exhausted() {
+        let (media, _thread) = MediaThread::start(47_701, 47_710).expect("media thread");
+        let pairs: Vec<PortPair> = (0..4).map_while(|_| media.bind_ports().ok()).collect();
+        let mut ports: Vec<u16> = pairs.iter().map(|p| p.port).collect();
+        assert!(
+            ports.iter().all(|p| p % 2 == 0 && (47_702..=47_708).contains(p)),
+            "{ports:?}"
+        );
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 4, "every free pair is found");
+        assert!(
+            matches!(media.bind_ports(), Err(MediaError::NoPorts(47_701, 47_710))),
+            "the range is exhausted"
+        );
+        drop(pairs);
+        // Draws from a wider range: not a sequence (a cursor gives 0, 2, 4, ...).
+        let (media, _thread) = MediaThread::start(47_720, 47_919).expect("media thread");
+        let draws: Vec<u16> = (0..30)
+            .filter_map(|_| media.bind_ports().ok().map(|p| p.port))
+            .collect();
+        let steps = draws.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(steps < 10, "sequential ports: {draws:?}");
+        let n = media.rtp_numbers();
+        assert_ne!(n, media.rtp_numbers(), "fresh numbers per session");
+    }
+
+    fn live(capacity: usize) -> (Live, async_channel::Receiver<MediaEvent>) {
+        let socket = || UdpSocket::bind("127.0.0.1:0").expect("loopback socket");
+        let params = SessionParams {
+            codec: AudioCodec::Pcmu,
+            payload_type: 0,
+            dtmf_payload_type: Some(101),
+            remote: "127.0.0.1:9".parse().expect("addr"),
+            remote_rtcp: "127.0.0.1:9".parse().expect("addr"),
+            ssrc: 1,
+            initial_seq: 0,
+            initial_timestamp: 0,
+        };
+        let (tx, rx) = async_channel::bounded(capacity);
+        let session = MediaSession::new(params, vec![0xFF; 160], Duration::ZERO).expect("session");
+        let now = Instant::now();
+        (
+            Live {
+                session,
+                pacer: Pacer::new(now, FRAME, MAX_BURST),
+                rtp: socket(),
+                rtcp: socket(),
+                next_rtcp: now,
+                events: tx,
+                pending: VecDeque::new(),
+                events_dropped: 0,
+                served: false,
+                connected: None,
+            },
+            rx,
+        )
+    }
+
+    fn audio(s: &mut Live, seq: u16) {
+        let mut pkt = Vec::new();
+        crate::rtp::packet::write(
+            &crate::rtp::packet::RtpHeader::new(0, seq, u32::from(seq) * 160, 7, false),
+            &[0x7F; 160],
+            &mut pkt,
+        );
+        let from = "127.0.0.1:9".parse().expect("addr");
+        s.session
+            .on_datagram(from, &pkt, Duration::from_millis(20 * u64::from(seq)));
+    }
+
+    #[test]
+    fn a_full_events_channel_drops_audio_and_keeps_control_events_in_order() {
+        let (mut s, rx) = live(4);
+        for seq in 0..10 {
+            audio(&mut s, seq);
+        }
+        s.session.push_info_digit('7', Duration::from_secs(1));
+        s.session.play(9, Arc::new(Vec::new()));
+        for seq in 10..20 {
+            audio(&mut s, seq);
+        }
+        s.forward_events();
+        assert_eq!(rx.len(), 4, "the channel never holds more than its capacity");
+        assert_eq!(s.pending.len(), 2, "the digit and the playback end wait");
+        assert!(s.events_dropped >= 15, "audio dropped: {}", s.events_dropped);
+        assert_eq!(s.health(Duration::ZERO).events_dropped, s.events_dropped);
+        let drain = |rx: &async_channel::Receiver<MediaEvent>| {
+            std::iter::from_fn(|| rx.try_recv().ok()).collect::<Vec<_>>()
+        };
+        drain(&rx);
+        audio(&mut s, 20);
+        s.forward_events();
+        let got = drain(&rx);
+        assert_eq!(got.first(), Some(&MediaEvent::Digit('7')), "{got:?}");
+        assert_eq!(
+            got.get(1),
+            Some(&MediaEvent::PlaybackDone {
+                id: 9,
+                complete: false
+            })
+        );
+        assert!(
+            matches!(got.get(2), Some(MediaEvent::Audio16k(_))),
+            "then audio again"
+        );
+        // Control events beyond their bound are dropped and counted, never queued without limit.
+        let (mut s, _rx) = live(1);
+        for k in 0..(MAX_PENDING_CONTROL as u64 + 10) {
+            s.session.play(k, Arc::new(Vec::new()));
+        }
+        s.forward_events();
+        assert_eq!(s.pending.len(), MAX_PENDING_CONTROL);
+        assert_eq!(s.events_dropped, 9);
+    }
+
+    #[test]
+    fn a_wake_reads_a_bounded_number_of_datagrams() {
+        let (mut s, _rx) = live(EVENTS_CAPACITY);
+        s.rtp.set_nonblocking(true).expect("non-blocking");
+        let to = s.rtp.local_addr().expect("addr");
+        let attacker = UdpSocket::bind("127.0.0.2:0").expect("another loopback host");
+        for _ in 0..(MAX_RX_PER_WAKE * 3) {
+            attacker
+                .send_to(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], to)
+                .expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = vec![0u8; 2048];
+        s.receive(Duration::ZERO, false, &mut buf);
+        assert_eq!(
+            s.session.health(Duration::ZERO).rejected_packets,
+            MAX_RX_PER_WAKE as u64
+        );
+        s.receive(Duration::ZERO, false, &mut buf);
+        assert_eq!(
+            s.session.health(Duration::ZERO).rejected_packets,
+            2 * MAX_RX_PER_WAKE as u64
+        );
     }
 }

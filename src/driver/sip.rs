@@ -18,7 +18,6 @@ use super::tcp::{Connections, Net, TcpLimits, NET_QUEUE};
 use crate::call::{ActiveCall, CallEngine, CallOutcome, CallRequest, FinalStatus, MediaHealth};
 use crate::config::{Config, Transport as CfgTransport};
 use crate::media::session::{AudioCodec, SessionParams};
-use crate::rng::XorShift64;
 use crate::sdp;
 use crate::sip::ua::{CallEnd, CallKey, Command, Dest, Event, Input, Output, Transport, UaConfig, UserAgent};
 use crate::sip_addr::{parse_extension, parse_host_port, Target};
@@ -64,7 +63,6 @@ struct Shared {
     media: MediaThread,
     script: Arc<dyn CallScript>,
     codecs: Vec<sdp::Codec>,
-    rng: XorShift64,
 }
 
 /// Places calls over SIP.
@@ -217,7 +215,6 @@ impl SipEngine {
             media,
             script,
             codecs,
-            rng: XorShift64::from_entropy(),
         });
         // Branches, tags and Call-IDs must be unpredictable (or responses can be forged): the
         // core's ChaCha generator gets its seed from the OS.
@@ -250,10 +247,6 @@ impl SipEngine {
 }
 
 impl Shared {
-    fn random(&self) -> u64 {
-        self.rng.next_u64()
-    }
-
     /// The Request-URI for an `extension`.
     fn target_uri(&self, extension: &str) -> Result<String, String> {
         match parse_extension(extension)? {
@@ -394,15 +387,16 @@ impl Shared {
             }
         };
         let codec = audio_codec(negotiated.codec);
+        let numbers = self.media.rtp_numbers();
         let params = SessionParams {
             codec,
             payload_type: negotiated.payload_type,
             dtmf_payload_type: negotiated.dtmf_payload_type,
             remote: SocketAddr::new(negotiated.remote_ip, negotiated.remote_port),
             remote_rtcp: SocketAddr::new(negotiated.remote_ip, negotiated.remote_rtcp_port),
-            ssrc: self.random() as u32,
-            initial_seq: self.random() as u16,
-            initial_timestamp: self.random() as u32,
+            ssrc: numbers.ssrc,
+            initial_seq: numbers.initial_seq,
+            initial_timestamp: numbers.initial_timestamp,
         };
         call.events.event(
             "media_started",

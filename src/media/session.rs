@@ -1,10 +1,18 @@
 //! One call's media, sans-IO: what to send on each 20 ms tick (prompt frames, else silence) and
-//! what to make of each datagram that arrives (symmetric RTP latching, statistics, reordering,
-//! RFC 4733 digits, decoding to 16 kHz for the recogniser). The media thread owns the socket and
-//! the clock and calls [`MediaSession::on_tick`] / [`MediaSession::on_datagram`].
+//! what to make of each datagram that arrives (source policy, symmetric RTP latching, statistics,
+//! reordering, RFC 4733 digits, decoding to 16 kHz for the recogniser). The media thread owns the
+//! socket and the clock and calls [`MediaSession::on_tick`] / [`MediaSession::on_datagram`].
+//!
+//! Source policy (anyone on the LAN can send to our port): RTP, RFC 4733 events and RTCP are
+//! accepted only from the IP address of the SDP answer (or of the latest re-INVITE). The first RTP
+//! packet from that IP fixes the exact source (symmetric RTP: its port may differ from the SDP's,
+//! and our audio then goes there); after that only that address is accepted until the far end moves
+//! its media ([`MediaSession::update_remote`]). An unspecified SDP address (`0.0.0.0`, `::`: RFC
+//! 2543 hold) accepts nothing. Everything else is counted ([`MediaHealth::rejected_packets`]) and
+//! dropped unparsed: never decoded, never latched.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +108,10 @@ pub struct MediaSession {
     queue: VecDeque<Playback>,
     talking: bool,
     remote: SocketAddr,
-    latched: bool,
+    /// The exact source RTP is accepted from, once the first packet from the SDP's IP fixed it.
+    source: Option<SocketAddr>,
+    /// Datagrams (RTP and RTCP) dropped because of where they came from.
+    rejected: u64,
     stats: ReceiverStats,
     reorder: Reorder,
     digits: DigitStream,
@@ -144,7 +155,8 @@ impl MediaSession {
             queue: VecDeque::new(),
             talking: false,
             remote: params.remote,
-            latched: false,
+            source: None,
+            rejected: 0,
             stats: ReceiverStats::new(rate),
             reorder: Reorder::new(4),
             digits: DigitStream::new(),
@@ -168,6 +180,12 @@ impl MediaSession {
     /// Where packets go now (the latched source once the far end has sent from it).
     pub fn remote(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// The exact address RTP is accepted from, once latched (the shell may have the kernel filter
+    /// on it); `None` until then and again after the far end moved its media.
+    pub fn source(&self) -> Option<SocketAddr> {
+        self.source
     }
 
     /// Queue pre-encoded frames to play after what is queued; `id` comes back in `PlaybackDone`.
@@ -224,13 +242,13 @@ impl MediaSession {
         }
     }
 
-    /// The far end moved its media (a re-INVITE): send there from now on, and latch again.
-    /// `sending` is false while it holds the call.
+    /// The far end moved its media (a re-INVITE): send there from now on, accept media only from
+    /// the new address's IP, and latch again. `sending` is false while it holds the call.
     pub fn update_remote(&mut self, remote: SocketAddr, remote_rtcp: SocketAddr, sending: bool) {
         if remote != self.params.remote {
             self.params.remote = remote;
             self.remote = remote;
-            self.latched = false;
+            self.source = None;
         }
         self.params.remote_rtcp = remote_rtcp;
         self.sending = sending;
@@ -294,15 +312,35 @@ impl MediaSession {
         self.bytes_sent += payload.len() as u64;
     }
 
-    /// A datagram arrived on the RTP socket from `from` at `now`.
+    /// The IP media may come from, `None` while the far end holds with an unspecified address.
+    fn expected_ip(&self) -> Option<IpAddr> {
+        let ip = self.params.remote.ip().to_canonical();
+        (!ip.is_unspecified()).then_some(ip)
+    }
+
+    /// Whether `from` may send RTP now; counts a refusal.
+    fn admits_rtp(&mut self, from: SocketAddr) -> bool {
+        let ok =
+            self.expected_ip() == Some(from.ip().to_canonical()) && self.source.is_none_or(|s| s == from);
+        if !ok {
+            self.rejected += 1;
+        }
+        ok
+    }
+
+    /// A datagram arrived on the RTP socket from `from` at `now`. Only the far end's address is
+    /// heard (see the module docs); anything else is counted and dropped before parsing.
     pub fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Duration) {
+        if !self.admits_rtp(from) {
+            return;
+        }
         let Ok((header, payload)) = parse_rtp(bytes) else {
             return;
         };
-        if !self.latched {
-            // Symmetric RTP: answer to where the far end really sends from.
+        if self.source.is_none() {
+            // Symmetric RTP: answer to where the far end really sends from (same IP, any port).
             self.remote = from;
-            self.latched = true;
+            self.source = Some(from);
         }
         self.first_rx.get_or_insert(now);
         self.bytes_received += payload.len() as u64;
@@ -355,6 +393,16 @@ impl MediaSession {
         self.out.pop_front()
     }
 
+    /// A datagram arrived on the RTCP socket from `from`: true when it comes from the far end's
+    /// IP (its reports are not used yet); anything else is counted as rejected.
+    pub fn on_rtcp_datagram(&mut self, from: SocketAddr) -> bool {
+        let ok = self.expected_ip() == Some(from.ip().to_canonical());
+        if !ok {
+            self.rejected += 1;
+        }
+        ok
+    }
+
     /// Where RTCP goes.
     pub fn remote_rtcp(&self) -> SocketAddr {
         self.params.remote_rtcp
@@ -396,6 +444,8 @@ impl MediaSession {
             answer_to_audio_ms: self
                 .first_audio
                 .map(|t| t.saturating_sub(self.started).as_secs_f64() * 1000.0),
+            rejected_packets: self.rejected,
+            events_dropped: 0,
         }
     }
 }
@@ -771,5 +821,181 @@ mod tests {
             })
             .collect();
         assert_eq!(digits, vec!['7', '8']);
+    }
+
+    /// Everything the session made of inbound traffic so far: (remote, digits, decoded samples).
+    fn heard(s: &mut MediaSession) -> (SocketAddr, Vec<char>, Vec<i16>) {
+        let mut digits = Vec::new();
+        let mut audio = Vec::new();
+        while let Some(e) = s.poll_event() {
+            match e {
+                MediaEvent::Digit(d) => digits.push(d),
+                MediaEvent::Audio16k(pcm) => audio.extend(pcm),
+                MediaEvent::PlaybackDone { .. } => {}
+            }
+        }
+        (s.remote(), digits, audio)
+    }
+
+    /// Key `digit` as a complete RFC 4733 press (start, update, three ends) from `from`.
+    fn press(s: &mut MediaSession, from: SocketAddr, digit: u8, seq: u16, ts: u32, at: Duration) {
+        for (k, (end, dur)) in [
+            (false, 160u16),
+            (false, 320),
+            (true, 480),
+            (true, 480),
+            (true, 480),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let ev = [
+                digit,
+                if *end { 0x80 | 10 } else { 10 },
+                (dur >> 8) as u8,
+                *dur as u8,
+            ];
+            let pkt = inbound(seq + k as u16, ts, 101, k == 0, &ev);
+            s.on_datagram(from, &pkt, at + Duration::from_millis(20 * k as u64));
+        }
+    }
+
+    /// The same traffic from the phone, with or without a foreign host's packets mixed in.
+    fn phone_call(foreign: Option<SocketAddr>) -> (SocketAddr, Vec<char>, Vec<i16>, u64) {
+        let mut s = session();
+        let phone: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let spray = |s: &mut MediaSession, seq: u16, at: u64| {
+            if let Some(f) = foreign {
+                s.on_datagram(
+                    f,
+                    &inbound(seq, u32::from(seq) * 160, 0, true, &[0x00; 160]),
+                    Duration::from_millis(at),
+                );
+                press(
+                    s,
+                    f,
+                    1,
+                    seq.wrapping_add(7),
+                    9_000 + u32::from(seq),
+                    Duration::from_millis(at),
+                );
+            }
+        };
+        spray(&mut s, 500, 0);
+        for i in 0..10u16 {
+            let pkt = inbound(100 + i, u32::from(i) * 160, 0, i == 0, &[0x7F; 160]);
+            s.on_datagram(phone, &pkt, Duration::from_millis(20 + 20 * u64::from(i)));
+            spray(&mut s, 600 + i * 10, 21 + 20 * u64::from(i));
+        }
+        press(&mut s, phone, 5, 110, 1_600, Duration::from_millis(300));
+        spray(&mut s, 900, 400);
+        let (remote, digits, audio) = heard(&mut s);
+        (
+            remote,
+            digits,
+            audio,
+            s.health(Duration::from_secs(1)).rejected_packets,
+        )
+    }
+
+    #[test]
+    fn another_host_before_and_after_the_phone_changes_nothing() {
+        let clean = phone_call(None);
+        assert_eq!(clean.0, "127.0.0.1:40000".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(clean.1, vec!['5']);
+        assert!(!clean.2.is_empty());
+        assert_eq!(clean.3, 0);
+        let attacked = phone_call(Some("127.0.0.2:40000".parse().expect("addr")));
+        assert_eq!(attacked.0, clean.0, "our audio still goes to the phone");
+        assert_eq!(attacked.1, clean.1, "the foreign key 1 is never a digit");
+        assert_eq!(attacked.2, clean.2, "the foreign audio is never decoded");
+        assert_eq!(attacked.3, 12 * 6, "every foreign datagram is counted");
+        let h = session().health(Duration::ZERO);
+        assert_eq!(h.rejected_packets, 0);
+    }
+
+    #[test]
+    fn another_port_of_the_answers_host_latches_once() {
+        let mut s = session();
+        let phone: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let other: SocketAddr = "127.0.0.1:50002".parse().expect("addr");
+        s.on_datagram(phone, &inbound(1, 0, 0, true, &[0x7F; 160]), Duration::ZERO);
+        assert_eq!(s.remote(), phone, "symmetric RTP: same host, other port");
+        s.on_datagram(
+            other,
+            &inbound(2, 160, 0, false, &[0x7F; 160]),
+            Duration::from_millis(20),
+        );
+        press(&mut s, other, 1, 3, 320, Duration::from_millis(40));
+        assert_eq!(s.remote(), phone, "the latch moves only once");
+        assert_eq!(heard(&mut s).1, Vec::<char>::new());
+        assert_eq!(s.health(Duration::ZERO).rejected_packets, 6);
+        // A re-INVITE moves the media: the new host is heard and latches; the old one no more.
+        let moved: SocketAddr = "127.0.0.3:41000".parse().expect("addr");
+        s.update_remote(moved, "127.0.0.3:41001".parse().expect("addr"), true);
+        s.on_datagram(
+            phone,
+            &inbound(3, 320, 0, false, &[0x7F; 160]),
+            Duration::from_millis(60),
+        );
+        assert_eq!(s.health(Duration::ZERO).rejected_packets, 7);
+        let moved_port: SocketAddr = "127.0.0.3:41010".parse().expect("addr");
+        s.on_datagram(
+            moved_port,
+            &inbound(9, 0, 0, true, &[0x7F; 160]),
+            Duration::from_millis(80),
+        );
+        assert_eq!(s.remote(), moved_port);
+        assert_eq!(s.health(Duration::ZERO).rejected_packets, 7);
+    }
+
+    #[test]
+    fn an_unspecified_answer_address_hears_nobody() {
+        let mut s = MediaSession::new(
+            SessionParams {
+                remote: "0.0.0.0:40000".parse().expect("addr"),
+                ..params()
+            },
+            vec![0xFF; 160],
+            Duration::ZERO,
+        )
+        .expect("session");
+        let from: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        s.on_datagram(from, &inbound(1, 0, 0, true, &[0x7F; 160]), Duration::ZERO);
+        assert!(!s.on_rtcp_datagram("127.0.0.1:40001".parse().expect("addr")));
+        let (remote, digits, audio) = heard(&mut s);
+        assert_eq!(
+            remote,
+            "0.0.0.0:40000".parse::<SocketAddr>().expect("addr"),
+            "never latched"
+        );
+        assert!(digits.is_empty() && audio.is_empty());
+        assert_eq!(s.health(Duration::ZERO).rejected_packets, 2);
+        assert_eq!(s.health(Duration::ZERO).packets_received, 0);
+        // A hold by re-INVITE with 0.0.0.0 stops hearing the phone too.
+        let mut s = session();
+        s.update_remote(
+            "0.0.0.0:40000".parse().expect("addr"),
+            "0.0.0.0:40001".parse().expect("addr"),
+            false,
+        );
+        s.on_datagram(
+            "127.0.0.1:40000".parse().expect("addr"),
+            &inbound(1, 0, 0, true, &[0x7F; 160]),
+            Duration::ZERO,
+        );
+        assert_eq!(s.health(Duration::ZERO).rejected_packets, 1);
+    }
+
+    #[test]
+    fn rtcp_is_heard_only_from_the_answers_host() {
+        let mut s = session();
+        assert!(s.on_rtcp_datagram("127.0.0.1:40001".parse().expect("addr")));
+        assert!(
+            s.on_rtcp_datagram("127.0.0.1:50001".parse().expect("addr")),
+            "any port of the host"
+        );
+        assert!(!s.on_rtcp_datagram("127.0.0.9:40001".parse().expect("addr")));
+        assert_eq!(s.health(Duration::ZERO).rejected_packets, 1);
     }
 }
