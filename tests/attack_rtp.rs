@@ -129,6 +129,12 @@ fn a_flood_and_a_spray_neither_hijack_nor_starve_the_calls() {
         .expect("session b");
     let heard_a = listen(&a);
     let heard_b = listen(&b);
+    // A stranger's packet before the phone's first one is read, counted and dropped (once the
+    // phone has been heard the socket is connected and the kernel drops such packets itself).
+    attacker
+        .send_to(&rtp(0, 1, 0, 0xbad, &[0u8; 160]), to_a)
+        .expect("stray");
+    std::thread::sleep(Duration::from_millis(60));
 
     // The flood: about 25k packets/s at call b's RTP and RTCP ports, key 1 among them, and a
     // stray packet every 20 ms at call a.

@@ -14,7 +14,7 @@ use smol::net::{TcpListener, UdpSocket};
 
 use super::media::{MediaThread, PortPair};
 use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptResult};
-use super::tcp::{Connections, Net, TcpLimits, NET_QUEUE};
+use super::tcp::{Connections, Net, TcpLimits, WarnLimiter, NET_QUEUE};
 use crate::call::{ActiveCall, CallEngine, CallOutcome, CallRequest, FinalStatus, MediaHealth};
 use crate::config::{Config, Transport as CfgTransport};
 use crate::media::session::{AudioCodec, SessionParams};
@@ -234,6 +234,7 @@ impl SipEngine {
             tcp: Connections::new(limits, net_tx),
             watchers: HashMap::new(),
             unregister_waiters: Vec::new(),
+            dropped: WarnLimiter::default(),
         };
         crate::supervise::global()
             .spawn("sip driver loop", driver.run(cmd_rx, net_rx, tcp))
@@ -634,6 +635,8 @@ struct Driver {
     tcp: Connections,
     watchers: HashMap<CallKey, async_channel::Sender<Event>>,
     unregister_waiters: Vec<async_channel::Sender<()>>,
+    /// Malformed or unexpected SIP messages: every one at debug, a warning per 10 s at most.
+    dropped: WarnLimiter,
 }
 
 fn first_line(bytes: &[u8]) -> String {
@@ -799,7 +802,16 @@ impl Driver {
                     let _ = w.try_send(());
                 }
             }
-            Event::Dropped { reason } => tracing::debug!(%reason, "dropped a SIP message"),
+            Event::Dropped { reason } => {
+                tracing::debug!(%reason, "dropped a SIP message");
+                if let Some(held_back) = self.dropped.allow(Instant::now()) {
+                    tracing::warn!(
+                        %reason,
+                        held_back,
+                        "dropped a malformed or unexpected SIP message (one warning per 10 s; held_back: dropped since the last)"
+                    );
+                }
+            }
             Event::ChallengeRefused { method, realms } => tracing::warn!(
                 %method,
                 ?realms,
