@@ -1,5 +1,5 @@
 //! HTTP methods over a real loopback connection to the in-process API: an unknown method (`QUERY`,
-//! `FOO`) gets `501` with a JSON `detail` instead of a dropped connection, also after a first
+//! `FOO`) gets `405` with `Allow` on a route's path and `501` elsewhere, with a JSON `detail`, instead of a dropped connection, also after a first
 //! request on a kept-alive connection; every `405` carries `Allow`, and `Allow` matches the methods
 //! `openapi.yaml` documents for the path.
 
@@ -75,32 +75,39 @@ fn allow_of(head: &str) -> Option<String> {
 }
 
 #[test]
-fn unknown_methods_get_501_with_a_detail() {
+fn unknown_methods_get_405_with_allow_or_501_with_a_detail() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = start_app(test_config(dir.path()), HoldEngine::new());
     let port = serve(&app);
     for method in ["QUERY", "FOO", "X-VERY-LONG-METHOD-NAME-NOBODY-KNOWS"] {
+        // On a route's path: a method that route does not take.
         let mut s = connect(port);
         let (status, head, body) = exchange(
             &mut s,
-            &format!("{method} /calls HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"),
+            &format!("{method} /calls?limit=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}"),
         );
-        assert_eq!(status, 501, "{method}: {head}{body}");
+        assert_eq!(status, 405, "{method}: {head}{body}");
+        assert_eq!(allow_of(&head).as_deref(), Some("GET, HEAD"), "{head}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json body");
         let detail = v["detail"].as_str().expect("detail");
-        assert!(detail.contains("not implemented"), "{detail}");
+        assert!(detail.contains("is not allowed on /calls"), "{detail}");
         assert!(
             head.to_ascii_lowercase()
                 .contains("content-type: application/json"),
             "{head}"
         );
+        // Anywhere else: not implemented.
+        let mut s = connect(port);
+        let (status, _, body) = exchange(&mut s, &format!("{method} /nothing HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(status, 501, "{method}: {body}");
+        assert!(body.contains("not implemented"), "{body}");
     }
     // After a normal request on a kept-alive connection, too.
     let mut s = connect(port);
     let (status, _, body) = exchange(&mut s, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200, "{body}");
     let (status, _, body) = exchange(&mut s, "QUERY /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(status, 501, "{body}");
+    assert_eq!(status, 405, "{body}");
     smol::block_on(app.shutdown());
 }
 

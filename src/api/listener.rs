@@ -1,7 +1,8 @@
 //! The API's accept loop: smol's TCP listener, async-h1 per connection, tide's router behind it.
 //! Before each request the first word of the request line is peeked: a method the HTTP parser does
 //! not know (`QUERY`, `FOO`) would make it drop the connection without a word, so such a request
-//! gets `501 Not Implemented` with a JSON `detail` here instead. Accept errors (EMFILE) pause the
+//! gets `405` with `Allow` (on a route's path) or `501 Not Implemented` (elsewhere) with a JSON
+//! `detail` here instead. Accept errors (EMFILE) pause the
 //! loop briefly; they never end it.
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest method token looked at; longer first words are unknown methods.
 const MAX_METHOD: usize = 24;
-/// Largest request head read (and discarded) before answering 501.
+/// Largest request head read (and discarded) before answering 405/501.
 const MAX_HEAD: usize = 8 * 1024;
 
 /// Bind `addr` and serve `app` until the future is dropped; `on_bound` receives the real address.
@@ -87,9 +88,9 @@ async fn peek_method(stream: &TcpStream) -> Next {
     Next::Parse
 }
 
-/// Read (and drop) the request head, so closing does not reset the 501 away, then answer it.
+/// Read (and drop) the request head, so closing does not reset the answer away, then answer it.
 async fn refuse(mut stream: TcpStream, token: &str, peer: SocketAddr) {
-    tracing::debug!(%peer, method = %token, "API request with an unknown method: 501");
+    tracing::debug!(%peer, method = %token, "API request with an unknown method: 405/501");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     let read = async {
@@ -104,7 +105,12 @@ async fn refuse(mut stream: TcpStream, token: &str, peer: SocketAddr) {
         smol::Timer::after(Duration::from_secs(5)).await;
     };
     read.or(limit).await;
-    let _ = stream.write_all(&methods::not_implemented(token)).await;
+    let line = head
+        .split(|b| *b == b'\r' || *b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let target = String::from_utf8_lossy(line.split(|b| *b == b' ').nth(1).unwrap_or_default()).into_owned();
+    let _ = stream.write_all(&methods::refusal(token, &target)).await;
     let _ = stream.flush().await;
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }

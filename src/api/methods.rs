@@ -36,15 +36,34 @@ pub fn is_known(token: &str) -> bool {
     token.parse::<Method>().is_ok()
 }
 
-/// The whole response (501, JSON `detail`, connection closed) for a method nobody implements.
-pub fn not_implemented(token: &str) -> Vec<u8> {
+/// The whole response (JSON `detail`, connection closed) to a method the HTTP layer cannot parse,
+/// sent to `target` (the request line's second word): `405` with `Allow` when a route has that
+/// path (as for any other method the route does not take), else `501 Not Implemented`.
+pub fn refusal(token: &str, target: &str) -> Vec<u8> {
     let shown: String = token.chars().filter(|c| c.is_ascii_graphic()).take(32).collect();
-    let body = serde_json::json!({
-        "detail": format!("method {shown} is not implemented; this API uses GET, HEAD, POST and DELETE")
-    })
-    .to_string();
+    let path: String = target
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(256)
+        .collect();
+    let (status, allow, detail) = match allowed(&path) {
+        Some(allow) => (
+            "405 Method Not Allowed",
+            format!("allow: {allow}\r\n"),
+            format!("method {shown} is not allowed on {path}"),
+        ),
+        None => (
+            "501 Not Implemented",
+            String::new(),
+            format!("method {shown} is not implemented; this API uses GET, HEAD, POST and DELETE"),
+        ),
+    };
+    let body = serde_json::json!({ "detail": detail }).to_string();
     format!(
-        "HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{allow}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -68,7 +87,7 @@ mod tests {
     fn unknown_methods_are_told_apart_and_answered_501() {
         assert!(is_known("GET") && is_known("TRACE") && is_known("PROPFIND"));
         assert!(!is_known("QUERY") && !is_known("FOO"));
-        let res = String::from_utf8(not_implemented("FOO\u{7}")).expect("utf8");
+        let res = String::from_utf8(refusal("FOO\u{7}", "/nothing?x=1")).expect("utf8");
         assert!(res.starts_with("HTTP/1.1 501 Not Implemented\r\n"), "{res}");
         let body = res.split_once("\r\n\r\n").expect("body").1;
         let v: serde_json::Value = serde_json::from_str(body).expect("json");
@@ -76,9 +95,16 @@ mod tests {
             v["detail"]
                 .as_str()
                 .expect("detail")
-                .contains("method FOO is not"),
+                .contains("method FOO is not implemented"),
             "{v}"
         );
         assert!(res.contains(&format!("content-length: {}\r\n", body.len())));
+        // On a route's path it is a method that route does not take: 405 with Allow.
+        let res = String::from_utf8(refusal("QUERY", "/calls?status=queued")).expect("utf8");
+        assert!(
+            res.starts_with("HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD\r\n"),
+            "{res}"
+        );
+        assert!(res.contains("method QUERY is not allowed on /calls"), "{res}");
     }
 }
