@@ -9,7 +9,7 @@
 //! accept loop backs off and keeps going when the process runs out of file descriptors.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,21 +67,51 @@ pub enum SendError {
     TooMany(usize),
 }
 
-/// One place among at most `max` live connections; given back when dropped.
-pub struct Slot(Arc<AtomicUsize>);
+/// One place among at most `max` live connections (and, for accepted ones, among the peer host's
+/// share of them); given back when dropped.
+pub struct Slot(Vec<Arc<AtomicUsize>>);
 
 impl Slot {
     fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
         count
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .ok()
-            .map(|_| Slot(count.clone()))
+            .map(|_| Slot(vec![count.clone()]))
+    }
+
+    /// This slot and a place among `max` in `count` too, or `None` (and this one given back).
+    fn and(mut self, count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        let mut other = Slot::take(count, max)?;
+        self.0.append(&mut other.0);
+        Some(self)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        for c in &self.0 {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Accepted connections one peer host may hold: a share of `sip.tcp_max_connections`, so one host
+/// that opens connections and leaves them idle cannot lock the others (the PBX) out.
+pub fn per_host_limit(max: usize) -> usize {
+    (max / 8).max(4).min(max)
+}
+
+/// The connections each peer host holds (entries with none are dropped once the table grows).
+#[derive(Default)]
+struct PerHost(HashMap<IpAddr, Arc<AtomicUsize>>);
+
+impl PerHost {
+    fn slot(&mut self, host: IpAddr, max: usize, global: Slot) -> Option<Slot> {
+        if self.0.len() >= 4096 {
+            self.0.retain(|_, c| c.load(Ordering::SeqCst) > 0);
+        }
+        let count = self.0.entry(host).or_default().clone();
+        global.and(&count, max)
     }
 }
 
@@ -263,13 +293,16 @@ fn out_of_resources(e: &std::io::Error) -> bool {
 
 async fn accept_loop(listener: TcpListener, net: Sender<Net>, max: usize) {
     let inbound = Arc::new(AtomicUsize::new(0));
+    let mut per_host = PerHost::default();
+    let host_max = per_host_limit(max);
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let (mut full_warn, mut error_warn) = (WarnLimiter::default(), WarnLimiter::default());
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                match Slot::take(&inbound, max) {
+                let slot = Slot::take(&inbound, max).and_then(|g| per_host.slot(from.ip(), host_max, g));
+                match slot {
                     Some(slot) => {
                         if net.send(Net::Accepted(from, stream, slot)).await.is_err() {
                             return;
@@ -279,7 +312,7 @@ async fn accept_loop(listener: TcpListener, net: Sender<Net>, max: usize) {
                         let _ = stream.shutdown(Shutdown::Both);
                         drop(stream);
                         if let Some(held) = full_warn.allow(Instant::now()) {
-                            tracing::warn!(peer = %from, max, held_back = held, "SIP TCP connection limit reached (sip.tcp_max_connections): closing new connections");
+                            tracing::warn!(peer = %from, max, per_host = host_max, held_back = held, "SIP TCP connection limit reached (sip.tcp_max_connections, or this host's share of it): closing new connections");
                         }
                     }
                 }
@@ -447,6 +480,31 @@ mod tests {
         assert_eq!(w.allow(t0 + Duration::from_secs(9)), None);
         assert_eq!(w.allow(t0 + WARN_EVERY), Some(2));
         assert_eq!(w.allow(t0 + WARN_EVERY), None);
+    }
+
+    #[test]
+    fn one_host_gets_only_its_share_of_the_connections() {
+        assert_eq!(per_host_limit(256), 32);
+        assert_eq!(per_host_limit(10), 4);
+        assert_eq!(per_host_limit(2), 2);
+        let global = Arc::new(AtomicUsize::new(0));
+        let mut hosts = PerHost::default();
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [10, 213, 0, 1].into();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let g = Slot::take(&global, 100).expect("global slot");
+            held.push(hosts.slot(a, 4, g).expect("a's share"));
+        }
+        let g = Slot::take(&global, 100).expect("global slot");
+        assert!(hosts.slot(a, 4, g).is_none(), "a's fifth is refused");
+        assert_eq!(global.load(Ordering::SeqCst), 4, "and its global slot given back");
+        let g = Slot::take(&global, 100).expect("global slot");
+        let other = hosts.slot(b, 4, g).expect("another host still gets in");
+        drop(held);
+        assert_eq!(global.load(Ordering::SeqCst), 1);
+        drop(other);
+        assert_eq!(global.load(Ordering::SeqCst), 0);
     }
 
     #[test]
