@@ -23,8 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edge  # noqa: E402  (Procs, Receiver, free_block, check, Fail)
@@ -93,30 +91,10 @@ class Service:
             return f.read()
 
     def http(self, method, path, body=None, token=TOKEN, host="127.0.0.1", timeout=10):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://{host}:{self.api}{path}", data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            raw = e.read()
-            try:
-                return e.code, json.loads(raw or b"null")
-            except ValueError:
-                return e.code, raw.decode(errors="replace")
+        return edge.http(self.api, method, path, body, token, host, timeout)
 
     def rss_kib(self):
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return -1
+        return edge.rss_kib(self.proc.pid)
 
     def alive(self):
         return self.proc.poll() is None
@@ -481,7 +459,7 @@ def forged_answer(svc, receiver):
     first, h = headers_of(call.invite)
     sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-    ok = (f"SIP/2.0 200 OK\r\n" + "".join(f"Via: {v}\r\n" for v in h["via"]) +
+    ok = ("SIP/2.0 200 OK\r\n" + "".join(f"Via: {v}\r\n" for v in h["via"]) +
           f"From: {h['from'][0]}\r\nTo: {h['to'][0]};tag=forged\r\nCall-ID: {h['call-id'][0]}\r\n"
           f"CSeq: {h['cseq'][0]}\r\nContact: <sip:x@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n"
           f"Content-Length: {len(sdp)}\r\n\r\n{sdp}")
@@ -643,7 +621,7 @@ data_dir = "@DATA@"
     # A peer that sends and never reads.
     hog = socket.create_connection(addr)
     hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    req = (f"OPTIONS sip:svc@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5998;branch=z9hG4bKhog\r\n"
+    req = ("OPTIONS sip:svc@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5998;branch=z9hG4bKhog\r\n"
            "From: <sip:h@127.0.0.1>;tag=1\r\nTo: <sip:svc@127.0.0.1>\r\nCall-ID: hog\r\nCSeq: 1 OPTIONS\r\n"
            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
     hog.setblocking(False)
@@ -664,7 +642,6 @@ data_dir = "@DATA@"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     idle, refused = [], 0
-    started = time.monotonic()
     for _ in range(2000):
         c = socket.socket()
         c.setblocking(False)

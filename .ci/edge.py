@@ -194,6 +194,36 @@ class Receiver:
         return self.entries()
 
 
+def http(port, method, path, body=None, token=TOKEN, host="127.0.0.1", timeout=30):
+    """One JSON request to the API on `host:port`: (status, decoded body, or its text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://{host}:{port}{path}", data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b"null")
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+def rss_kib(pid):
+    """VmRSS of process `pid` in KiB, -1 when gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
 class Service:
     """sip-assistant run --config FILE, secrets as files in a credentials directory."""
 
@@ -265,17 +295,7 @@ dial_allow = ["sip:*@127.0.0.1:*"]
             return f.read()
 
     def http(self, method, path, body=None, token=TOKEN):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.api}{path}", data=data,
-                                     method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
+        return http(self.api, method, path, body, token)
 
     def pid(self):
         """The service's PID: the child of strace when traced."""
@@ -290,14 +310,7 @@ dial_allow = ["sip:*@127.0.0.1:*"]
 
     def rss_kib(self):
         """VmRSS of the process (under qemu: qemu's, which includes the translator)."""
-        try:
-            with open(f"/proc/{self.pid()}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return -1
+        return rss_kib(self.pid())
 
     def stop(self, timeout=60):
         os.kill(self.pid(), signal.SIGTERM)

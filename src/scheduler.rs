@@ -607,6 +607,16 @@ mod tests {
     /// One slot, a deaf engine, the given queue age limit; the worker is never run (tests look at
     /// the outbox).
     fn deaf_scheduler(store: &Arc<Store>, max_age: Option<Duration>) -> Scheduler {
+        scheduler_with(store, Arc::new(DeafEngine), 10, max_age)
+    }
+
+    /// One slot for `engine`; the webhook worker is never run (tests look at the outbox).
+    fn scheduler_with(
+        store: &Arc<Store>,
+        engine: Arc<dyn CallEngine>,
+        queue_limit: usize,
+        max_age: Option<Duration>,
+    ) -> Scheduler {
         let client = WebhookClient::new(
             Duration::from_millis(100),
             Duration::from_millis(100),
@@ -618,7 +628,7 @@ mod tests {
             max_age: Duration::from_secs(1),
         };
         let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
-        Scheduler::new(store.clone(), Arc::new(DeafEngine), handle, 1, 10, max_age)
+        Scheduler::new(store.clone(), engine, handle, 1, queue_limit, max_age)
     }
 
     /// "busy" takes the only slot, "waits" stays queued.
@@ -744,19 +754,8 @@ mod tests {
     fn the_drain_makes_a_call_final_when_its_engine_never_returns() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
-        let client = WebhookClient::new(
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-            std::sync::Arc::new(crate::policy::HostPolicy::default()),
-        );
-        let policy = RetryPolicy {
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(1),
-            max_age: Duration::from_secs(1),
-        };
         // The worker is never run: the outbox entry is what this test looks at.
-        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
-        let scheduler = Scheduler::new(store.clone(), Arc::new(DeafEngine), handle, 1, 1, None);
+        let scheduler = scheduler_with(&store, Arc::new(DeafEngine), 1, None);
         let request = CallRequest {
             message: "m".into(),
             extension: "1001".into(),
@@ -836,19 +835,8 @@ mod tests {
                 })
                 .expect("update");
         }
-        let client = WebhookClient::new(
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-            Arc::new(crate::policy::HostPolicy::default()),
-        );
-        let policy = RetryPolicy {
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(1),
-            max_age: Duration::from_secs(1),
-        };
-        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
         let engine = Arc::new(RecoveringEngine::default());
-        let scheduler = Scheduler::new(store.clone(), engine.clone(), handle, 1, 1, None);
+        let scheduler = scheduler_with(&store, engine.clone(), 1, None);
         assert_eq!(scheduler.recover().expect("recover"), (2, 0));
         assert_eq!(*engine.0.lock().expect("not poisoned"), vec![dialog]);
         for id in ["answered", "ringing"] {
