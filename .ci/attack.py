@@ -341,7 +341,7 @@ def api_attacks(svc, prober, receiver):
 
 def rtp_attacks(svc, prober, receiver, rtp_min, rtp_max):
     spray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    spray.bind(("127.0.0.1", 0))
+    spray.bind((LAN, 0))  # another host than the phone (same-host latching to another port is allowed)
     spray.setblocking(False)
     p1, p2 = Phone(ring=3.0), Phone(ring=0.2)
     p1.start()
