@@ -177,30 +177,44 @@ impl Connections {
             .detach();
     }
 
-    /// Take on a connection the accept loop let in.
+    /// Take on a connection the accept loop let in. A connection from an address we already have
+    /// replaces it (the old one's queue closes).
     pub fn adopt(&mut self, from: SocketAddr, stream: TcpStream, slot: Slot) {
+        self.start(from, Ok(stream), slot, false, None);
+    }
+
+    /// Spawn the task of one connection (on `stream`, or connecting to `addr` first) and keep its
+    /// queue; returns the queue for a first message.
+    fn start(
+        &mut self,
+        addr: SocketAddr,
+        stream: Result<TcpStream, SocketAddr>,
+        slot: Slot,
+        keep_alive: bool,
+        dest: Option<Dest>,
+    ) -> Sender<Vec<u8>> {
         let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
         let (queue, rx) = async_channel::bounded(SEND_QUEUE);
         let link = Link {
-            from,
+            from: addr,
             id,
             limits: self.limits,
-            keep_alive: false,
+            keep_alive,
             net: self.net.clone(),
             _slot: slot,
         };
         crate::supervise::global()
-            .spawn("sip tcp connection", link.run(Ok(stream), rx))
+            .spawn("sip tcp connection", link.run(stream, rx))
             .detach();
-        // A connection from an address we already have replaces it (the old one's queue closes).
         self.conns.insert(
-            from,
+            addr,
             Conn {
                 id,
-                queue,
-                dest: None,
+                queue: queue.clone(),
+                dest,
             },
         );
+        queue
     }
 
     /// Queue `bytes` for `addr` (`dest` as the user agent named it), connecting first when there
@@ -229,29 +243,9 @@ impl Connections {
         }
         let slot = Slot::take(&self.outbound, self.limits.max_connections)
             .ok_or(SendError::TooMany(self.limits.max_connections))?;
-        let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-        let (queue, rx) = async_channel::bounded(SEND_QUEUE);
+        let queue = self.start(addr, Err(addr), slot, keep_alive, Some(dest.clone()));
         // A new queue has room for its first message.
         let _ = queue.try_send(bytes.to_vec());
-        let link = Link {
-            from: addr,
-            id,
-            limits: self.limits,
-            keep_alive,
-            net: self.net.clone(),
-            _slot: slot,
-        };
-        crate::supervise::global()
-            .spawn("sip tcp connection", link.run(Err(addr), rx))
-            .detach();
-        self.conns.insert(
-            addr,
-            Conn {
-                id,
-                queue,
-                dest: Some(dest.clone()),
-            },
-        );
         Ok(())
     }
 
