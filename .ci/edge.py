@@ -5,13 +5,17 @@
       --version, check-config, run with a config file and systemd-style credentials
       ($CREDENTIALS_DIRECTORY), GET /health, one real call to a SIPp peer that answers, the signed
       webhook received and checked, SIGTERM -> exit 0. Exits non-zero on the first failure.
+      With --whisper-model FILE (a ggml model) the service listens with whisper.cpp
+      (speech.stt = "whisper") and a second call asks a question that the far end answers aloud
+      (espeak-ng through sox to G.711 mu-law, sent as RTP from here): the webhook's choice_response
+      must be the spoken option; the time from the end of the reply to the decision is printed.
   edge.py figures --binary PATH [--runner ...] [--calls N] [--held N] [--strace]
       prints idle RSS, RSS per held (ringing) call, store flushes per call and, with --strace,
       bytes written to the data dir and fsyncs per call. Prints figures; asserts nothing.
 
 Only loopback addresses are used; every process started here is stopped by its own PID.
 Standard library only. Peers: SIPp (sip-tester) with tests/support/peers/uas.xml and the webhook
-receiver tests/support/webhook_receiver.py.
+receiver tests/support/webhook_receiver.py; the spoken reply needs espeak-ng and sox.
 """
 import argparse
 import json
@@ -24,9 +28,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UAS_TEMPLATE = os.path.join(ROOT, "tests", "support", "peers", "uas.xml")
@@ -126,7 +132,7 @@ class Procs:
 
 
 class Sipp:
-    def __init__(self, procs, work, keep, calls=1, cseq_action=False):
+    def __init__(self, procs, work, keep, calls=1, cseq_action=False, timeout_s=120):
         self.dir = tempfile.mkdtemp(prefix="sipp-", dir=work)
         scenario = os.path.join(self.dir, "uas.xml")
         with open(scenario, "w") as f:
@@ -136,7 +142,7 @@ class Sipp:
         self.proc = procs.start(
             ["sipp", "-sf", scenario, "-i", "127.0.0.1", "-mi", "127.0.0.1", "-t", "u1",
              "-m", str(calls), "-nostdin", "-p", str(self.port), "-cp", str(self.port + 1),
-             "-mp", str(self.port + 2), "-timeout", "120s", "-timeout_error",
+             "-mp", str(self.port + 2), "-timeout", f"{timeout_s}s", "-timeout_error",
              "-trace_msg", "-trace_err",
              "-message_file", os.path.join(self.dir, "messages.log"),
              "-error_file", os.path.join(self.dir, "errors.log")],
@@ -334,6 +340,171 @@ def wait_exit(proc, timeout):
         return None
 
 
+# The spoken-answer call (--whisper-model): a yes/no question, answered aloud by the far end.
+SPOKEN_REPLY = "yes, I confirm"
+SPOKEN_CHOICE = {
+    "prompt": "Do you confirm the appointment? Say yes or no.",
+    "options": [{"value": "confirmed", "synonyms": ["yes", "yeah", "confirm"]},
+                {"value": "cancelled", "synonyms": ["no", "cancel"]}],
+    "timeout_seconds": 20, "repeat_count": 1,
+}
+# How long the reply may take to be decoded and the webhook to arrive.
+SPOKEN_WAIT_S = 600
+ULAW_SILENCE = b"\xff"
+RTP_FRAME = 160  # 20 ms of 8 kHz G.711
+
+
+def spoken_ulaw(work, text):
+    """`text` said by espeak-ng, as 8 kHz G.711 mu-law bytes (sox resamples and encodes)."""
+    wav = os.path.join(work, "reply.wav")
+    raw = os.path.join(work, "reply.ul")
+    for argv in (["espeak-ng", "-v", "en-us", "-s", "150", "-w", wav, text],
+                 ["sox", wav, "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", raw]):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except OSError as e:
+            raise Fail(f"{argv[0]} is needed for the spoken reply: {e}")
+        check(out.returncode == 0, f"{' '.join(argv)}: {out.returncode} {out.stderr}")
+    with open(raw, "rb") as f:
+        audio = f.read()
+    check(len(audio) > 8000 * 0.3, f"espeak-ng said {len(audio)} samples for {text!r}")
+    return audio
+
+
+def sdp_media_port(sipp):
+    """The service's RTP port, from the m=audio line of the INVITE SIPp received."""
+    with open(os.path.join(sipp.dir, "messages.log"), errors="replace") as f:
+        log = f.read()
+    m = re.search(r"^m=audio (\d+) ", log, re.M)
+    check(m is not None, f"no m=audio line in the INVITE:\n{log[-3000:]}")
+    return int(m.group(1))
+
+
+class RtpSpeaker(threading.Thread):
+    """The far end's microphone: G.711 mu-law RTP from a loopback port to the service's RTP port,
+    paced at 20 ms. Silence until `say()`, then the reply, then silence again (the endpointer needs
+    it to see the reply end) until `stop()`. Records when each reply's last sample was sent."""
+
+    def __init__(self, port, reply):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.dest = ("127.0.0.1", port)
+        self.reply = reply
+        self.queue = []
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.reply_ends = []  # wall-clock time when each reply's last frame was sent
+
+    def say(self):
+        with self.lock:
+            self.queue.append(self.reply + ULAW_SILENCE * (-len(self.reply) % RTP_FRAME))
+
+    def stop(self):
+        self.stopped.set()
+        self.join(timeout=5)
+        self.sock.close()
+
+    def run(self):
+        seq, ts, ssrc = random.randrange(1 << 16), random.randrange(1 << 32), random.randrange(1 << 32)
+        speaking, at, marker = b"", 0, True
+        next_send = time.monotonic()
+        while not self.stopped.is_set():
+            if not speaking:
+                with self.lock:
+                    if self.queue:
+                        speaking, at, marker = self.queue.pop(0), 0, True
+            if speaking:
+                payload = speaking[at:at + RTP_FRAME]
+                at += RTP_FRAME
+                if at >= len(speaking):
+                    speaking = b""
+                    self.reply_ends.append(time.time())
+            else:
+                payload = ULAW_SILENCE * RTP_FRAME
+            header = bytes([0x80, (0x80 if marker else 0) | 0])  # V=2, PT 0 (PCMU)
+            header += seq.to_bytes(2, "big") + ts.to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+            marker = False
+            try:
+                self.sock.sendto(header + payload, self.dest)
+            except OSError:
+                pass  # the call's port closed: the service hung up
+            seq, ts = (seq + 1) & 0xFFFF, (ts + RTP_FRAME) & 0xFFFFFFFF
+            next_send += 0.02
+            time.sleep(max(0.0, next_send - time.monotonic()))
+
+
+def rfc3339(text):
+    """A record timestamp (`2026-11-24T23:42:39.123Z`) as Unix seconds."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def spoken_answer_call(service, procs, work, receiver):
+    """A call with a question; the far end answers it aloud once the prompt has started (barge-in
+    is allowed, as a caller would). The webhook must carry the spoken option."""
+    reply = spoken_ulaw(work, SPOKEN_REPLY)
+    # Under qemu one Whisper decode took 30 s to minutes (TCG runs ggml's NEON float arithmetic
+    # through soft-float helpers; more when the build machine is busy): SIPp waits for the BYE.
+    sipp = Sipp(procs, work, keep=["ANSWER", "WAITBYE"], timeout_s=SPOKEN_WAIT_S + 120)
+    call_id = "edge-smoke-spoken"
+    status, body = service.http("POST", "/call", {
+        "message": "Hello.", "extension": sipp.uri(), "callback_url": receiver.url(),
+        "call_id": call_id, "choice": SPOKEN_CHOICE})
+    check(status == 200 and body.get("status") == "queued", f"POST /call (choice): {status} {body}")
+    step(f"POST /call with a yes/no question to {sipp.uri()}: {status}")
+
+    def timeline():
+        _, record = service.http("GET", f"/calls/{call_id}")
+        return (record or {}).get("timeline", []) if isinstance(record, dict) else []
+
+    deadline = time.time() + 90
+    while time.time() < deadline and not any(e.get("event") == "prompt" for e in timeline()):
+        time.sleep(0.2)
+    check(any(e.get("event") == "prompt" for e in timeline()),
+          f"the question was never asked:\n{service.log()}\n{sipp.messages()}")
+    speaker = RtpSpeaker(sdp_media_port(sipp), reply)
+    speaker.start()
+    time.sleep(0.5)  # a little of the question heard, as a caller would
+    speaker.say()
+    step(f"far end says {SPOKEN_REPLY!r} ({len(reply) / 8000:.2f} s, G.711 mu-law RTP)")
+    # Whisper under qemu takes seconds per decode; a question asked back ("Did you say ...?") is
+    # answered with the same reply, once.
+    asked = sum(1 for e in timeline() if e.get("event") == "prompt")
+    hooks = []
+    deadline = time.time() + SPOKEN_WAIT_S
+    while time.time() < deadline:
+        hooks = [h for h in receiver.entries() if json.loads(h["body"]).get("call_id") == call_id]
+        if hooks:
+            break
+        now_asked = sum(1 for e in timeline() if e.get("event") == "prompt")
+        if now_asked > asked and len(speaker.reply_ends) < 2:
+            asked = now_asked
+            speaker.say()
+            step("asked again: the same reply once more")
+        time.sleep(0.2)
+    speaker.stop()
+    check(len(hooks) == 1, f"no webhook for the spoken answer within {SPOKEN_WAIT_S} s; timeline:\n"
+          f"{json.dumps(timeline(), indent=1)}\n{service.log()}")
+    payload = json.loads(hooks[0]["body"])
+    events = timeline()
+    step("timeline: " + "; ".join(f"{e.get('event')}" + (f" ({e['detail']})" if e.get("detail") else "")
+                                  for e in events))
+    check(hooks[0]["signature_valid"] is True, f"webhook signature invalid: {hooks[0]}")
+    check(payload.get("status") == "completed" and payload.get("choice_response") == "confirmed",
+          f"the spoken {SPOKEN_REPLY!r} should confirm: {payload}\n{service.log()}")
+    check(not any(e.get("event") in ("reprompt", "no_match", "recognizer_error") for e in events),
+          f"the first reply was not understood: {events}")
+    heard = [rfc3339(e["at"]) for e in events if e.get("event") == "heard"]
+    check(heard and speaker.reply_ends, f"no 'heard' event or reply sent: {events}")
+    took = heard[0] - speaker.reply_ends[0]
+    step(f"recognised: choice_response={payload['choice_response']!r}, "
+         f"choice_raw_text={payload.get('choice_raw_text')!r}")
+    print(f"FIGURE spoken answer: end of reply -> heard {took:.2f} s (endpointer hangover "
+          f"included; whisper decode)", flush=True)
+    code = wait_exit(sipp.proc, 30)
+    check(code == 0, f"SIPp exit {code}:\n{sipp.messages()}")
+
+
 def smoke(args, procs, work):
     cmd = shlex.split(args.runner) + [args.binary]
     out = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=60)
@@ -351,7 +522,12 @@ def smoke(args, procs, work):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     notify.settimeout(30)
-    service = Service(procs, service_dir, cmd,
+    speech = ""
+    if args.whisper_model:
+        check(os.path.isfile(args.whisper_model), f"no ggml model at {args.whisper_model}")
+        speech = (f'\n[speech]\nstt = "whisper"\n\n[speech.whisper]\nmodel = "{args.whisper_model}"\n'
+                  'threads = 2\n')
+    service = Service(procs, service_dir, cmd, extra_config=speech,
                       extra_env={"NOTIFY_SOCKET": notify_path, "JOURNAL_STREAM": "8:12345"})
     message = notify.recv(4096).decode()
     check(message == "READY=1", f"sd_notify: expected READY=1, got {message!r}")
@@ -397,6 +573,8 @@ def smoke(args, procs, work):
     events = [e.get("event") for e in (record or {}).get("timeline", [])]
     check(status == 200 and "answered" in events, f"record: {status} {record}")
     step(f"call record timeline: {', '.join(events)}")
+    if args.whisper_model:
+        spoken_answer_call(service, procs, work, receiver)
 
     code = service.stop()
     check(code == 0, f"exit code {code} after SIGTERM:\n{service.log()}")
@@ -537,8 +715,12 @@ def main():
     ap.add_argument("--calls", type=int, default=20, help="figures: calls for the per-call counts")
     ap.add_argument("--held", type=int, default=20, help="figures: calls held ringing for RSS")
     ap.add_argument("--strace", action="store_true", help="figures: count bytes/fsyncs by strace")
+    ap.add_argument("--whisper-model", default="",
+                    help="smoke: listen with whisper.cpp and this ggml model; one call answered aloud")
     args = ap.parse_args()
     args.binary = os.path.abspath(args.binary)
+    if args.whisper_model:
+        args.whisper_model = os.path.abspath(args.whisper_model)
     procs = Procs()
     work = tempfile.mkdtemp(prefix="sip-assistant-edge-")
     try:

@@ -1,4 +1,4 @@
-//! Call latency figures for the README (issue #6), measured on whole calls with real peers on
+//! Call latency figures for `docs/call-script.md` (issue #6), measured on whole calls with real peers on
 //! loopback. Prints `FIGURE` lines; asserts nothing about speed.
 //!
 //! ```sh
@@ -20,6 +20,8 @@
 //!    webhook's arrival is stamped by the receiver (a real HTTP server). Also split into stages from
 //!    the timeline, and run again with `script.acknowledgement = ""` to show what the spoken
 //!    "Thank you." costs.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // clippy.toml binds the library's core only
 
 #[path = "../tests/support/harness.rs"]
 mod harness;

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench hooks` (builds the guests with `wasm-hooks/build.sh` first).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // clippy.toml binds the library's core only
+
 #[path = "../tests/support/guests.rs"]
 mod guests;
 

@@ -3,7 +3,7 @@
 //! `cargo bench --bench speech`
 //!
 //! For every local TTS voice: answers recognised right and off-topic replies rejected by
-//! PocketSphinx on the dev set of `tests/speech_roundtrip.rs` (G.711 channel, VAD-cut; tuning and
+//! PocketSphinx on the dev set of `tests/interop/speech_roundtrip.rs` (G.711 channel, VAD-cut; tuning and
 //! held-out halves), CPU per recognised reply and how many replies needed the decoy check, end of
 //! speech → final result latency, the endpointer's CPU per audio second; per TTS engine, the time
 //! to the first audio of a 15-word message (engines render whole messages, so that is the whole
@@ -15,6 +15,8 @@
 //! also the Wyoming engines on real servers: wyoming-piper's voice joins the voices, and
 //! wyoming-faster-whisper (tiny.en) transcribes the same dev set, its free text matched by the
 //! built-in matcher; its CPU is the server's (another process), so wall time is given.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // clippy.toml binds the library's core only
 
 #[path = "../tests/support/speech_devset.rs"]
 mod devset;
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use sip_assistant::config::WyomingConfig;
 use sip_assistant::speech::cache::CachedSynthesizer;
 use sip_assistant::speech::pocketsphinx::{PocketSphinx, PocketSphinxSettings};
-use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
+use sip_assistant::speech::vad::{Endpointer, VadEvent, VadSettings};
 use sip_assistant::speech::{Pcm, Recognizer, SynthRequest, Synthesizer};
 use sip_assistant::speech::{WyomingRecognizer, WyomingSynthesizer};
 use tally::{utterance, Halves, Outcome};
@@ -68,7 +70,7 @@ struct Heard {
 
 fn listen(ps: &PocketSphinx, audio: &[i16], vad_cpu: &mut f64) -> Option<Heard> {
     let ctx = devset::context();
-    let mut ep = Endpointer::new(VadConfig::default());
+    let mut ep = Endpointer::new(VadSettings::default());
     let mut utterance: Option<Vec<i16>> = None;
     for packet in audio.chunks(320) {
         let c0 = cpu_seconds();
@@ -110,7 +112,7 @@ struct Score {
 
 impl Score {
     /// `heard`: `None` when the endpointer found no utterance (neither right nor rejected, as in
-    /// `tests/speech_roundtrip.rs`), else the option or `None` for no match.
+    /// `tests/interop/speech_roundtrip.rs`), else the option or `None` for no match.
     fn add(&mut self, reply: &devset::Reply, heard: Option<Option<usize>>) {
         let h = usize::from(reply.half == devset::Half::Held);
         match reply.option {

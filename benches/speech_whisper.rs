@@ -2,7 +2,7 @@
 //!
 //! `cargo bench --features whisper --bench speech_whisper`
 //!
-//! The dev set of `tests/speech_roundtrip.rs` (every local voice, G.711 with line noise, cut by
+//! The dev set of `tests/interop/speech_roundtrip.rs` (every local voice, G.711 with line noise, cut by
 //! the endpointer) recognised by whisper.cpp with tiny.en converted from the speech venv
 //! (`tests/support/whisper_model.sh`, or `$SIP_ASSISTANT_WHISPER_MODEL`) and matched by the
 //! built-in matcher: answers right, off-topic replies rejected, CPU per reply, end of speech →
@@ -11,6 +11,8 @@
 //! recognition; `--prompts` then runs the dev set again with other phrase lists behind Whisper's
 //! initial prompt (the option numbers in it, the tuning answers only, the option values only,
 //! none).
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // clippy.toml binds the library's core only
 
 #[path = "../tests/support/speech_devset.rs"]
 mod devset;

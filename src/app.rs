@@ -10,13 +10,14 @@ use futures_lite::{FutureExt, StreamExt};
 use crate::api::{self, ApiState};
 use crate::call::{CallEngine, Timestamp};
 use crate::config::Config;
+use crate::driver::{DeliveryWorker, WorkerHandle};
 use crate::hooks::{Hooks, HooksError, HooksSettings};
 use crate::policy::{DialPolicy, HostPolicy, RateLimiter};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
 use crate::supervise::notify::sd_notify;
 use crate::supervise::{self, Supervisor};
-use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient, WorkerHandle};
+use crate::webhook::{RetryPolicy, WebhookClient};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

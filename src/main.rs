@@ -1,13 +1,19 @@
-//! The `sip-assistant` command: `run` (default), `check-config`, `--version`, `--help`.
+//! The `sip-assistant` command: `run` (default), `check-config`, `models ...`, `--version`,
+//! `--help`.
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // clippy.toml binds the library's core only
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use sip_assistant::config::{self, LoadOptions};
+use sip_assistant::models::cli::{self as models_cli, ModelsCommand};
+use sip_assistant::models::stt_choice;
 
 const USAGE: &str = "\
 usage: sip-assistant [run] [--config PATH]
        sip-assistant check-config [--config PATH]
+       sip-assistant models list | fetch NAME | verify [NAME] | import PATH [--name NAME]
        sip-assistant --version
 
 Without --config the first of ./sip-assistant.toml and /etc/sip-assistant/config.toml that exists is
@@ -16,11 +22,13 @@ read, else built-in defaults are used. SIP_ASSISTANT__<SECTION>__<KEY> variables
 enum Command {
     Run,
     CheckConfig,
+    Models(ModelsCommand),
 }
 
 fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
     let mut command = None;
     let mut path = None;
+    let mut models_words: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,8 +46,17 @@ fn parse_args() -> Result<(Command, Option<PathBuf>), String> {
             a if a.starts_with("--config=") => path = Some(PathBuf::from(&a["--config=".len()..])),
             "run" if command.is_none() => command = Some(Command::Run),
             "check-config" if command.is_none() => command = Some(Command::CheckConfig),
-            other => return Err(format!("unexpected argument '{other}'")),
+            "models" if command.is_none() && models_words.is_none() => {
+                models_words = Some(Vec::new());
+            }
+            other => match models_words.as_mut() {
+                Some(words) => words.push(other.to_string()),
+                None => return Err(format!("unexpected argument '{other}'")),
+            },
         }
+    }
+    if let Some(words) = models_words {
+        command = Some(Command::Models(ModelsCommand::parse(&words)?));
     }
     Ok((command.unwrap_or(Command::Run), path))
 }
@@ -81,6 +98,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
+        Command::Models(cmd) => models_cli::run(&cmd, &config),
         Command::CheckConfig => {
             println!(
                 "# sip-assistant {} effective configuration",
@@ -88,6 +106,15 @@ fn main() -> ExitCode {
             );
             println!("# source: {source}; secrets are redacted\n");
             print!("{}", config.to_redacted_toml());
+            let choice = stt_choice::choose(&config);
+            println!("\n# recognizer: {}", choice.engine);
+            if let Some(model) = &choice.model {
+                println!("# model: {}", model.display());
+            }
+            println!("# because: {}", choice.reason);
+            if let Some(w) = &choice.warning {
+                println!("# warning: {w}");
+            }
             let mut problems = sip_assistant::speech::engines::probe(&config);
             problems.extend(smol::block_on(sip_assistant::speech::engines::probe_remote(
                 &config,
@@ -104,6 +131,16 @@ fn main() -> ExitCode {
         Command::Run => {
             sip_assistant::logging::init(&config.log.level);
             tracing::info!(config = %source, "starting sip-assistant {}", env!("CARGO_PKG_VERSION"));
+            let choice = stt_choice::choose(&config);
+            tracing::info!(
+                engine = %choice.engine,
+                model = %choice.model.as_deref().map(|m| m.display().to_string()).unwrap_or_default(),
+                reason = %choice.reason,
+                "speech recognizer"
+            );
+            if let Some(w) = &choice.warning {
+                tracing::warn!("{w}");
+            }
             // The configured speech engines must be able to start: refuse to run rather than
             // answer calls that cannot speak or listen.
             let problems = sip_assistant::speech::engines::probe(&config);

@@ -13,10 +13,11 @@ use futures_lite::FutureExt;
 
 use crate::call::{
     ActiveCall, CallEngine, CallEvents, CallOutcome, CallRecord, CallRequest, CallStatus, CancelHandle,
-    CancelSignal, Progress, Timestamp,
+    CancelSignal, Progress, TimelineEvent, Timestamp,
 };
+use crate::driver::WorkerHandle;
 use crate::store::{Store, StoreError};
-use crate::webhook::{new_delivery_id, Delivery, WebhookPayload, WorkerHandle};
+use crate::webhook::{new_delivery_id, Delivery, WebhookPayload};
 
 /// The error of a call cancelled through the API.
 pub const CANCELLED: &str = "cancelled by API request";
@@ -242,7 +243,7 @@ impl Scheduler {
         let started = smol::unblock(move || {
             store.update_call_durably(&key, |r| {
                 r.started_at = Some(now);
-                r.push_event(now, "started", None);
+                r.push_event(now, TimelineEvent::Started, None);
             })
         })
         .await;
@@ -306,14 +307,14 @@ impl Scheduler {
                     if r.status == CallStatus::Queued {
                         r.status = CallStatus::Ringing;
                     }
-                    r.push_event(now, "ringing", None);
+                    r.push_event(now, TimelineEvent::Ringing, None);
                 }
                 Progress::Answered => {
                     r.status = CallStatus::Answered;
                     r.answered_at = Some(now);
-                    r.push_event(now, "answered", None);
+                    r.push_event(now, TimelineEvent::Answered, None);
                 }
-                Progress::Event { name, detail } => r.push_event(now, name, detail.clone()),
+                Progress::Event { name, detail } => r.push_event(now, *name, detail.clone()),
                 Progress::Dialog(d) => r.dialog = Some(d.clone()),
             });
             if let Err(e) = result {
@@ -356,11 +357,12 @@ impl Scheduler {
                 r.message_played = outcome.message_played;
                 r.choice_response = outcome.choice_response.clone();
                 r.choice_raw_text = outcome.choice_raw_text.clone();
+                r.confirmed_by = outcome.confirmed_by;
                 r.media = outcome.media.clone();
                 r.dialog = None;
                 r.ended_at = Some(now);
                 r.duration_seconds = r.answered_at.map_or(0.0, |a| now.millis_since(a) as f64 / 1000.0);
-                let event = r.status.as_str();
+                let event = TimelineEvent::from(r.status);
                 r.push_final_event(now, event, r.error.clone());
             },
             |r| webhook_for(r, now),
@@ -440,7 +442,7 @@ impl Scheduler {
                 let record = self
                     .0
                     .store
-                    .update_call(id, |r| r.push_event(now, "cancel_requested", None))?;
+                    .update_call(id, |r| r.push_event(now, TimelineEvent::CancelRequested, None))?;
                 Ok(Cancelled::HangupRequested(record))
             }
             Found::Neither => match self.0.store.get_call(id)? {
@@ -578,7 +580,8 @@ pub async fn wait_until(mut f: impl FnMut() -> bool, timeout: Duration) -> bool 
 mod tests {
     use super::*;
     use crate::call::{CallOutcome, CallRequest};
-    use crate::webhook::{DeliveryWorker, RetryPolicy, WebhookClient};
+    use crate::driver::DeliveryWorker;
+    use crate::webhook::{RetryPolicy, WebhookClient};
     use std::future::Future;
     use std::pin::Pin;
 

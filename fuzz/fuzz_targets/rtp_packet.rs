@@ -39,13 +39,13 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(u64::from(*step));
         match parse(dgram) {
             Ok((h, payload)) => {
-                stats.on_rtp(&h, payload.len(), now);
+                stats.handle_rtp(&h, payload.len(), now);
                 for (_, frame) in reorder.push(h.seq, payload.to_vec()) {
                     assert!(frame.len() <= data.len());
                 }
                 let _ = parse_event(payload);
-                let _ = dtmf.on_packet(h.timestamp, h.marker, payload, now);
-                let _ = digits.on_rtp_event(h.timestamp, h.marker, payload, now);
+                let _ = dtmf.handle_packet(h.timestamp, h.marker, payload, now);
+                let _ = digits.handle_rtp_event(h.timestamp, h.marker, payload, now);
             }
             Err(_) => {
                 if let Some(&c) = dgram.first() {

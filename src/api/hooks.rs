@@ -7,7 +7,7 @@ use tide::{Request, StatusCode};
 use super::validate::{bounded_int, language, options};
 use super::{detail, json, ApiState};
 use crate::choice::Alternative;
-use crate::hooks::{HookInput, Verdict, BUILT_IN};
+use crate::hooks::{HookInput, HookVerdict, BUILT_IN};
 
 /// Most alternatives a test request may carry.
 const MAX_ALTERNATIVES: usize = 10;
@@ -134,9 +134,9 @@ async fn test(mut req: Request<ApiState>) -> tide::Result {
     };
     let decided = hooks.decide(Some(&name), &input).await;
     let (decision, option, reprompt) = match &decided.verdict {
-        Verdict::Matched(i) => ("matched", Some(*i), None),
-        Verdict::NoMatch => ("no_match", None, None),
-        Verdict::Reprompt(t) => ("reprompt", None, Some(t.clone())),
+        HookVerdict::Matched(i) => ("matched", Some(*i), None),
+        HookVerdict::NoMatch => ("no_match", None, None),
+        HookVerdict::Reprompt(t) => ("reprompt", None, Some(t.clone())),
     };
     Ok(json(
         StatusCode::Ok,

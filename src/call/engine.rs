@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::model::{CallRequest, CallStatus};
+use super::model::{CallRequest, CallStatus, TimelineEvent};
 use crate::sip::ua::SavedDialog;
 
 /// How a placed call ended.
@@ -37,6 +37,8 @@ pub struct CallOutcome {
     pub message_played: bool,
     pub choice_response: Option<String>,
     pub choice_raw_text: Option<String>,
+    /// How `choice_response` was settled.
+    pub confirmed_by: Option<super::model::ConfirmedBy>,
     /// Media health, when the call had media.
     pub media: Option<super::model::MediaHealth>,
 }
@@ -49,9 +51,22 @@ impl CallOutcome {
             message_played: false,
             choice_response: None,
             choice_raw_text: None,
+            confirmed_by: None,
             media: None,
         }
     }
+}
+
+/// What a call script reports back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScriptResult {
+    pub message_played: bool,
+    pub choice_response: Option<String>,
+    pub choice_raw_text: Option<String>,
+    /// How `choice_response` was settled.
+    pub confirmed_by: Option<super::model::ConfirmedBy>,
+    /// Set when the script failed (e.g. a speech engine error); the call still ends `completed`.
+    pub error: Option<String>,
 }
 
 /// Progress an engine reports while a call runs; the shell timestamps and stores it.
@@ -61,7 +76,7 @@ pub enum Progress {
     Answered,
     /// Any other timeline step (message_started, heard, matched, ...).
     Event {
-        name: String,
+        name: TimelineEvent,
         detail: Option<String>,
     },
     /// The call's SIP dialog (at the answer, and when it changes): kept durably with the call,
@@ -78,23 +93,17 @@ impl CallEvents {
         Self(Arc::new(f))
     }
 
+    /// Record `p`.
+    pub fn report(&self, p: Progress) {
+        (self.0)(p);
+    }
+
     pub fn ringing(&self) {
         (self.0)(Progress::Ringing);
     }
 
-    pub fn answered(&self) {
-        (self.0)(Progress::Answered);
-    }
-
-    pub fn dialog(&self, dialog: SavedDialog) {
-        (self.0)(Progress::Dialog(dialog));
-    }
-
-    pub fn event(&self, name: &str, detail: Option<String>) {
-        (self.0)(Progress::Event {
-            name: name.into(),
-            detail,
-        });
+    pub fn event(&self, name: TimelineEvent, detail: Option<String>) {
+        (self.0)(Progress::Event { name, detail });
     }
 }
 

@@ -1,17 +1,17 @@
 //! A call as data: the validated request, the stored record with its timeline, and the engine seam
-//! through which the SIP, media and speech layers place calls.
+//! through which the SIP, media and speech layers place calls. What happens during a call (the
+//! call flow, the script, confirmation) is in [`crate::flow`].
 
 mod engine;
 mod model;
-pub mod script;
 mod time;
 
 pub use engine::{
     ActiveCall, CallEngine, CallEvents, CallOutcome, CancelHandle, CancelSignal, FinalStatus, Progress,
-    UnavailableEngine, UNAVAILABLE,
+    ScriptResult, UnavailableEngine, UNAVAILABLE,
 };
 pub use model::{
-    CallRecord, CallRequest, CallStatus, Choice, ChoiceOption, MediaHealth, TimelineEvent, WebhookAttempt,
-    WebhookState, WebhookView,
+    CallRecord, CallRequest, CallStatus, Choice, ChoiceOption, ConfirmedBy, MediaHealth, TimelineEntry,
+    TimelineEvent, WebhookAttempt, WebhookState, WebhookView,
 };
 pub use time::Timestamp;

@@ -52,6 +52,26 @@ impl CallStatus {
     }
 }
 
+/// How the caller's choice was settled: said and understood (`speech`), keyed (`dtmf`), or said,
+/// found unsure, and then confirmed by the caller when asked back (`confirmation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmedBy {
+    Speech,
+    Dtmf,
+    Confirmation,
+}
+
+impl ConfirmedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmedBy::Speech => "speech",
+            ConfirmedBy::Dtmf => "dtmf",
+            ConfirmedBy::Confirmation => "confirmation",
+        }
+    }
+}
+
 /// One answer a caller may give.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChoiceOption {
@@ -93,9 +113,175 @@ pub struct CallRequest {
     pub voice: Option<String>,
 }
 
-/// One step in a call's life.
+/// What happened, as a call's timeline names it (`event` in the API, in snake_case; listed in
+/// `openapi.yaml`). Entries keep the name as text, so records stored by older versions read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineEvent {
+    /// The call was accepted and waits for a slot.
+    Queued,
+    /// The call has a slot; the INVITE goes out.
+    Started,
+    /// The far end rings (180/183).
+    Ringing,
+    /// The far end answered (200 OK).
+    Answered,
+    /// Media runs: codec and where it goes.
+    MediaStarted,
+    /// Media could not start (an unusable SDP answer, no port).
+    MediaFailed,
+    /// The far end put the call on hold (re-INVITE).
+    MediaHeld,
+    /// The far end took the call off hold or moved its media.
+    MediaResumed,
+    /// Nothing arrived from the far end within 5 s of the answer.
+    NoRtpReceived,
+    /// The message began to play.
+    MessageStarted,
+    /// The message ended: played in full, or how it was cut.
+    MessageEnded,
+    /// The question was asked (attempt n of m).
+    Prompt,
+    /// The caller spoke or pressed a key during a prompt.
+    BargeIn,
+    /// What was heard: words, a key, or that nothing matched.
+    Heard,
+    /// The answer the matcher or a hook settled on.
+    Matched,
+    /// An answer matched no option, and why.
+    NoMatch,
+    /// No answer matched after every attempt.
+    NoChoice,
+    /// A hook asked the question again in its own words.
+    Reprompt,
+    /// An unsure answer is asked back.
+    Confirm,
+    /// The caller confirmed the answer.
+    Confirmed,
+    /// The caller said no to the answer asked back.
+    NotConfirmed,
+    /// The recogniser failed on an utterance.
+    RecognizerError,
+    /// A speech engine failed (the call still ends).
+    SpeechFailed,
+    /// This build or machine has no speech engine.
+    SpeechUnavailable,
+    /// A key press that came as SIP INFO or during the script.
+    Dtmf,
+    /// Who hung up.
+    Hangup,
+    /// DELETE /call/{id} asked to end the call.
+    CancelRequested,
+    /// Final: the call ended normally.
+    Completed,
+    /// Final: the call failed, with the error.
+    Failed,
+    /// Final: the far end was busy.
+    Busy,
+    /// Final: the far end did not answer in time; during the script: nothing was heard within
+    /// the listen time.
+    NoAnswer,
+    /// The completion webhook was delivered.
+    WebhookDelivered,
+    /// The completion webhook gave up, with the last error.
+    WebhookFailed,
+}
+
+impl TimelineEvent {
+    pub const ALL: [TimelineEvent; 33] = [
+        TimelineEvent::Queued,
+        TimelineEvent::Started,
+        TimelineEvent::Ringing,
+        TimelineEvent::Answered,
+        TimelineEvent::MediaStarted,
+        TimelineEvent::MediaFailed,
+        TimelineEvent::MediaHeld,
+        TimelineEvent::MediaResumed,
+        TimelineEvent::NoRtpReceived,
+        TimelineEvent::MessageStarted,
+        TimelineEvent::MessageEnded,
+        TimelineEvent::Prompt,
+        TimelineEvent::BargeIn,
+        TimelineEvent::Heard,
+        TimelineEvent::Matched,
+        TimelineEvent::NoMatch,
+        TimelineEvent::NoChoice,
+        TimelineEvent::Reprompt,
+        TimelineEvent::Confirm,
+        TimelineEvent::Confirmed,
+        TimelineEvent::NotConfirmed,
+        TimelineEvent::RecognizerError,
+        TimelineEvent::SpeechFailed,
+        TimelineEvent::SpeechUnavailable,
+        TimelineEvent::Dtmf,
+        TimelineEvent::Hangup,
+        TimelineEvent::CancelRequested,
+        TimelineEvent::Completed,
+        TimelineEvent::Failed,
+        TimelineEvent::Busy,
+        TimelineEvent::NoAnswer,
+        TimelineEvent::WebhookDelivered,
+        TimelineEvent::WebhookFailed,
+    ];
+
+    /// The name in the timeline (`event`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimelineEvent::Queued => "queued",
+            TimelineEvent::Started => "started",
+            TimelineEvent::Ringing => "ringing",
+            TimelineEvent::Answered => "answered",
+            TimelineEvent::MediaStarted => "media_started",
+            TimelineEvent::MediaFailed => "media_failed",
+            TimelineEvent::MediaHeld => "media_held",
+            TimelineEvent::MediaResumed => "media_resumed",
+            TimelineEvent::NoRtpReceived => "no_rtp_received",
+            TimelineEvent::MessageStarted => "message_started",
+            TimelineEvent::MessageEnded => "message_ended",
+            TimelineEvent::Prompt => "prompt",
+            TimelineEvent::BargeIn => "barge_in",
+            TimelineEvent::Heard => "heard",
+            TimelineEvent::Matched => "matched",
+            TimelineEvent::NoMatch => "no_match",
+            TimelineEvent::NoChoice => "no_choice",
+            TimelineEvent::Reprompt => "reprompt",
+            TimelineEvent::Confirm => "confirm",
+            TimelineEvent::Confirmed => "confirmed",
+            TimelineEvent::NotConfirmed => "not_confirmed",
+            TimelineEvent::RecognizerError => "recognizer_error",
+            TimelineEvent::SpeechFailed => "speech_failed",
+            TimelineEvent::SpeechUnavailable => "speech_unavailable",
+            TimelineEvent::Dtmf => "dtmf",
+            TimelineEvent::Hangup => "hangup",
+            TimelineEvent::CancelRequested => "cancel_requested",
+            TimelineEvent::Completed => "completed",
+            TimelineEvent::Failed => "failed",
+            TimelineEvent::Busy => "busy",
+            TimelineEvent::NoAnswer => "no_answer",
+            TimelineEvent::WebhookDelivered => "webhook_delivered",
+            TimelineEvent::WebhookFailed => "webhook_failed",
+        }
+    }
+}
+
+impl From<CallStatus> for TimelineEvent {
+    /// The final event of a call that ended with `status` (and the event of reaching it).
+    fn from(status: CallStatus) -> Self {
+        match status {
+            CallStatus::Queued => TimelineEvent::Queued,
+            CallStatus::Ringing => TimelineEvent::Ringing,
+            CallStatus::Answered => TimelineEvent::Answered,
+            CallStatus::Completed => TimelineEvent::Completed,
+            CallStatus::NoAnswer => TimelineEvent::NoAnswer,
+            CallStatus::Failed => TimelineEvent::Failed,
+            CallStatus::Busy => TimelineEvent::Busy,
+        }
+    }
+}
+
+/// One step in a call's life: when, what ([`TimelineEvent::as_str`]), and its detail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimelineEvent {
+pub struct TimelineEntry {
     pub at: Timestamp,
     pub event: String,
     pub detail: Option<String>,
@@ -187,8 +373,12 @@ pub struct CallRecord {
     pub message_played: bool,
     pub choice_response: Option<String>,
     pub choice_raw_text: Option<String>,
+    /// How `choice_response` was settled; null without one. Records stored before this field
+    /// existed read null.
+    #[serde(default)]
+    pub confirmed_by: Option<ConfirmedBy>,
     pub error: Option<String>,
-    pub timeline: Vec<TimelineEvent>,
+    pub timeline: Vec<TimelineEntry>,
     /// Timeline events left out because the timeline was full ([`MAX_TIMELINE_EVENTS`]).
     #[serde(default)]
     pub timeline_dropped: u32,
@@ -220,10 +410,11 @@ impl CallRecord {
             message_played: false,
             choice_response: None,
             choice_raw_text: None,
+            confirmed_by: None,
             error: None,
-            timeline: vec![TimelineEvent {
+            timeline: vec![TimelineEntry {
                 at: now,
-                event: "queued".into(),
+                event: TimelineEvent::Queued.as_str().into(),
                 detail: None,
             }],
             timeline_dropped: 0,
@@ -236,7 +427,7 @@ impl CallRecord {
     /// Append a timeline event and touch `updated_at`. A far end can make events happen (INFO,
     /// re-INVITE), so the timeline is bounded: past [`MAX_TIMELINE_EVENTS`] - 1 events the rest are
     /// counted in `timeline_dropped`; the last slot is kept for the call's final event.
-    pub fn push_event(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
+    pub fn push_event(&mut self, now: Timestamp, event: TimelineEvent, detail: Option<String>) {
         self.updated_at = now;
         if self.timeline.len() + 1 >= MAX_TIMELINE_EVENTS {
             self.timeline_dropped = self.timeline_dropped.saturating_add(1);
@@ -246,15 +437,15 @@ impl CallRecord {
     }
 
     /// Append the call's final event (always kept, once the call ends).
-    pub fn push_final_event(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
+    pub fn push_final_event(&mut self, now: Timestamp, event: TimelineEvent, detail: Option<String>) {
         self.updated_at = now;
         self.append(now, event, detail);
     }
 
-    fn append(&mut self, now: Timestamp, event: &str, detail: Option<String>) {
-        self.timeline.push(TimelineEvent {
+    fn append(&mut self, now: Timestamp, event: TimelineEvent, detail: Option<String>) {
+        self.timeline.push(TimelineEntry {
             at: now,
-            event: bounded(event),
+            event: event.as_str().into(),
             detail: detail.map(|d| bounded(&d)),
         });
     }
@@ -284,7 +475,7 @@ mod tests {
         let t = Timestamp::now();
         let mut r = CallRecord::new_queued("c".into(), 1, req, t);
         for _ in 0..10_000 {
-            r.push_event(t, "info_digit", Some("x".repeat(1_000)));
+            r.push_event(t, TimelineEvent::Dtmf, Some("x".repeat(1_000)));
         }
         assert_eq!(r.timeline.len(), MAX_TIMELINE_EVENTS - 1);
         assert_eq!(r.timeline_dropped as usize, 10_000 - (MAX_TIMELINE_EVENTS - 2));
@@ -292,7 +483,7 @@ mod tests {
             .detail
             .as_ref()
             .is_some_and(|d| d.chars().count() == MAX_EVENT_TEXT_CHARS + 1));
-        r.push_final_event(t, "completed", None);
+        r.push_final_event(t, TimelineEvent::Completed, None);
         assert_eq!(r.timeline.len(), MAX_TIMELINE_EVENTS);
         assert_eq!(r.timeline.last().map(|e| e.event.as_str()), Some("completed"));
         let json = serde_json::to_value(&r).expect("json");

@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// The wall clock, for the shell (the core is handed timestamps).
+    #[allow(clippy::disallowed_methods)]
     pub fn now() -> Self {
         Self::from(SystemTime::now())
     }

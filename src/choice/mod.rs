@@ -6,7 +6,9 @@
 //!    explicit `dtmf` key; then only explicit keys count. `0`, `*`, `#` (and `A`-`D`) are never
 //!    implicit: they work only as explicit keys. Keys that pick nothing fall through to speech.
 //! 2. **Speech**: the alternatives are tried best first; the first that matches wins. Alternatives
-//!    whose confidence is below [`MatchSettings::min_confidence`] are skipped.
+//!    whose confidence is below [`MatchSettings::min_confidence`] are skipped. An alternative that
+//!    holds answer words but negated (rule 5) or for two options (rule 6) ends the search: a lower
+//!    hypothesis ("sales" under "not sales") does not overrule what a higher one clearly said.
 //! 3. Text is folded ([`normalize`]): NFKD, accents dropped (`café` = `cafe`), lower case,
 //!    apostrophes joined (`don't` → `dont`), punctuation a word break, `, . ; : ! ?` and `but` a
 //!    clause break, and a few spelling variants (`okay` → `ok`).
@@ -17,32 +19,40 @@
 //!    word (`not sure`, `don't cancel`, `no, I don't want to confirm`) makes the whole alternative
 //!    a no-match (ask again), unless the negating word is part of a hit itself (a synonym such as
 //!    `don't cancel` or `never mind`).
-//! 6. Hits for two different options: no match (ambiguous, ask again).
+//! 6. Hits for two different options: no match (ambiguous). The call script then asks back about
+//!    one of them ([`options_heard`] lists them in the order said; see `crate::flow::confirm`).
 //! 7. Only when no phrase was found and [`MatchSettings::spoken_numbers`] is on: option numbers
 //!    ([`numbers`]: `option two`, `the second one`, `number 2`, `press two`, a bare `2`).
 
 mod dtmf;
+mod heard;
 mod idioms;
 mod negation;
 mod normalize;
 mod numbers;
 mod phrases;
+pub mod recognition;
 
 use std::fmt;
 
 use crate::call::ChoiceOption;
-pub use crate::speech::Alternative;
+pub use recognition::Alternative;
 
 pub use dtmf::option_for_key;
+pub use heard::options_heard;
 pub use normalize::words as fold_words;
 pub use numbers::phrases as number_phrases;
 
-/// What the caller answered: recogniser hypotheses (best first) and/or keys pressed.
+/// What the caller answered: recogniser hypotheses (best first) and/or keys pressed. The one
+/// answer type from the call script through the matcher and the hooks.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Answer {
+    /// Recogniser hypotheses, best first (empty for a key press).
     pub alternatives: Vec<Alternative>,
-    /// DTMF keys in the order pressed (`0`-`9`, `*`, `#`, `A`-`D`).
+    /// DTMF keys in the order pressed (`0`-`9`, `*`, `#`, `A`-`D`); empty for speech.
     pub digits: String,
+    /// 1-based attempt of the question (0 where no call asks, as in the matcher's own tests).
+    pub attempt: u32,
 }
 
 impl Answer {
@@ -53,15 +63,15 @@ impl Answer {
                 transcript: transcript.to_string(),
                 confidence: None,
             }],
-            digits: String::new(),
+            ..Self::default()
         }
     }
 
     /// Keys only.
     pub fn keys(digits: &str) -> Self {
         Self {
-            alternatives: Vec::new(),
             digits: digits.to_string(),
+            ..Self::default()
         }
     }
 }
@@ -139,6 +149,39 @@ impl Decision {
             Decision::NoMatch { .. } => None,
         }
     }
+
+    /// The verdict the call acts on, its detail naming the built-in matcher.
+    pub fn into_verdict(self) -> Verdict {
+        match self {
+            Decision::Matched { option, why } => Verdict::Matched {
+                option,
+                detail: format!("built-in matcher: {why}"),
+            },
+            Decision::NoMatch { why } => Verdict::NoMatch {
+                why: format!("built-in matcher: {why}"),
+            },
+        }
+    }
+}
+
+/// What was decided about an [`Answer`], whoever decided it (the built-in matcher through
+/// [`Decision::into_verdict`], a hook through `hooks::Decided::into_verdict`): the one decision type
+/// the call script acts on and the timeline records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Option index; `detail` says who matched and how (for the timeline).
+    Matched {
+        option: usize,
+        detail: String,
+    },
+    NoMatch {
+        why: String,
+    },
+    /// Ask again with this text; `detail` says who asked (for the timeline).
+    Reprompt {
+        text: String,
+        detail: String,
+    },
 }
 
 impl fmt::Display for MatchReason {
@@ -249,6 +292,11 @@ fn match_speech(
         any_words = true;
         match match_one(index, &tokens, &phrases, options.len(), settings) {
             Ok(decision) => return Ok(decision),
+            // A hypothesis that holds answer words, negated or for two options, has said what it
+            // means: a lower one ("sales" under "not sales") does not overrule it.
+            Err(why @ (NoMatchReason::Negated { .. } | NoMatchReason::Ambiguous { .. })) => {
+                return Err(first_reason.unwrap_or(why));
+            }
             Err(why) => {
                 first_reason.get_or_insert(why);
             }

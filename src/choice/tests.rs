@@ -183,6 +183,7 @@ fn alternatives_in_order_first_match_wins() {
             },
         ],
         digits: String::new(),
+        attempt: 0,
     };
     let d = match_answer(&answer, &o, &MatchSettings::default());
     assert_eq!(
@@ -194,6 +195,50 @@ fn alternatives_in_order_first_match_wins() {
                 phrase: "yes".into()
             }
         }
+    );
+}
+
+#[test]
+fn a_negated_or_two_option_hypothesis_is_not_overruled_by_a_lower_one() {
+    let o = yes_no();
+    let two = |first: &str, second: &str| Answer {
+        alternatives: vec![
+            Alternative {
+                transcript: first.into(),
+                confidence: None,
+            },
+            Alternative {
+                transcript: second.into(),
+                confidence: Some(0.9),
+            },
+        ],
+        digits: String::new(),
+        attempt: 0,
+    };
+    let d = match_answer(&two("not yes", "yes"), &o, &MatchSettings::default());
+    assert!(
+        matches!(
+            d,
+            Decision::NoMatch {
+                why: NoMatchReason::Negated { alternative: 0, .. }
+            }
+        ),
+        "{d:?}"
+    );
+    let d = match_answer(&two("yes no", "yes"), &o, &MatchSettings::default());
+    assert!(
+        matches!(
+            d,
+            Decision::NoMatch {
+                why: NoMatchReason::Ambiguous { alternative: 0, .. }
+            }
+        ),
+        "{d:?}"
+    );
+    // A hypothesis without answer words still gives way to the next.
+    assert_eq!(
+        match_answer(&two("what", "yes"), &o, &MatchSettings::default()).option(),
+        Some(0)
     );
 }
 
@@ -212,6 +257,7 @@ fn confidence_floor_skips_alternatives() {
             },
         ],
         digits: String::new(),
+        attempt: 0,
     };
     let settings = MatchSettings {
         min_confidence: Some(0.5),
@@ -221,6 +267,7 @@ fn confidence_floor_skips_alternatives() {
     let low = Answer {
         alternatives: vec![answer.alternatives[0].clone()],
         digits: String::new(),
+        attempt: 0,
     };
     assert_eq!(
         match_answer(&low, &o, &settings),
@@ -431,6 +478,7 @@ fn number_phrases_are_read_back_as_their_option() {
                     confidence: None,
                 }],
                 digits: String::new(),
+                attempt: 0,
             };
             match match_answer(&answer, &options, &settings) {
                 Decision::Matched { option: got, .. } => assert_eq!(got, option, "{text}"),

@@ -11,6 +11,7 @@ pub enum KeyKind {
     Text,
     Integer,
     Bool,
+    Float,
 }
 
 /// Every settable key as (section, key, kind); nested sections are dotted (`speech.wyoming`).
@@ -56,6 +57,9 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("webhook", "allow_hosts", KeyKind::Text),
     ("speech", "tts", KeyKind::Text),
     ("speech", "stt", KeyKind::Text),
+    ("speech", "max_decodes", KeyKind::Integer),
+    ("speech", "decode_queue", KeyKind::Integer),
+    ("speech", "decode_deadline_ms", KeyKind::Integer),
     ("speech.wyoming", "tts_address", KeyKind::Text),
     ("speech.wyoming", "stt_address", KeyKind::Text),
     ("speech.wyoming", "voice", KeyKind::Text),
@@ -78,8 +82,10 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech.piper", "speaker", KeyKind::Integer),
     ("speech.piper", "threads", KeyKind::Integer),
     ("speech.whisper", "model", KeyKind::Text),
+    ("speech.whisper", "model_name", KeyKind::Text),
     ("speech.whisper", "language", KeyKind::Text),
     ("speech.whisper", "threads", KeyKind::Integer),
+    ("speech.models", "base_url", KeyKind::Text),
     ("speech.flite", "voice", KeyKind::Text),
     ("speech.espeak", "command", KeyKind::Text),
     ("speech.espeak", "voice", KeyKind::Text),
@@ -101,6 +107,9 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("script", "acknowledgement", KeyKind::Text),
     ("script", "goodbye", KeyKind::Text),
     ("script", "spoken_numbers", KeyKind::Bool),
+    ("script", "confirm", KeyKind::Bool),
+    ("script", "confirm_below", KeyKind::Float),
+    ("script", "confirm_question", KeyKind::Text),
     ("hooks", "default", KeyKind::Text),
     ("hooks", "timeout_ms", KeyKind::Integer),
     ("hooks", "memory_bytes", KeyKind::Integer),
@@ -158,6 +167,7 @@ mod tests {
                     toml::Value::Table(t) => walk(&format!("{section}.{key}"), t, out),
                     v if v.is_integer() => out.push((section.into(), key.clone(), KeyKind::Integer)),
                     v if v.is_bool() => out.push((section.into(), key.clone(), KeyKind::Bool)),
+                    v if v.is_float() => out.push((section.into(), key.clone(), KeyKind::Float)),
                     _ => out.push((section.into(), key.clone(), KeyKind::Text)),
                 }
             }

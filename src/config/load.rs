@@ -230,6 +230,18 @@ fn apply_prefixed_env(table: &mut toml::Table, opts: &LoadOptions) -> Result<(),
                 })?;
                 toml::Value::Integer(n)
             }
+            KeyKind::Float => {
+                let n = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite())
+                    .ok_or_else(|| ConfigError::Env {
+                        var: name.clone(),
+                        rule: format!("{section}.{key} must be a number (got '{value}')"),
+                    })?;
+                toml::Value::Float(n)
+            }
             KeyKind::Bool => match value.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
                 "false" | "0" | "no" | "off" => toml::Value::Boolean(false),

@@ -2,11 +2,13 @@
 //!
 //! Loading (file discovery, environment overrides, `*_file` secrets) lives in [`load`]; this module
 //! only says what a valid configuration is. Every key name here is part of the user-facing contract
-//! (README "Configuration reference", `sip-assistant.example.toml`).
+//! (`docs/configuration.md`, `systemd/config.example.toml`).
 
+pub mod defaults;
 mod keys;
 mod list;
 mod load;
+pub mod names;
 mod secret;
 mod speech_remote;
 mod validate;
@@ -20,7 +22,7 @@ pub use keys::{key_kind, KeyKind, KEYS};
 pub use list::StringList;
 pub use load::{load, ConfigSource, LoadOptions};
 pub use secret::Secret;
-pub use speech_remote::{OpenAiConfig, PiperConfig, WhisperConfig, WyomingConfig};
+pub use speech_remote::{ModelsConfig, OpenAiConfig, PiperConfig, WhisperConfig, WyomingConfig};
 
 /// A problem with one key: which key, and which rule it broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,14 +58,8 @@ fn join_problems(problems: &[Problem]) -> String {
         .join("\n")
 }
 
-/// SIP transport towards the PBX.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    #[default]
-    Udp,
-    Tcp,
-}
+/// SIP transport towards the PBX (`udp`, the default, or `tcp`): the user agent's own type.
+pub use crate::sip::ua::Transport;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,6 +86,13 @@ pub struct ScriptConfig {
     pub goodbye: String,
     /// Whether "option two", "the second one" and "2" pick the second option.
     pub spoken_numbers: bool,
+    /// Ask back once ("Did you say sales?") when the answer names two options, or the engine's
+    /// confidence is below `confirm_below`.
+    pub confirm: bool,
+    /// Confidence (0..=1) under which an answer is confirmed.
+    pub confirm_below: f64,
+    /// The question asked back; `{option}` stands for the option's value.
+    pub confirm_question: String,
 }
 
 impl Default for ScriptConfig {
@@ -98,6 +101,9 @@ impl Default for ScriptConfig {
             acknowledgement: "Thank you.".into(),
             goodbye: "Goodbye.".into(),
             spoken_numbers: true,
+            confirm: true,
+            confirm_below: defaults::DEFAULT_CONFIRM_BELOW,
+            confirm_question: defaults::DEFAULT_QUESTION.into(),
         }
     }
 }
@@ -315,33 +321,46 @@ impl Default for WebhookConfig {
 pub struct SpeechConfig {
     /// Text-to-speech engine: flite (default), espeak, piper, wyoming, openai.
     pub tts: String,
-    /// Speech-to-text engine: pocketsphinx (default), whisper, wyoming, openai.
+    /// Speech-to-text engine: auto (default: whisper when a model is installed, else
+    /// pocketsphinx), pocketsphinx, whisper, wyoming, openai.
     pub stt: String,
     pub wyoming: WyomingConfig,
     pub openai: OpenAiConfig,
     pub piper: PiperConfig,
     pub whisper: WhisperConfig,
+    pub models: ModelsConfig,
     pub flite: FliteConfig,
     pub espeak: EspeakConfig,
     pub pocketsphinx: PocketSphinxConfig,
-    pub vad: VadSettings,
+    pub vad: VadConfig,
     pub cache: SpeechCacheConfig,
+    /// In-process decodes (whisper, PocketSphinx) running at once; 0 = one less than the CPU
+    /// cores, at least 1.
+    pub max_decodes: u32,
+    /// Decodes that may wait for a slot; past that, a reply fails at once and is asked again.
+    pub decode_queue: u32,
+    /// How long a reply's decode may wait for a slot before it fails and is asked again.
+    pub decode_deadline_ms: u64,
 }
 
 impl Default for SpeechConfig {
     fn default() -> Self {
         Self {
             tts: "flite".into(),
-            stt: "pocketsphinx".into(),
+            stt: "auto".into(),
             wyoming: WyomingConfig::default(),
             openai: OpenAiConfig::default(),
             piper: PiperConfig::default(),
             whisper: WhisperConfig::default(),
+            models: ModelsConfig::default(),
             flite: FliteConfig::default(),
             espeak: EspeakConfig::default(),
             pocketsphinx: PocketSphinxConfig::default(),
-            vad: VadSettings::default(),
+            vad: VadConfig::default(),
             cache: SpeechCacheConfig::default(),
+            max_decodes: 0,
+            decode_queue: 16,
+            decode_deadline_ms: 3000,
         }
     }
 }
@@ -400,13 +419,13 @@ pub struct PocketSphinxConfig {
 impl Default for PocketSphinxConfig {
     fn default() -> Self {
         Self {
-            model_dir: crate::speech::pocketsphinx::DEFAULT_MODEL_DIR.into(),
-            dict: crate::speech::pocketsphinx::DEFAULT_DICT.into(),
-            reject_threshold: crate::speech::pocketsphinx::DEFAULT_REJECT_THRESHOLD,
-            accept_threshold: crate::speech::pocketsphinx::DEFAULT_ACCEPT_THRESHOLD,
-            silence_threshold: crate::speech::pocketsphinx::DEFAULT_SILENCE_THRESHOLD,
+            model_dir: defaults::DEFAULT_MODEL_DIR.into(),
+            dict: defaults::DEFAULT_DICT.into(),
+            reject_threshold: defaults::DEFAULT_REJECT_THRESHOLD,
+            accept_threshold: defaults::DEFAULT_ACCEPT_THRESHOLD,
+            silence_threshold: defaults::DEFAULT_SILENCE_THRESHOLD,
             decoys: true,
-            noise_floor_db: crate::speech::pocketsphinx::DEFAULT_NOISE_FLOOR_DB,
+            noise_floor_db: defaults::DEFAULT_NOISE_FLOOR_DB,
         }
     }
 }
@@ -414,7 +433,7 @@ impl Default for PocketSphinxConfig {
 /// `[speech.vad]`: when the caller has finished speaking.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct VadSettings {
+pub struct VadConfig {
     /// Silence that ends an answer.
     pub hangover_ms: u32,
     /// Shorter sounds are ignored.
@@ -423,7 +442,7 @@ pub struct VadSettings {
     pub max_utterance_seconds: u32,
 }
 
-impl Default for VadSettings {
+impl Default for VadConfig {
     fn default() -> Self {
         Self {
             hangover_ms: 500,

@@ -111,8 +111,12 @@ impl Default for PiperConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WhisperConfig {
-    /// The ggml model file (`ggml-tiny.en.bin`); required when `speech.stt = "whisper"`.
+    /// The ggml model file (`ggml-tiny.en.bin`); required when `speech.stt = "whisper"`. With
+    /// `speech.stt = "auto"` and no file named here, the model `model_name` installed under
+    /// `<store.data_dir>/models/` is used (`sip-assistant models fetch`).
     pub model: Option<PathBuf>,
+    /// Which installed model `speech.stt = "auto"` prefers (`sip-assistant models list`).
+    pub model_name: String,
     pub language: Option<String>,
     pub threads: u32,
 }
@@ -121,8 +125,25 @@ impl Default for WhisperConfig {
     fn default() -> Self {
         Self {
             model: None,
+            model_name: "tiny.en".into(),
             language: None,
             threads: 1,
+        }
+    }
+}
+
+/// `[speech.models]`: where `sip-assistant models fetch` downloads the named ggml models from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Base URL; a model's file name is appended (`<base_url>/ggml-tiny.en.bin`).
+    pub base_url: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://huggingface.co/ggerganov/whisper.cpp/resolve/main".into(),
         }
     }
 }

@@ -7,7 +7,7 @@ use super::{Config, Problem, MIN_TOKEN_CHARS};
 /// TTS engines the service knows by name.
 pub const TTS_ENGINES: &[&str] = &["flite", "espeak", "piper", "wyoming", "openai"];
 /// STT engines the service knows by name.
-pub const STT_ENGINES: &[&str] = &["pocketsphinx", "whisper", "wyoming", "openai"];
+pub const STT_ENGINES: &[&str] = &["auto", "pocketsphinx", "whisper", "wyoming", "openai"];
 
 struct Checker(Vec<Problem>);
 
@@ -159,6 +159,7 @@ pub fn check(c: &Config) -> Vec<Problem> {
     }
     check_speech_remote(c, &mut k);
     check_speech(c, &mut k);
+    check_script(c, &mut k);
     let h = &c.hooks;
     k.range("hooks.timeout_ms", h.timeout_ms, 1, 10_000);
     k.range("hooks.memory_bytes", h.memory_bytes, 1 << 20, 1 << 30);
@@ -173,7 +174,7 @@ pub fn check(c: &Config) -> Vec<Problem> {
         );
     }
     if let Some(name) = &h.default {
-        if !crate::hooks::is_valid_name(name) {
+        if !super::names::is_valid_name(name) {
             k.fail(
                 "hooks.default",
                 format!("must be a hook file name without .wasm: letters, digits, '-', '_' (got '{name}')"),
@@ -194,14 +195,12 @@ pub fn check(c: &Config) -> Vec<Problem> {
 
 fn check_speech(c: &Config, k: &mut Checker) {
     let s = &c.speech;
-    if !crate::speech::flite::known_voices().any(|v| v == s.flite.voice) {
+    if !super::defaults::FLITE_VOICES.contains(&s.flite.voice.as_str()) {
         k.fail(
             "speech.flite.voice",
             format!(
                 "must be one of {} (got '{}')",
-                crate::speech::flite::known_voices()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                super::defaults::FLITE_VOICES.join(", "),
                 s.flite.voice
             ),
         );
@@ -240,6 +239,9 @@ fn check_speech(c: &Config, k: &mut Checker) {
             ),
         );
     }
+    k.range("speech.max_decodes", s.max_decodes.into(), 0, 64);
+    k.range("speech.decode_queue", s.decode_queue.into(), 0, 1024);
+    k.range("speech.decode_deadline_ms", s.decode_deadline_ms, 100, 60_000);
     k.range("speech.vad.hangover_ms", s.vad.hangover_ms.into(), 100, 5000);
     k.range("speech.vad.min_speech_ms", s.vad.min_speech_ms.into(), 32, 2000);
     k.range(
@@ -252,11 +254,28 @@ fn check_speech(c: &Config, k: &mut Checker) {
     k.range("speech.cache.disk_bytes", s.cache.disk_bytes, 1 << 20, 64 << 30);
 }
 
+/// `[script]`: the confirmation threshold and question.
+fn check_script(c: &Config, k: &mut Checker) {
+    let s = &c.script;
+    if !(0.0..=1.0).contains(&s.confirm_below) {
+        k.fail(
+            "script.confirm_below",
+            format!("must be between 0 and 1 (got {})", s.confirm_below),
+        );
+    }
+    if s.confirm && s.confirm_question.trim().is_empty() {
+        k.fail(
+            "script.confirm_question",
+            "must not be empty while script.confirm is on (say what to ask, with {option} for the option)",
+        );
+    }
+}
+
 fn check_sip(c: &Config, k: &mut Checker) {
     let s = &c.sip;
     if let Some(registrar) = &s.registrar {
         if let Err(rule) = crate::sip_addr::parse_host_port(registrar) {
-            k.fail("sip.registrar", rule);
+            k.fail("sip.registrar", rule.to_string());
         }
         if s.user.as_deref().is_none_or(str::is_empty) {
             k.fail("sip.user", "is required when sip.registrar is set");
@@ -272,12 +291,12 @@ fn check_sip(c: &Config, k: &mut Checker) {
     }
     if let Some(domain) = &s.domain {
         if let Err(rule) = crate::sip_addr::parse_host_port(domain) {
-            k.fail("sip.domain", rule);
+            k.fail("sip.domain", rule.to_string());
         }
     }
     if let Some(public) = &s.public_address {
         if let Err(rule) = crate::sip_addr::parse_host_port(public) {
-            k.fail("sip.public_address", rule);
+            k.fail("sip.public_address", rule.to_string());
         }
     }
     for realm in &s.auth_realms {
@@ -398,6 +417,25 @@ fn check_speech_remote(c: &Config, k: &mut Checker) {
         );
     }
     k.range("speech.whisper.threads", c.speech.whisper.threads.into(), 1, 64);
+    if !super::names::is_valid_name(&c.speech.whisper.model_name) {
+        k.fail(
+            "speech.whisper.model_name",
+            format!(
+                "must be a model name such as tiny.en (letters, digits, '.', '-', '_'; got '{}')",
+                c.speech.whisper.model_name
+            ),
+        );
+    }
+    match url::Url::parse(&c.speech.models.base_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        _ => k.fail(
+            "speech.models.base_url",
+            format!(
+                "must be an http:// or https:// URL (got '{}')",
+                c.speech.models.base_url
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -567,8 +605,12 @@ mod tests {
         c.speech.wyoming.stt_address = "tcp://x:1".into();
         c.speech.wyoming.request_timeout_ms = 5;
         c.speech.openai.voice = " ".into();
+        c.speech.whisper.model_name = "../tiny.en".into();
+        c.speech.models.base_url = "ftp://mirror.example/models".into();
         let got = keys(&c);
         for key in [
+            "speech.whisper.model_name",
+            "speech.models.base_url",
             "speech.wyoming.tts_address",
             "speech.wyoming.stt_address",
             "speech.wyoming.request_timeout_ms",
@@ -582,6 +624,8 @@ mod tests {
         c.speech.openai.voice = "alloy".into();
         c.speech.stt = "openai".into();
         c.speech.wyoming = Default::default();
+        c.speech.whisper.model_name = "base.en".into();
+        c.speech.models.base_url = "http://127.0.0.1:8080/models".into();
         assert_eq!(keys(&c), Vec::<String>::new());
         c.speech.openai.base_url = "ftp://x".into();
         assert_eq!(keys(&c), vec!["speech.openai.base_url".to_string()]);

@@ -2,10 +2,9 @@
 //! WebAssembly hooks of `crate::hooks` with the built-in matcher as their fallback.
 
 use super::speech_script::Decider;
-use crate::call::script::{Answer, Verdict};
 use crate::call::ActiveCall;
-use crate::choice::{self, Decision, MatchSettings};
-use crate::hooks::{Decided, HookInput, Hooks, Verdict as HookVerdict, BUILT_IN};
+use crate::choice::{self, Answer, MatchSettings, Verdict};
+use crate::hooks::{HookInput, Hooks};
 use crate::speech::BoxFuture;
 
 pub struct BuiltinDecider {
@@ -18,19 +17,7 @@ pub fn builtin_verdict(
     options: &[crate::call::ChoiceOption],
     settings: &MatchSettings,
 ) -> Verdict {
-    let a = choice::Answer {
-        alternatives: answer.alternatives.clone(),
-        digits: answer.digits.clone(),
-    };
-    match choice::match_answer(&a, options, settings) {
-        Decision::Matched { option, why } => Verdict::Matched {
-            option,
-            detail: format!("built-in matcher: {why}"),
-        },
-        Decision::NoMatch { why } => Verdict::NoMatch {
-            why: format!("built-in matcher: {why}"),
-        },
-    }
+    choice::match_answer(answer, options, settings).into_verdict()
 }
 
 impl Decider for BuiltinDecider {
@@ -72,93 +59,12 @@ impl HookDecider {
     }
 }
 
-/// The script's verdict from what the hooks decided.
-pub fn verdict_of(d: Decided) -> Verdict {
-    let who = if d.by == BUILT_IN {
-        "built-in matcher".to_string()
-    } else {
-        format!("hook '{}'", d.by)
-    };
-    let detail = match &d.fallback {
-        Some(reason) => format!("{reason}; fallback to the {who}: {}", d.detail),
-        None if d.by == BUILT_IN => format!("{who}: {}", d.detail),
-        None => d.detail.clone(),
-    };
-    match d.verdict {
-        HookVerdict::Matched(option) => Verdict::Matched { option, detail },
-        HookVerdict::NoMatch => Verdict::NoMatch { why: detail },
-        HookVerdict::Reprompt(text) => Verdict::Reprompt { text, detail },
-    }
-}
-
 impl Decider for HookDecider {
     fn decide<'a>(&'a self, call: &'a ActiveCall, answer: &'a Answer) -> BoxFuture<'a, Verdict> {
         Box::pin(async move {
             let matcher = call.request.choice.as_ref().and_then(|c| c.matcher.as_deref());
             let decided = self.hooks.decide(matcher, &Self::input(call, answer)).await;
-            verdict_of(decided)
+            decided.into_verdict()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn decided(verdict: HookVerdict, by: &str, fallback: Option<&str>, detail: &str) -> Decided {
-        Decided {
-            verdict,
-            by: by.into(),
-            fallback: fallback.map(Into::into),
-            detail: detail.into(),
-        }
-    }
-
-    #[test]
-    fn verdicts_say_who_decided_and_why_a_hook_was_bypassed() {
-        assert_eq!(
-            verdict_of(decided(
-                HookVerdict::Matched(1),
-                "fuzzy",
-                None,
-                "hook 'fuzzy': option 2"
-            )),
-            Verdict::Matched {
-                option: 1,
-                detail: "hook 'fuzzy': option 2".into()
-            }
-        );
-        assert_eq!(
-            verdict_of(decided(
-                HookVerdict::Matched(0),
-                BUILT_IN,
-                Some("hook 'hostile' ran out of fuel"),
-                "option 1: heard 'yes'"
-            )),
-            Verdict::Matched {
-                option: 0,
-                detail:
-                    "hook 'hostile' ran out of fuel; fallback to the built-in matcher: option 1: heard 'yes'"
-                        .into()
-            }
-        );
-        assert_eq!(
-            verdict_of(decided(HookVerdict::NoMatch, BUILT_IN, None, "no match: nothing")),
-            Verdict::NoMatch {
-                why: "built-in matcher: no match: nothing".into()
-            }
-        );
-        assert_eq!(
-            verdict_of(decided(
-                HookVerdict::Reprompt("Say yes or no.".into()),
-                "yesno",
-                None,
-                "hook 'yesno': reprompt"
-            )),
-            Verdict::Reprompt {
-                text: "Say yes or no.".into(),
-                detail: "hook 'yesno': reprompt".into()
-            }
-        );
     }
 }

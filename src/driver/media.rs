@@ -71,7 +71,11 @@ pub enum MediaError {
     #[error("the media thread has stopped")]
     Stopped,
     #[error("cannot start the media session: {0}")]
-    Session(String),
+    Session(#[from] crate::media::session::SessionError),
+    #[error("{0}")]
+    Digit(crate::media::session::SessionError),
+    #[error("the call's media has ended")]
+    Ended,
     #[error("cannot start the media thread: {0}")]
     Thread(std::io::Error),
 }
@@ -95,7 +99,7 @@ enum Cmd {
         id: u64,
         digit: char,
         duration_ms: u32,
-        reply: async_channel::Sender<Result<(), String>>,
+        reply: async_channel::Sender<Result<(), MediaError>>,
     },
     InfoDigit {
         id: u64,
@@ -193,14 +197,14 @@ impl Live {
                 break;
             };
             self.session
-                .on_datagram(from, buf.get(..n).unwrap_or_default(), since);
+                .handle_datagram(from, buf.get(..n).unwrap_or_default(), since);
         }
         if rtcp_due {
             for _ in 0..MAX_RTCP_PER_WAKE {
                 let Ok((_, from)) = self.rtcp.recv_from(buf) else {
                     break;
                 };
-                self.session.on_rtcp_datagram(from);
+                self.session.handle_rtcp_datagram(from);
             }
         }
     }
@@ -238,13 +242,7 @@ fn even_ports(min: u16, max: u16) -> (u16, u16) {
     (first, (max - first - 1) / 2 + 1)
 }
 
-/// SSRC and initial numbers of a session's RTP stream (RFC 3550 §5.1: random).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RtpNumbers {
-    pub ssrc: u32,
-    pub initial_seq: u16,
-    pub initial_timestamp: u32,
-}
+pub use crate::media::session::RtpNumbers;
 
 /// Handle to the media thread; cheap to clone.
 #[derive(Clone)]
@@ -355,7 +353,7 @@ impl MediaThread {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (events_tx, events) = async_channel::bounded(EVENTS_CAPACITY);
         let now = Instant::now().saturating_duration_since(self.epoch);
-        let session = MediaSession::new(params, silence, now).map_err(MediaError::Session)?;
+        let session = MediaSession::new(params, silence, now)?;
         self.send(Cmd::Start {
             id,
             ports,
@@ -372,6 +370,7 @@ impl MediaThread {
 }
 
 /// One call's media, as the call script sees it.
+#[derive(Clone)]
 pub struct MediaHandle {
     thread: MediaThread,
     id: u64,
@@ -405,10 +404,7 @@ impl MediaHandle {
             duration_ms,
             reply: tx,
         })?;
-        rx.recv()
-            .await
-            .map_err(|_| MediaError::Stopped)?
-            .map_err(MediaError::Session)
+        rx.recv().await.map_err(|_| MediaError::Stopped)?
     }
 
     /// A digit the SIP layer received as INFO: it joins the RTP digits in `events`.
@@ -476,7 +472,7 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
             }
             let due = s.pacer.due(now);
             for i in 0..u64::from(due.count) {
-                s.session.on_tick(due.first + i, since, &mut packet);
+                s.session.handle_tick(due.first + i, since, &mut packet);
                 if packet.is_empty() {
                     continue;
                 }
@@ -490,7 +486,7 @@ fn run(rx: mpsc::Receiver<Cmd>, epoch: Instant) {
             let rtcp_due = now >= s.next_rtcp;
             s.receive(since, rtcp_due, &mut buf);
             s.filter_sources();
-            s.session.on_timer(since);
+            s.session.handle_timeout(since);
             s.forward_events();
             if rtcp_due {
                 s.next_rtcp = now + RTCP_EVERY;
@@ -541,8 +537,11 @@ fn handle(cmd: Cmd, live: &mut HashMap<u64, Live>, epoch: Instant) {
             reply,
         } => {
             let r = match live.get_mut(&id) {
-                Some(s) => s.session.send_digit(digit, duration_ms),
-                None => Err("the call's media has ended".into()),
+                Some(s) => s
+                    .session
+                    .send_digit(digit, duration_ms)
+                    .map_err(MediaError::Digit),
+                None => Err(MediaError::Ended),
             };
             let _ = reply.try_send(r);
         }
@@ -673,7 +672,7 @@ mod tests {
         );
         let from = "127.0.0.1:9".parse().expect("addr");
         s.session
-            .on_datagram(from, &pkt, Duration::from_millis(20 * u64::from(seq)));
+            .handle_datagram(from, &pkt, Duration::from_millis(20 * u64::from(seq)));
     }
 
     #[test]

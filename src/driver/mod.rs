@@ -9,6 +9,8 @@ pub mod sip;
 pub mod speech_script;
 pub mod speech_setup;
 pub mod tcp;
+pub mod webhook_worker;
 
 pub use decider::HookDecider;
 pub use sip::{DriverError, SipEngine};
+pub use webhook_worker::{DeliveryWorker, WorkerHandle};

@@ -3,50 +3,41 @@
 //! heard. The speech and choice work fills this in; until then [`NoSpeechScript`] says plainly
 //! that nothing could be spoken.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use super::media::MediaHandle;
-use crate::call::{ActiveCall, CallRequest};
+use crate::call::{ActiveCall, CallRequest, TimelineEvent};
 use crate::media::session::AudioCodec;
 
 /// What a script sees of an answered call.
 pub struct ScriptContext<'a> {
     pub call: &'a ActiveCall,
-    pub media: &'a MediaHandle,
+    pub media: MediaHandle,
     /// The negotiated codec: prompts must be encoded for it.
     pub codec: AudioCodec,
-    /// What [`CallScript::prepare`] started for this call while it rang.
-    pub prepared: Prepared,
     /// The script's result so far, kept up to date by the script: when the far end hangs up
     /// mid-script, this is what the call reports.
     pub progress: Arc<Mutex<ScriptResult>>,
 }
 
-/// Work a script started before the answer (rendering prompts while the phone rings); the
-/// script that made it downcasts it.
-pub type Prepared = Box<dyn Any + Send>;
+pub use crate::call::ScriptResult;
 
-/// What a script reports back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScriptResult {
-    pub message_played: bool,
-    pub choice_response: Option<String>,
-    pub choice_raw_text: Option<String>,
-    /// Set when the script failed (e.g. a speech engine error); the call still ends `completed`.
-    pub error: Option<String>,
+/// The future of one script run.
+pub type ScriptFuture<'a> = Pin<Box<dyn Future<Output = ScriptResult> + Send + 'a>>;
+
+/// What a script does for one call. [`CallScript::prepare`] makes it when the INVITE goes out, so
+/// it can start work while the phone rings (rendering the prompts); it runs once, when the call is
+/// answered, or is dropped unrun.
+pub trait ScriptRun: Send {
+    fn run<'a>(self: Box<Self>, ctx: ScriptContext<'a>) -> ScriptFuture<'a>;
 }
 
 pub trait CallScript: Send + Sync + 'static {
-    /// Called when the INVITE goes out, with the codecs offered: start what can be done before
-    /// the answer.
-    fn prepare(&self, _call: &ActiveCall, _codecs: &[AudioCodec]) -> Prepared {
-        Box::new(())
-    }
-
-    fn run<'a>(&'a self, ctx: ScriptContext<'a>) -> Pin<Box<dyn Future<Output = ScriptResult> + Send + 'a>>;
+    /// Called when the INVITE goes out, with the codecs offered: this call's run, which may
+    /// start what can be done before the answer.
+    fn prepare(self: Arc<Self>, call: &ActiveCall, codecs: &[AudioCodec]) -> Box<dyn ScriptRun>;
 
     /// Whether this script can carry out `request` (its language and voice), asked before the
     /// call is accepted; the error says why not.
@@ -62,11 +53,19 @@ pub struct NoSpeechScript;
 pub const NO_SPEECH: &str = "this build has no speech engine: the message was not played";
 
 impl CallScript for NoSpeechScript {
-    fn run<'a>(&'a self, ctx: ScriptContext<'a>) -> Pin<Box<dyn Future<Output = ScriptResult> + Send + 'a>> {
+    fn prepare(self: Arc<Self>, _call: &ActiveCall, _codecs: &[AudioCodec]) -> Box<dyn ScriptRun> {
+        Box::new(NoSpeechRun)
+    }
+}
+
+struct NoSpeechRun;
+
+impl ScriptRun for NoSpeechRun {
+    fn run<'a>(self: Box<Self>, ctx: ScriptContext<'a>) -> ScriptFuture<'a> {
         Box::pin(async move {
             ctx.call
                 .events
-                .event("speech_unavailable", Some(NO_SPEECH.into()));
+                .event(TimelineEvent::SpeechUnavailable, Some(NO_SPEECH.into()));
             ScriptResult {
                 error: Some(NO_SPEECH.into()),
                 ..ScriptResult::default()

@@ -12,14 +12,17 @@ use std::time::{Duration, Instant};
 use futures_lite::FutureExt;
 use smol::net::{TcpListener, UdpSocket};
 
-use super::media::{MediaThread, PortPair};
-use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptResult};
+use super::media::{MediaHandle, MediaThread, PortPair};
+use super::script::{CallScript, NoSpeechScript, ScriptContext, ScriptFuture, ScriptResult, ScriptRun};
 use super::tcp::{Connections, Net, TcpLimits, WarnLimiter, NET_QUEUE};
-use crate::call::{ActiveCall, CallEngine, CallOutcome, CallRequest, FinalStatus, MediaHealth};
-use crate::config::{Config, Transport as CfgTransport};
-use crate::media::session::{AudioCodec, SessionParams};
+use crate::call::{ActiveCall, CallEngine, CallOutcome, CallRequest};
+use crate::config::Config;
+use crate::flow::{audio_codec, CallFlow, CallPlan, Input as FlowInput, Output};
+use crate::media::session::AudioCodec;
 use crate::sdp;
-use crate::sip::ua::{CallEnd, CallKey, Command, Dest, Event, Input, Output, Transport, UaConfig, UserAgent};
+use crate::sip::ua::{
+    CallKey, Command, Dest, Event, Input, Output as UaOutput, Transport, UaConfig, UserAgent,
+};
 use crate::sip_addr::{parse_extension, parse_host_port, Target};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +78,7 @@ pub struct SipEngine {
 
 /// The registrar as a destination: `host[:port]` or `sip:host[:port][;transport=tcp]`.
 fn registrar_dest(registrar: &str, default: Transport) -> Result<Dest, String> {
-    let (host, port) = parse_host_port(registrar)?;
+    let (host, port) = parse_host_port(registrar).map_err(|e| e.to_string())?;
     let transport = match crate::sip::header::uri_host_port(registrar).and_then(|(_, _, t)| t) {
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
         Some(t) if t.eq_ignore_ascii_case("udp") => Transport::Udp,
@@ -138,10 +141,7 @@ impl SipEngine {
         script: Arc<dyn CallScript>,
     ) -> Result<Self, DriverError> {
         let s = &config.sip;
-        let transport = match s.transport {
-            CfgTransport::Udp => Transport::Udp,
-            CfgTransport::Tcp => Transport::Tcp,
-        };
+        let transport = s.transport;
         let registrar = match &s.registrar {
             Some(r) => Some(registrar_dest(r, transport).map_err(|e| DriverError::Registrar(r.clone(), e))?),
             None => None,
@@ -250,7 +250,7 @@ impl SipEngine {
 impl Shared {
     /// The Request-URI for an `extension`.
     fn target_uri(&self, extension: &str) -> Result<String, String> {
-        match parse_extension(extension)? {
+        match parse_extension(extension).map_err(|e| e.to_string())? {
             Target::Uri(u) => Ok(u),
             Target::User(u) => match &self.domain {
                 Some(d) => Ok(format!("sip:{u}@{d}")),
@@ -280,269 +280,190 @@ impl Shared {
             Ok(p) => p,
             Err(e) => return CallOutcome::failed(e.to_string()),
         };
-        let offer_params = sdp::OfferParams {
-            address: sdp_host,
-            rtp_port: ports.port,
-            session_id: id,
-            session_version: 1,
-            codecs: self.codecs.clone(),
-            ptime_ms: 20,
+        let plan = CallPlan {
+            id,
+            uri,
+            local_host,
+            ring_timeout: Duration::from_secs(u64::from(call.request.ring_timeout)),
+            offer: sdp::OfferParams {
+                address: sdp_host,
+                rtp_port: ports.port,
+                session_id: id,
+                session_version: 1,
+                codecs: self.codecs.clone(),
+                ptime_ms: 20,
+            },
+            rtp: self.media.rtp_numbers(),
         };
-        let offer = sdp::build_offer(&offer_params);
         let (tx, rx) = async_channel::bounded(CALL_EVENTS);
-        let ring_timeout = Duration::from_secs(u64::from(call.request.ring_timeout));
-        let started = self.cmds.send(Cmd::Watch(id, tx)).await.is_ok()
-            && self
-                .cmds
-                .send(Cmd::Ua(Command::Call {
-                    id,
-                    uri,
-                    local_host,
-                    ring_timeout,
-                    sdp: offer.into_bytes(),
-                    offer: Some(offer_params),
-                }))
-                .await
-                .is_ok();
-        if !started {
+        if self.cmds.send(Cmd::Watch(id, tx)).await.is_err() {
             return CallOutcome::failed("the SIP driver has stopped");
         }
         let audio: Vec<AudioCodec> = self.codecs.iter().map(|c| audio_codec(*c)).collect();
-        let mut prepared = Some(self.script.prepare(&call, &audio));
-        let mut ports = Some(ports);
-        // However the far end behaves, the call ends: ring time + a transaction timeout + margin.
-        let give_up = Instant::now() + ring_timeout + Duration::from_secs(32 + 60);
-        let mut hangup_sent = false;
+        let run = CallRun {
+            shared: &self,
+            call: &call,
+            rx,
+            ports: Some(ports),
+            prepared: Some(self.script.clone().prepare(&call, &audio)),
+            media: None,
+            script: None,
+        };
+        run.drive(CallFlow::new(plan, Instant::now())).await
+    }
+}
+
+/// What the shell holds for one call while [`CallFlow`] decides: the event stream, the media
+/// ports and session, the running script. It carries out the flow's outputs and feeds it what
+/// happens; it never looks at the call's state.
+struct CallRun<'a> {
+    shared: &'a Shared,
+    call: &'a ActiveCall,
+    rx: async_channel::Receiver<Event>,
+    ports: Option<PortPair>,
+    prepared: Option<Box<dyn ScriptRun>>,
+    media: Option<MediaHandle>,
+    script: Option<(ScriptFuture<'a>, Arc<std::sync::Mutex<ScriptResult>>)>,
+}
+
+impl<'a> CallRun<'a> {
+    async fn drive(mut self, mut flow: CallFlow) -> CallOutcome {
+        let mut cancel_heard = false;
         loop {
-            match self.next_event(&rx, &call, hangup_sent, give_up).await {
-                Next::Cancel => {
-                    hangup_sent = true;
-                    let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
+            while let Some(out) = flow.poll_output() {
+                if let Some(outcome) = self.carry_out(&mut flow, out).await {
+                    return outcome;
                 }
-                Next::GiveUp => {
-                    let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
-                    return CallOutcome::failed("the call did not end in time; hung up");
+            }
+            let deadline = flow.poll_timeout();
+            enum Wake {
+                Script(ScriptResult),
+                Sip(Option<Event>),
+                Cancel,
+                Timer,
+            }
+            let script = async {
+                match self.script.as_mut() {
+                    Some((run, _)) => Wake::Script(run.await),
+                    None => std::future::pending().await,
                 }
-                Next::Event(None) => return CallOutcome::failed("the SIP driver has stopped"),
-                Next::Event(Some(e)) => match e {
-                    Event::Ringing { .. } => call.events.ringing(),
-                    Event::DialogSaved { dialog, .. } => call.events.dialog(*dialog),
-                    Event::Answered { sdp, .. } => {
-                        call.events.answered();
-                        let (Some(ports), Some(prepared)) = (ports.take(), prepared.take()) else {
-                            continue;
-                        };
-                        return self.answered(id, &call, &rx, ports, &sdp, prepared).await;
+            };
+            let sip = async { Wake::Sip(self.rx.recv().await.ok()) };
+            let cancel = async {
+                if cancel_heard {
+                    std::future::pending::<()>().await;
+                }
+                self.call.cancel.cancelled().await;
+                Wake::Cancel
+            };
+            let timer = async {
+                match deadline {
+                    Some(at) => smol::Timer::at(at).await,
+                    None => std::future::pending().await,
+                };
+                Wake::Timer
+            };
+            let wake = script.or(sip).or(cancel).or(timer).await;
+            let now = Instant::now();
+            match wake {
+                Wake::Script(result) => {
+                    self.script = None;
+                    flow.handle_input(now, FlowInput::ScriptDone(result));
+                }
+                Wake::Sip(Some(e)) => flow.handle_input(now, FlowInput::Sip(e)),
+                Wake::Sip(None) => flow.handle_input(now, FlowInput::SipStopped),
+                Wake::Cancel => {
+                    cancel_heard = true;
+                    flow.handle_input(now, FlowInput::Cancel);
+                }
+                Wake::Timer => flow.handle_timeout(now),
+            }
+        }
+    }
+
+    /// Carry out one output of the flow; the outcome once it is done.
+    async fn carry_out(&mut self, flow: &mut CallFlow, out: Output) -> Option<CallOutcome> {
+        match out {
+            Output::Ua(c) => {
+                if self.shared.cmds.send(Cmd::Ua(c)).await.is_err() {
+                    flow.handle_input(Instant::now(), FlowInput::SipStopped);
+                }
+            }
+            Output::Progress(p) => self.call.events.report(p),
+            Output::OpenMedia(params) => {
+                let opened = match self.ports.take() {
+                    Some(ports) => silence_frame(params.codec).and_then(|s| {
+                        self.shared
+                            .media
+                            .open(ports, params, s)
+                            .map_err(|e| e.to_string())
+                    }),
+                    None => Err("the media ports were already used".into()),
+                };
+                let input = match opened {
+                    Ok(m) => {
+                        self.media = Some(m);
+                        FlowInput::MediaOpened
                     }
-                    Event::Ended { end, .. } => return outcome(end, ScriptResult::default(), None),
-                    _ => {}
-                },
+                    Err(e) => FlowInput::MediaFailed(e),
+                };
+                flow.handle_input(Instant::now(), input);
             }
-        }
-    }
-
-    async fn next_event(
-        &self,
-        rx: &async_channel::Receiver<Event>,
-        call: &ActiveCall,
-        hangup_sent: bool,
-        give_up: Instant,
-    ) -> Next {
-        let event = async { Next::Event(rx.recv().await.ok()) };
-        let cancel = async {
-            if hangup_sent {
-                std::future::pending::<()>().await;
-            }
-            call.cancel.cancelled().await;
-            Next::Cancel
-        };
-        let timer = async {
-            smol::Timer::at(give_up).await;
-            Next::GiveUp
-        };
-        event.or(cancel).or(timer).await
-    }
-
-    /// The call was answered: start media, run the script while watching SIP, hang up, report.
-    async fn answered(
-        &self,
-        id: CallKey,
-        call: &ActiveCall,
-        rx: &async_channel::Receiver<Event>,
-        ports: PortPair,
-        answer: &[u8],
-        prepared: super::script::Prepared,
-    ) -> CallOutcome {
-        // An answered call ends by itself (the script hangs up, the far end does, or the API
-        // cancels); this only bounds a far end that never confirms the end.
-        let answer_seen = Instant::now();
-        let give_up = answer_seen + MAX_ANSWERED;
-        let negotiated = match sdp::parse_answer(answer, &self.codecs) {
-            Ok(n) => n,
-            Err(e) => {
-                let why = format!("unusable SDP answer: {e}");
-                call.events.event("media_failed", Some(why.clone()));
-                let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
-                self.wait_ended(rx, give_up).await;
-                return CallOutcome::failed(why);
-            }
-        };
-        let codec = audio_codec(negotiated.codec);
-        let numbers = self.media.rtp_numbers();
-        let params = SessionParams {
-            codec,
-            payload_type: negotiated.payload_type,
-            dtmf_payload_type: negotiated.dtmf_payload_type,
-            remote: SocketAddr::new(negotiated.remote_ip, negotiated.remote_port),
-            remote_rtcp: SocketAddr::new(negotiated.remote_ip, negotiated.remote_rtcp_port),
-            ssrc: numbers.ssrc,
-            initial_seq: numbers.initial_seq,
-            initial_timestamp: numbers.initial_timestamp,
-        };
-        call.events.event(
-            "media_started",
-            Some(format!("{} to {}", codec.name(), params.remote)),
-        );
-        let media_opened = Instant::now();
-        let media = match silence_frame(codec)
-            .and_then(|s| self.media.open(ports, params, s).map_err(|e| e.to_string()))
-        {
-            Ok(m) => m,
-            Err(e) => {
-                call.events.event("media_failed", Some(e.clone()));
-                let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
-                self.wait_ended(rx, give_up).await;
-                return CallOutcome::failed(format!("cannot start media: {e}"));
-            }
-        };
-        let progress = Arc::new(std::sync::Mutex::new(ScriptResult::default()));
-        let ctx = ScriptContext {
-            call,
-            media: &media,
-            codec,
-            prepared,
-            progress: progress.clone(),
-        };
-        // The script runs until done; meanwhile SIP may end the call (remote BYE) or the API may
-        // cancel it. Whichever comes first decides.
-        enum Race {
-            Script(ScriptResult),
-            Ended(Option<CallEnd>),
-            Cancelled,
-        }
-        let script = async { Race::Script(self.script.run(ctx).await) };
-        let sip = async {
-            loop {
-                match self.next_event(rx, call, false, give_up).await {
-                    Next::Event(Some(Event::Dtmf { digit, .. })) => {
-                        call.events.event("dtmf", Some(format!("{digit} (SIP INFO)")));
-                        if let Err(e) = media.push_info_digit(digit) {
-                            tracing::debug!(error = %e, "INFO digit after media ended");
-                        }
-                    }
-                    Next::Event(Some(Event::MediaChanged { negotiated, .. })) => {
-                        let sending =
-                            negotiated.direction.receives() && !negotiated.remote_ip.is_unspecified();
-                        call.events.event(
-                            if sending { "media_resumed" } else { "media_held" },
-                            Some(format!(
-                                "{}:{} {}",
-                                negotiated.remote_ip,
-                                negotiated.remote_port,
-                                negotiated.direction.attribute()
-                            )),
-                        );
-                        let remote = SocketAddr::new(negotiated.remote_ip, negotiated.remote_port);
-                        let rtcp = SocketAddr::new(negotiated.remote_ip, negotiated.remote_rtcp_port);
-                        if let Err(e) = media.update_remote(remote, rtcp, sending) {
-                            tracing::debug!(error = %e, "media update after media ended");
-                        }
-                    }
-                    Next::Event(Some(Event::DialogSaved { dialog, .. })) => call.events.dialog(*dialog),
-                    Next::Event(Some(Event::Ended { end, .. })) => return Race::Ended(Some(end)),
-                    Next::Event(Some(_)) => {}
-                    Next::Event(None) | Next::GiveUp => return Race::Ended(None),
-                    Next::Cancel => return Race::Cancelled,
+            Output::UpdateMedia {
+                remote,
+                remote_rtcp,
+                sending,
+            } => {
+                if let Some(Err(e)) = self
+                    .media
+                    .as_ref()
+                    .map(|m| m.update_remote(remote, remote_rtcp, sending))
+                {
+                    tracing::debug!(error = %e, "media update after media ended");
                 }
             }
-        };
-        let (result, end) = match script.or(sip).await {
-            Race::Script(r) => (r, self.finish(id, rx, give_up).await),
-            Race::Ended(end) => (snapshot(&progress), end),
-            Race::Cancelled => (snapshot(&progress), self.finish(id, rx, give_up).await),
-        };
-        let end = end.unwrap_or(CallEnd::Failed {
-            reason: "the call did not end cleanly".into(),
-        });
-        match &end {
-            CallEnd::HungUpLocal => call.events.event("hangup", Some("by us".into())),
-            CallEnd::HungUpRemote => call.events.event("hangup", Some("by the far end".into())),
-            _ => {}
-        }
-        let mut health = media.close().await.ok();
-        if let Some(h) = health.as_mut() {
-            // The session counts from its own start; add the time from the 200 OK to it.
-            let before_media = media_opened.saturating_duration_since(answer_seen);
-            h.answer_to_audio_ms = h
-                .answer_to_audio_ms
-                .map(|ms| ((ms + before_media.as_secs_f64() * 1000.0) * 1000.0).round() / 1000.0);
-            if h.no_rtp_received {
-                call.events.event(
-                    "no_rtp_received",
-                    Some("nothing arrived from the far end within 5 s of the answer".into()),
-                );
-            }
-        }
-        outcome(end, result, health)
-    }
-
-    /// Hang up unless the call already ended, and wait for the end.
-    async fn finish(
-        &self,
-        id: CallKey,
-        rx: &async_channel::Receiver<Event>,
-        give_up: Instant,
-    ) -> Option<CallEnd> {
-        while let Ok(e) = rx.try_recv() {
-            if let Event::Ended { end, .. } = e {
-                return Some(end);
-            }
-        }
-        let _ = self.cmds.send(Cmd::Ua(Command::Hangup { id })).await;
-        self.wait_ended(rx, give_up).await
-    }
-
-    async fn wait_ended(&self, rx: &async_channel::Receiver<Event>, give_up: Instant) -> Option<CallEnd> {
-        let wait = async {
-            while let Ok(e) = rx.recv().await {
-                if let Event::Ended { end, .. } = e {
-                    return Some(end);
+            Output::InfoDigit(digit) => {
+                if let Some(Err(e)) = self.media.as_ref().map(|m| m.push_info_digit(digit)) {
+                    tracing::debug!(error = %e, "INFO digit after media ended");
                 }
             }
-            None
-        };
-        let timer = async {
-            smol::Timer::at(give_up).await;
-            None
-        };
-        wait.or(timer).await
-    }
-}
-
-enum Next {
-    Event(Option<Event>),
-    Cancel,
-    GiveUp,
-}
-
-/// The longest an answered call may last (a script asks at most 5 times with 60 s each).
-const MAX_ANSWERED: Duration = Duration::from_secs(3600);
-
-fn audio_codec(c: sdp::Codec) -> AudioCodec {
-    match c {
-        sdp::Codec::Pcmu => AudioCodec::Pcmu,
-        sdp::Codec::Pcma => AudioCodec::Pcma,
-        sdp::Codec::Opus => AudioCodec::Opus,
+            Output::StartScript { codec } => match (self.media.clone(), self.prepared.take()) {
+                (Some(media), Some(prepared)) => {
+                    let progress = Arc::new(std::sync::Mutex::new(ScriptResult::default()));
+                    let ctx = ScriptContext {
+                        call: self.call,
+                        media,
+                        codec,
+                        progress: progress.clone(),
+                    };
+                    self.script = Some((prepared.run(ctx), progress));
+                }
+                _ => {
+                    let result = ScriptResult {
+                        error: Some("the script could not start: no media".into()),
+                        ..ScriptResult::default()
+                    };
+                    flow.handle_input(Instant::now(), FlowInput::ScriptDone(result));
+                }
+            },
+            Output::StopScript => {
+                // Dropping the script's future stops it where it waits.
+                let result = match self.script.take() {
+                    Some((_, progress)) => snapshot(&progress),
+                    None => ScriptResult::default(),
+                };
+                flow.handle_input(Instant::now(), FlowInput::ScriptStopped(result));
+            }
+            Output::CloseMedia => {
+                let health = match self.media.take() {
+                    Some(m) => m.close().await.ok(),
+                    None => None,
+                };
+                flow.handle_input(Instant::now(), FlowInput::MediaClosed(health));
+            }
+            Output::Done(outcome) => return Some(outcome),
+        }
+        None
     }
 }
 
@@ -561,24 +482,6 @@ fn silence_frame(codec: AudioCodec) -> Result<Vec<u8>, String> {
             .into_iter()
             .next()
             .ok_or_else(|| "the Opus encoder produced no frame".into()),
-    }
-}
-
-fn outcome(end: CallEnd, script: ScriptResult, media: Option<MediaHealth>) -> CallOutcome {
-    let (status, error) = match end {
-        CallEnd::HungUpLocal | CallEnd::HungUpRemote => (FinalStatus::Completed, script.error),
-        CallEnd::Busy { code, reason } => (FinalStatus::Busy, Some(format!("{code} {reason}"))),
-        CallEnd::NoAnswer => (FinalStatus::NoAnswer, None),
-        CallEnd::Cancelled => (FinalStatus::Failed, Some("cancelled".into())),
-        CallEnd::Failed { reason } => (FinalStatus::Failed, Some(reason)),
-    };
-    CallOutcome {
-        status,
-        error,
-        message_played: script.message_played,
-        choice_response: script.choice_response,
-        choice_raw_text: script.choice_raw_text,
-        media,
     }
 }
 
@@ -739,15 +642,15 @@ impl Driver {
     async fn flush(&mut self) -> Instant {
         loop {
             match self.ua.poll_output() {
-                Output::Transmit { dest, bytes } => {
+                UaOutput::Transmit { dest, bytes } => {
                     if let Err(reason) = self.send(&dest, &bytes).await {
                         tracing::warn!(%dest, %reason, "cannot send a SIP message");
                         self.ua
                             .handle_input(Instant::now(), Input::TransportError { dest, reason });
                     }
                 }
-                Output::Event(e) => self.dispatch(e),
-                Output::Timeout(at) => return at.min(Instant::now() + Duration::from_secs(60)),
+                UaOutput::Event(e) => self.dispatch(e),
+                UaOutput::Timeout(at) => return at.min(Instant::now() + Duration::from_secs(60)),
             }
         }
     }

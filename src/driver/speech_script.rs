@@ -1,4 +1,4 @@
-//! The call script with speech: the shell around [`crate::call::script::Script`]. It renders the
+//! The call script with speech: the shell around [`crate::flow::script::Script`]. It renders the
 //! message and the prompt while the phone rings, plays prompts through the media thread, runs the
 //! caller's audio through a voice-activity detector into the recogniser, asks the matcher, and
 //! records every step in the call's timeline.
@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use futures_lite::FutureExt;
 
-use super::script::{CallScript, Prepared, ScriptContext, ScriptResult};
-use crate::call::script::{Answer, Input, Output, Prompt, Script, Verdict};
-use crate::call::{ActiveCall, CallRequest, Choice};
+use super::script::{CallScript, ScriptContext, ScriptFuture, ScriptResult, ScriptRun};
+use crate::call::{ActiveCall, CallRequest, Choice, TimelineEvent};
+use crate::choice::{Answer, Verdict};
+use crate::flow::confirm::{self, ConfirmSettings};
+use crate::flow::script::{Input, Listening, Output, Prompt, Script};
 use crate::media::prompt::encode_frames;
 use crate::media::session::{AudioCodec, MediaEvent};
 use crate::speech::{
@@ -51,6 +53,8 @@ pub trait Decider: Send + Sync {
 pub struct Phrasing {
     pub acknowledgement: String,
     pub goodbye: String,
+    /// The question asked back when unsure; `{option}` stands for the option's value.
+    pub confirm_question: String,
 }
 
 pub struct SpeechScript {
@@ -62,6 +66,8 @@ pub struct SpeechScript {
     /// Also listen for option numbers ("option two", "the second one"), as `script.spoken_numbers`
     /// lets the matcher take them.
     pub spoken_numbers: bool,
+    /// When to ask back (`script.confirm`, `script.confirm_below`).
+    pub confirm: ConfirmSettings,
 }
 
 type Frames = Arc<Vec<Vec<u8>>>;
@@ -101,6 +107,7 @@ impl SpeechScript {
                 .map(|c| c.prompt.clone())
                 .unwrap_or_default(),
             Prompt::Reprompt { text, .. } => text.clone(),
+            Prompt::Confirmation { value, .. } => confirm::question(&self.phrasing.confirm_question, value),
             Prompt::Acknowledgement => self.phrasing.acknowledgement.clone(),
             Prompt::Goodbye => self.phrasing.goodbye.clone(),
         }
@@ -212,13 +219,20 @@ impl CallScript for SpeechScript {
         Ok(())
     }
 
-    fn prepare(&self, call: &ActiveCall, codecs: &[AudioCodec]) -> Prepared {
+    fn prepare(self: Arc<Self>, call: &ActiveCall, codecs: &[AudioCodec]) -> Box<dyn ScriptRun> {
         let tts = self.tts.clone();
         let mut texts = vec![call.request.message.clone()];
         if let Some(c) = &call.request.choice {
             texts.push(c.prompt.clone());
             texts.push(self.phrasing.acknowledgement.clone());
             texts.push(self.phrasing.goodbye.clone());
+            if self.confirm.enabled {
+                texts.extend(
+                    c.options
+                        .iter()
+                        .map(|o| confirm::question(&self.phrasing.confirm_question, &o.value)),
+                );
+            }
         }
         let reqs: Vec<SynthRequest> = texts
             .into_iter()
@@ -235,27 +249,36 @@ impl CallScript for SpeechScript {
                 }
             }
         });
-        Box::new(Rendering { results, _task: task })
+        Box::new(SpeechRun {
+            script: self,
+            rendering: Rendering { results, _task: task },
+        })
     }
+}
 
-    fn run<'a>(
-        &'a self,
-        ctx: ScriptContext<'a>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ScriptResult> + Send + 'a>> {
-        Box::pin(self.run_script(ctx))
+/// One call's speech script: the prompts rendering since the INVITE, then the script.
+struct SpeechRun {
+    script: Arc<SpeechScript>,
+    rendering: Rendering,
+}
+
+impl ScriptRun for SpeechRun {
+    fn run<'a>(self: Box<Self>, ctx: ScriptContext<'a>) -> ScriptFuture<'a> {
+        let SpeechRun { script, rendering } = *self;
+        Box::pin(async move { script.run_script(ctx, rendering).await })
     }
 }
 
 impl SpeechScript {
-    async fn run_script(&self, ctx: ScriptContext<'_>) -> ScriptResult {
+    async fn run_script(&self, ctx: ScriptContext<'_>, rendering: Rendering) -> ScriptResult {
         let call = ctx.call;
         let mut rendered = Rendered {
             done: HashMap::new(),
-            pending: ctx.prepared.downcast::<Rendering>().ok().map(|r| *r),
+            pending: Some(rendering),
         };
         let started = Instant::now();
         let now = || started.elapsed();
-        let mut script = Script::new(call.request.choice.clone());
+        let mut script = Script::new(call.request.choice.clone()).with_confirmation(self.confirm);
         let mut detector = (self.detector)();
         let mut vad_out = Vec::new();
         let mut utterance: Option<Box<dyn Utterance>> = None;
@@ -264,6 +287,10 @@ impl SpeechScript {
         let recognition = RecognitionContext {
             language: call.request.language.clone(),
             phrases: phrases(call.request.choice.as_ref(), self.spoken_numbers),
+        };
+        let confirmation = RecognitionContext {
+            language: call.request.language.clone(),
+            phrases: confirm::phrases(),
         };
         let mut speech_error: Option<String> = None;
         script.start(now());
@@ -286,7 +313,7 @@ impl SpeechScript {
                                 }
                             },
                             Err(e) => {
-                                call.events.event("speech_failed", Some(e.clone()));
+                                call.events.event(TimelineEvent::SpeechFailed, Some(e.clone()));
                                 speech_error.get_or_insert(format!("text to speech failed: {e}"));
                                 inputs.push(Input::PlaybackDone { complete: false });
                             }
@@ -309,11 +336,11 @@ impl SpeechScript {
             publish(&ctx.progress, &to_result(&script, speech_error.clone()));
             if !inputs.is_empty() {
                 for input in std::mem::take(&mut inputs) {
-                    script.handle(now(), input);
+                    script.handle_input(now(), input);
                 }
                 continue;
             }
-            let deadline = script.deadline();
+            let deadline = script.poll_timeout();
             let media = async { Wake::Media(ctx.media.events.recv().await.ok()) };
             let timer = async {
                 match deadline {
@@ -325,7 +352,7 @@ impl SpeechScript {
                 Wake::Timer
             };
             match media.or(timer).await {
-                Wake::Timer => script.handle(now(), Input::Timer),
+                Wake::Timer => script.handle_input(now(), Input::Timer),
                 Wake::Media(None) => {
                     // The media session ended under us (the call is being torn down).
                     return to_result(&script, speech_error);
@@ -333,15 +360,15 @@ impl SpeechScript {
                 Wake::Media(Some(MediaEvent::PlaybackDone { id, complete })) => {
                     if playing == Some(id) {
                         playing = None;
-                        script.handle(now(), Input::PlaybackDone { complete });
+                        script.handle_input(now(), Input::PlaybackDone { complete });
                     }
                 }
                 Wake::Media(Some(MediaEvent::Digit(d))) => {
-                    call.events.event("dtmf", Some(d.to_string()));
+                    call.events.event(TimelineEvent::Dtmf, Some(d.to_string()));
                     if utterance.take().is_some() {
                         detector.reset();
                     }
-                    script.handle(now(), Input::Digit(d));
+                    script.handle_input(now(), Input::Digit(d));
                 }
                 Wake::Media(Some(MediaEvent::Audio16k(samples))) => {
                     if !script.listening() {
@@ -353,9 +380,13 @@ impl SpeechScript {
                     vad_out.clear();
                     detector.push(&samples, &mut vad_out);
                     for ev in std::mem::take(&mut vad_out) {
-                        let input = self.on_vad(ev, &recognition, &mut utterance).await;
+                        let ctx = match script.listening_for() {
+                            Some(Listening::Confirmation) => &confirmation,
+                            _ => &recognition,
+                        };
+                        let input = self.on_vad(ev, ctx, &mut utterance).await;
                         if let Some(input) = input {
-                            script.handle(now(), input);
+                            script.handle_input(now(), input);
                         }
                     }
                 }
@@ -412,6 +443,7 @@ fn to_result(script: &Script, speech_error: Option<String>) -> ScriptResult {
         message_played: r.message_played,
         choice_response: r.choice_response.clone(),
         choice_raw_text: r.choice_raw_text.clone(),
+        confirmed_by: r.confirmed_by,
         error: r.error.clone().or(speech_error),
     }
 }

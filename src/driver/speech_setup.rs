@@ -9,6 +9,7 @@ use super::speech_script::{
 };
 use crate::choice::MatchSettings;
 use crate::config::Config;
+use crate::flow::confirm::ConfirmSettings;
 use crate::speech::engines;
 use crate::speech::vad::{Endpointer, VadEvent};
 use crate::speech::SpeechError;
@@ -67,7 +68,12 @@ pub fn speech_script(config: &Config, decider: Arc<dyn Decider>) -> Result<Speec
         phrasing: Phrasing {
             acknowledgement: config.script.acknowledgement.clone(),
             goodbye: config.script.goodbye.clone(),
+            confirm_question: config.script.confirm_question.clone(),
         },
         spoken_numbers: config.script.spoken_numbers,
+        confirm: ConfirmSettings {
+            enabled: config.script.confirm,
+            below: config.script.confirm_below as f32,
+        },
     })
 }

@@ -45,15 +45,8 @@ pub const BUILT_IN: &str = "built-in";
 /// Longest reprompt text a hook may return.
 pub const MAX_REPROMPT_CHARS: usize = 1000;
 
-/// Whether `name` can name a hook: 1 to 64 letters, digits, `-`, `_`, `.`, not starting with `.`.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-}
+/// Whether `name` can name a hook (the rule hooks and models share).
+pub use crate::config::names::is_valid_name;
 
 /// How hooks are found, limited and cached.
 #[derive(Debug, Clone)]
@@ -105,6 +98,7 @@ impl HookInput {
         Answer {
             alternatives: self.alternatives.clone(),
             digits: self.digits.clone(),
+            attempt: self.attempt,
         }
     }
 
@@ -141,9 +135,9 @@ impl HookInput {
     }
 }
 
-/// What was decided about one answer.
+/// What a hook (or the built-in matcher standing in for it) returned for one answer; [`Decided::into_verdict`] turns it into the [`crate::choice::Verdict`] the call acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum HookVerdict {
     /// Index into the options.
     Matched(usize),
     NoMatch,
@@ -154,13 +148,36 @@ pub enum Verdict {
 /// A verdict, who reached it, and why a hook was bypassed if it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
-    pub verdict: Verdict,
+    pub verdict: HookVerdict,
     /// The hook's name, or [`BUILT_IN`].
     pub by: String,
     /// Set when the chosen hook failed and the built-in matcher decided instead.
     pub fallback: Option<String>,
     /// One line for the timeline.
     pub detail: String,
+}
+
+impl Decided {
+    /// The verdict the call acts on; its detail names who decided and, on a fallback, why the hook
+    /// was bypassed.
+    pub fn into_verdict(self) -> crate::choice::Verdict {
+        use crate::choice::Verdict;
+        let who = if self.by == BUILT_IN {
+            "built-in matcher".to_string()
+        } else {
+            format!("hook '{}'", self.by)
+        };
+        let detail = match &self.fallback {
+            Some(reason) => format!("{reason}; fallback to the {who}: {}", self.detail),
+            None if self.by == BUILT_IN => format!("{who}: {}", self.detail),
+            None => self.detail.clone(),
+        };
+        match self.verdict {
+            HookVerdict::Matched(option) => Verdict::Matched { option, detail },
+            HookVerdict::NoMatch => Verdict::NoMatch { why: detail },
+            HookVerdict::Reprompt(text) => Verdict::Reprompt { text, detail },
+        }
+    }
 }
 
 /// What `GET /hooks` shows of one hook file.
@@ -499,9 +516,9 @@ impl Hooks {
         {
             Ok(verdict) => {
                 let detail = match &verdict {
-                    Verdict::Matched(i) => format!("hook '{name}': option {}", i + 1),
-                    Verdict::NoMatch => format!("hook '{name}': no match"),
-                    Verdict::Reprompt(_) => format!("hook '{name}': reprompt"),
+                    HookVerdict::Matched(i) => format!("hook '{name}': option {}", i + 1),
+                    HookVerdict::NoMatch => format!("hook '{name}': no match"),
+                    HookVerdict::Reprompt(_) => format!("hook '{name}': reprompt"),
                 };
                 Decided {
                     verdict,
@@ -538,8 +555,8 @@ impl Hooks {
     fn builtin(&self, input: &HookInput, fallback: Option<String>) -> Decided {
         let decision = match_answer(&input.answer(), &input.options, &self.inner.settings.builtin);
         let verdict = match &decision {
-            Decision::Matched { option, .. } => Verdict::Matched(*option),
-            Decision::NoMatch { .. } => Verdict::NoMatch,
+            Decision::Matched { option, .. } => HookVerdict::Matched(*option),
+            Decision::NoMatch { .. } => HookVerdict::NoMatch,
         };
         Decided {
             verdict,
@@ -551,19 +568,19 @@ impl Hooks {
 }
 
 /// A hook's answer, if usable for `options` options.
-fn check(result: MatchResult, options: usize) -> Result<Verdict, String> {
+fn check(result: MatchResult, options: usize) -> Result<HookVerdict, String> {
     match result {
         MatchResult::Matched(i) => {
             let i = usize::try_from(i).unwrap_or(usize::MAX);
             if i < options {
-                Ok(Verdict::Matched(i))
+                Ok(HookVerdict::Matched(i))
             } else {
                 Err(format!(
                     "answered option index {i}, but there are {options} options"
                 ))
             }
         }
-        MatchResult::NoMatch => Ok(Verdict::NoMatch),
+        MatchResult::NoMatch => Ok(HookVerdict::NoMatch),
         MatchResult::Reprompt(text) => {
             let n = text.chars().count();
             if n > MAX_REPROMPT_CHARS {
@@ -573,7 +590,7 @@ fn check(result: MatchResult, options: usize) -> Result<Verdict, String> {
             } else if text.trim().is_empty() {
                 Err("returned an empty reprompt".to_string())
             } else {
-                Ok(Verdict::Reprompt(text))
+                Ok(HookVerdict::Reprompt(text))
             }
         }
     }
@@ -595,15 +612,75 @@ mod tests {
 
     #[test]
     fn hook_answers_are_checked() {
-        assert_eq!(check(MatchResult::Matched(1), 2), Ok(Verdict::Matched(1)));
+        assert_eq!(check(MatchResult::Matched(1), 2), Ok(HookVerdict::Matched(1)));
         assert!(check(MatchResult::Matched(2), 2).is_err());
         assert!(check(MatchResult::Matched(u32::MAX), 2).is_err());
-        assert_eq!(check(MatchResult::NoMatch, 2), Ok(Verdict::NoMatch));
+        assert_eq!(check(MatchResult::NoMatch, 2), Ok(HookVerdict::NoMatch));
         assert!(check(MatchResult::Reprompt("x".repeat(1001)), 2).is_err());
         assert!(check(MatchResult::Reprompt("  ".into()), 2).is_err());
         assert_eq!(
             check(MatchResult::Reprompt("Say yes or no.".into()), 2),
-            Ok(Verdict::Reprompt("Say yes or no.".into()))
+            Ok(HookVerdict::Reprompt("Say yes or no.".into()))
+        );
+    }
+}
+
+#[cfg(test)]
+mod decided_tests {
+    use super::*;
+    use crate::choice::Verdict;
+
+    fn decided(verdict: HookVerdict, by: &str, fallback: Option<&str>, detail: &str) -> Decided {
+        Decided {
+            verdict,
+            by: by.into(),
+            fallback: fallback.map(Into::into),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn verdicts_say_who_decided_and_why_a_hook_was_bypassed() {
+        assert_eq!(
+            decided(HookVerdict::Matched(1), "fuzzy", None, "hook 'fuzzy': option 2").into_verdict(),
+            Verdict::Matched {
+                option: 1,
+                detail: "hook 'fuzzy': option 2".into()
+            }
+        );
+        assert_eq!(
+            decided(
+                HookVerdict::Matched(0),
+                BUILT_IN,
+                Some("hook 'hostile' ran out of fuel"),
+                "option 1: heard 'yes'"
+            )
+            .into_verdict(),
+            Verdict::Matched {
+                option: 0,
+                detail:
+                    "hook 'hostile' ran out of fuel; fallback to the built-in matcher: option 1: heard 'yes'"
+                        .into()
+            }
+        );
+        assert_eq!(
+            decided(HookVerdict::NoMatch, BUILT_IN, None, "no match: nothing").into_verdict(),
+            Verdict::NoMatch {
+                why: "built-in matcher: no match: nothing".into()
+            }
+        );
+        assert_eq!(
+            decided(
+                HookVerdict::Reprompt("Say yes or no.".into()),
+                "yesno",
+                None,
+                "hook 'yesno': reprompt"
+            )
+            .into_verdict(),
+            Verdict::Reprompt {
+                text: "Say yes or no.".into(),
+                detail: "hook 'yesno': reprompt".into()
+            }
         );
     }
 }

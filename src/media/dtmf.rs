@@ -229,15 +229,21 @@ impl DtmfReceiver {
         self.current = None;
     }
 
-    /// Payloads too short to be an event, ignored by [`Self::on_packet`].
+    /// Payloads too short to be an event, ignored by [`Self::handle_packet`].
     pub fn malformed(&self) -> u64 {
         self.malformed
     }
 
     /// One telephone-event packet (RTP timestamp, marker bit, payload) that arrived at `now`;
     /// returns a digit when a key press is complete. Malformed payloads are counted and ignored.
-    pub fn on_packet(&mut self, timestamp: u32, marker: bool, payload: &[u8], now: Duration) -> Option<char> {
-        match self.on_event(timestamp, marker, payload, now) {
+    pub fn handle_packet(
+        &mut self,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+        now: Duration,
+    ) -> Option<char> {
+        match self.handle_event(timestamp, marker, payload, now) {
             Ok(d) => d.map(|d| d.digit),
             Err(_) => {
                 self.malformed += 1;
@@ -246,8 +252,8 @@ impl DtmfReceiver {
         }
     }
 
-    /// Like [`Self::on_packet`], with the details of the press and the parse error.
-    pub fn on_event(
+    /// Like [`Self::handle_packet`], with the details of the press and the parse error.
+    pub fn handle_event(
         &mut self,
         timestamp: u32,
         marker: bool,
@@ -390,14 +396,14 @@ impl DigitStream {
     }
 
     /// One telephone-event RTP packet.
-    pub fn on_rtp_event(
+    pub fn handle_rtp_event(
         &mut self,
         timestamp: u32,
         marker: bool,
         payload: &[u8],
         now: Duration,
     ) -> Result<(), DtmfError> {
-        if let Some(d) = self.receiver.on_event(timestamp, marker, payload, now)? {
+        if let Some(d) = self.receiver.handle_event(timestamp, marker, payload, now)? {
             self.push_rtp_digit(&d, now);
         }
         Ok(())
@@ -572,7 +578,7 @@ mod tests {
         let mut r = DtmfReceiver::new();
         let mut got = Vec::new();
         for (i, (m, p)) in press(5, 6).into_iter().enumerate() {
-            got.extend(r.on_packet(1000, m, &p, MS * 20 * i as u32));
+            got.extend(r.handle_packet(1000, m, &p, MS * 20 * i as u32));
         }
         assert_eq!(got, vec!['5']);
         assert_eq!(r.poll(Duration::from_secs(10)), None);
@@ -583,7 +589,7 @@ mod tests {
         let mut r = DtmfReceiver::new();
         let mut detected = None;
         for (i, (m, p)) in press(1, 4).into_iter().enumerate() {
-            if let Some(d) = r.on_event(7, m, &p, MS * (100 + 20 * i as u32)).unwrap() {
+            if let Some(d) = r.handle_event(7, m, &p, MS * (100 + 20 * i as u32)).unwrap() {
                 detected = Some(d);
             }
         }
@@ -601,7 +607,7 @@ mod tests {
         let got: Vec<char> = press(9, 5)
             .into_iter()
             .skip(1)
-            .filter_map(|(m, p)| r.on_packet(50, m, &p, Duration::ZERO))
+            .filter_map(|(m, p)| r.handle_packet(50, m, &p, Duration::ZERO))
             .collect();
         assert_eq!(got, vec!['9']);
     }
@@ -611,15 +617,15 @@ mod tests {
         let mut r = DtmfReceiver::new();
         let mut got = Vec::new();
         for (m, p) in press(1, 5).into_iter().take(5) {
-            got.extend(r.on_packet(1000, m, &p, MS * 10));
+            got.extend(r.handle_packet(1000, m, &p, MS * 10));
         }
         assert!(got.is_empty());
         for (m, p) in press(2, 5) {
-            got.extend(r.on_packet(5000, m, &p, MS * 500));
+            got.extend(r.handle_packet(5000, m, &p, MS * 500));
         }
         assert_eq!(got, vec!['1', '2']);
         // a late end packet of the first press changes nothing
-        assert_eq!(r.on_packet(1000, false, &ev(1, true, 960), MS * 600), None);
+        assert_eq!(r.handle_packet(1000, false, &ev(1, true, 960), MS * 600), None);
         assert_eq!(r.poll(Duration::from_secs(5)), None);
     }
 
@@ -627,7 +633,7 @@ mod tests {
     fn all_end_packets_lost_reported_on_timeout_once() {
         let mut r = DtmfReceiver::with_end_timeout(MS * 300);
         for (i, (m, p)) in press(3, 5).into_iter().take(5).enumerate() {
-            assert_eq!(r.on_packet(1000, m, &p, MS * 20 * i as u32), None);
+            assert_eq!(r.handle_packet(1000, m, &p, MS * 20 * i as u32), None);
         }
         // last packet at 80 ms
         assert_eq!(r.poll(MS * 300), None);
@@ -635,10 +641,10 @@ mod tests {
         assert_eq!((d.digit, d.end_seen, d.duration), ('3', false, 800));
         assert_eq!(r.poll(MS * 1000), None);
         // a straggler end packet, and a new press, report nothing twice
-        assert_eq!(r.on_packet(1000, false, &ev(3, true, 960), MS * 1100), None);
+        assert_eq!(r.handle_packet(1000, false, &ev(3, true, 960), MS * 1100), None);
         let got: Vec<char> = press(3, 2)
             .into_iter()
-            .filter_map(|(m, p)| r.on_packet(9000, m, &p, MS * 1200))
+            .filter_map(|(m, p)| r.handle_packet(9000, m, &p, MS * 1200))
             .collect();
         assert_eq!(got, vec!['3']);
     }
@@ -649,7 +655,7 @@ mod tests {
         let mut got = Vec::new();
         for ts in [100u32, 2000] {
             for (m, p) in press(0, 3) {
-                got.extend(r.on_packet(ts, m, &p, Duration::ZERO));
+                got.extend(r.handle_packet(ts, m, &p, Duration::ZERO));
             }
         }
         assert_eq!(got, vec!['0', '0']);
@@ -659,17 +665,26 @@ mod tests {
     fn new_press_seen_only_by_its_end_packets() {
         let mut r = DtmfReceiver::new();
         for (m, p) in press(4, 3).into_iter().take(3) {
-            r.on_packet(100, m, &p, Duration::ZERO);
+            r.handle_packet(100, m, &p, Duration::ZERO);
         }
         // the first press lost its ends; of the second only the ends arrive
-        assert_eq!(r.on_packet(3000, false, &ev(6, true, 640), MS * 300), Some('4'));
-        assert_eq!(r.on_packet(3000, false, &ev(6, true, 640), MS * 320), Some('6'));
-        assert_eq!(r.on_packet(3000, false, &ev(6, true, 640), MS * 340), None);
+        assert_eq!(
+            r.handle_packet(3000, false, &ev(6, true, 640), MS * 300),
+            Some('4')
+        );
+        assert_eq!(
+            r.handle_packet(3000, false, &ev(6, true, 640), MS * 320),
+            Some('6')
+        );
+        assert_eq!(r.handle_packet(3000, false, &ev(6, true, 640), MS * 340), None);
         // ... or only one end packet arrives: poll reports it at once
         for (m, p) in press(7, 3).into_iter().take(3) {
-            r.on_packet(6000, m, &p, MS * 400);
+            r.handle_packet(6000, m, &p, MS * 400);
         }
-        assert_eq!(r.on_packet(9000, false, &ev(8, true, 640), MS * 700), Some('7'));
+        assert_eq!(
+            r.handle_packet(9000, false, &ev(8, true, 640), MS * 700),
+            Some('7')
+        );
         assert_eq!(r.poll(MS * 701).map(|d| d.digit), Some('8'));
         assert_eq!(r.poll(MS * 2000), None);
     }
@@ -678,46 +693,55 @@ mod tests {
     fn reordered_packets_of_an_older_press_are_ignored() {
         let mut r = DtmfReceiver::new();
         for (m, p) in press(1, 2) {
-            r.on_packet(1000, m, &p, Duration::ZERO);
+            r.handle_packet(1000, m, &p, Duration::ZERO);
         }
-        assert_eq!(r.on_packet(2000, true, &ev(2, false, 160), MS * 200), None);
-        assert_eq!(r.on_packet(1000, false, &ev(1, false, 160), MS * 210), None);
-        assert_eq!(r.on_packet(1000, false, &ev(1, true, 480), MS * 220), None);
-        assert_eq!(r.on_packet(2000, false, &ev(2, true, 480), MS * 240), Some('2'));
+        assert_eq!(r.handle_packet(2000, true, &ev(2, false, 160), MS * 200), None);
+        assert_eq!(r.handle_packet(1000, false, &ev(1, false, 160), MS * 210), None);
+        assert_eq!(r.handle_packet(1000, false, &ev(1, true, 480), MS * 220), None);
+        assert_eq!(
+            r.handle_packet(2000, false, &ev(2, true, 480), MS * 240),
+            Some('2')
+        );
     }
 
     #[test]
     fn long_press_in_segments_is_one_press() {
         let mut r = DtmfReceiver::new();
         let ts = u32::MAX - 1000; // the second segment's timestamp wraps
-        assert_eq!(r.on_packet(ts, true, &ev(5, false, 30_000), Duration::ZERO), None);
-        assert_eq!(r.on_packet(ts, false, &ev(5, false, 0xffff), MS * 8000), None);
+        assert_eq!(
+            r.handle_packet(ts, true, &ev(5, false, 30_000), Duration::ZERO),
+            None
+        );
+        assert_eq!(r.handle_packet(ts, false, &ev(5, false, 0xffff), MS * 8000), None);
         let ts2 = ts.wrapping_add(0xffff);
-        assert_eq!(r.on_packet(ts2, false, &ev(5, false, 800), MS * 8100), None);
+        assert_eq!(r.handle_packet(ts2, false, &ev(5, false, 800), MS * 8100), None);
         let d = r
-            .on_event(ts2, false, &ev(5, true, 1600), MS * 8200)
+            .handle_event(ts2, false, &ev(5, true, 1600), MS * 8200)
             .unwrap()
             .unwrap();
         assert_eq!((d.digit, d.timestamp, d.duration), ('5', ts, 0xffff + 1600));
-        assert_eq!(r.on_packet(ts2, false, &ev(5, true, 1600), MS * 8220), None);
+        assert_eq!(r.handle_packet(ts2, false, &ev(5, true, 1600), MS * 8220), None);
     }
 
     #[test]
     fn non_digit_events_end_a_pending_digit_but_are_not_reported() {
         let mut r = DtmfReceiver::new();
-        r.on_packet(10, true, &ev(2, false, 160), Duration::ZERO);
-        assert_eq!(r.on_packet(5000, true, &ev(16, false, 160), MS * 500), Some('2'));
-        assert_eq!(r.on_packet(5000, false, &ev(16, true, 320), MS * 520), None);
+        r.handle_packet(10, true, &ev(2, false, 160), Duration::ZERO);
+        assert_eq!(
+            r.handle_packet(5000, true, &ev(16, false, 160), MS * 500),
+            Some('2')
+        );
+        assert_eq!(r.handle_packet(5000, false, &ev(16, true, 320), MS * 520), None);
         assert_eq!(r.poll(Duration::from_secs(9)), None);
     }
 
     #[test]
     fn malformed_payloads_are_counted() {
         let mut r = DtmfReceiver::new();
-        assert_eq!(r.on_packet(1, true, &[1, 2], Duration::ZERO), None);
+        assert_eq!(r.handle_packet(1, true, &[1, 2], Duration::ZERO), None);
         assert_eq!(r.malformed(), 1);
         assert_eq!(
-            r.on_event(1, true, &[], Duration::ZERO),
+            r.handle_event(1, true, &[], Duration::ZERO),
             Err(DtmfError::Truncated(0))
         );
     }
@@ -726,18 +750,18 @@ mod tests {
     fn timestamp_discontinuity_is_a_new_press() {
         let mut r = DtmfReceiver::new();
         for (m, p) in press(1, 2) {
-            r.on_packet(3_000_000_000, m, &p, Duration::ZERO);
+            r.handle_packet(3_000_000_000, m, &p, Duration::ZERO);
         }
         // far "behind": a new stream, not a stale packet
         let got: Vec<char> = press(2, 2)
             .into_iter()
-            .filter_map(|(m, p)| r.on_packet(5, m, &p, MS * 900))
+            .filter_map(|(m, p)| r.handle_packet(5, m, &p, MS * 900))
             .collect();
         assert_eq!(got, vec!['2']);
         r.reset();
         let got: Vec<char> = press(3, 2)
             .into_iter()
-            .filter_map(|(m, p)| r.on_packet(4, m, &p, MS * 990))
+            .filter_map(|(m, p)| r.handle_packet(4, m, &p, MS * 990))
             .collect();
         assert_eq!(got, vec!['3']);
     }
@@ -791,7 +815,7 @@ mod tests {
         for d in ['1', '#', 'D'] {
             let ts = 160 * got.len() as u32 * 100;
             for (i, (p, m, _)) in events_for_digit(d, 120, 8000).unwrap().into_iter().enumerate() {
-                got.extend(r.on_packet(ts, m, &p, MS * 20 * i as u32));
+                got.extend(r.handle_packet(ts, m, &p, MS * 20 * i as u32));
             }
         }
         assert_eq!(got, vec!['1', '#', 'D']);
@@ -801,10 +825,10 @@ mod tests {
         let steps = ((to - from).as_millis() / 20) as u32;
         for k in 0..=steps {
             let p = ev(event, false, 160 * (k as u16 + 1));
-            s.on_rtp_event(ts, k == 0, &p, from + MS * 20 * k).unwrap();
+            s.handle_rtp_event(ts, k == 0, &p, from + MS * 20 * k).unwrap();
         }
         for _ in 0..3 {
-            s.on_rtp_event(ts, false, &ev(event, true, 160 * (steps as u16 + 2)), to)
+            s.handle_rtp_event(ts, false, &ev(event, true, 160 * (steps as u16 + 2)), to)
                 .unwrap();
         }
     }
@@ -864,13 +888,13 @@ mod tests {
         );
         assert_eq!(s.push_info('b', Duration::ZERO), Ok(true));
         assert_eq!(s.next_digit().map(|d| d.digit), Some('B'));
-        assert!(s.on_rtp_event(1, true, &[0], Duration::ZERO).is_err());
+        assert!(s.handle_rtp_event(1, true, &[0], Duration::ZERO).is_err());
     }
 
     #[test]
     fn digit_stream_poll_reports_timed_out_press() {
         let mut s = DigitStream::new();
-        s.on_rtp_event(77, true, &ev(12, false, 160), Duration::ZERO)
+        s.handle_rtp_event(77, true, &ev(12, false, 160), Duration::ZERO)
             .unwrap();
         s.poll(MS * 100);
         assert_eq!(s.next_digit(), None);

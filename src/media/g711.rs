@@ -222,21 +222,6 @@ mod tests {
         }
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn i16(&mut self) -> i16 {
-            (self.next() >> 48) as u16 as i16
-        }
-    }
-
     const LAWS: [Law; 2] = [Law::Ulaw, Law::Alaw];
 
     fn check_error_bound(law: Law, x: i16) {
@@ -271,10 +256,10 @@ mod tests {
 
     #[test]
     fn error_bound_random_slices() {
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = crate::testing::TestRng::seeded(0x9E37_79B9_7F4A_7C15);
         for law in LAWS {
             for _ in 0..200 {
-                let len = (rng.next() % 400) as usize;
+                let len = rng.below(400);
                 let pcm: Vec<i16> = (0..len).map(|_| rng.i16()).collect();
                 let mut bytes = Vec::new();
                 encode(law, &pcm, &mut bytes);

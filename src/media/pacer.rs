@@ -144,15 +144,16 @@ mod tests {
     fn an_hour_of_jittery_wakeups_stays_on_the_grid() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0, P, 3);
-        let mut x: u64 = 7;
+        let mut rng = crate::testing::TestRng::seeded(7);
         let mut ran = 0u64;
         let mut burst_max = 0;
         while p.next_tick() < 180_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
             // Wake 0-3 ms late, and now and then 70 ms late.
-            let late = if x.is_multiple_of(500) { 70_000 } else { x % 3_000 };
+            let late = if rng.one_in(500) {
+                70_000
+            } else {
+                rng.below(3_000) as u64
+            };
             let due = p.due(p.deadline() + Duration::from_micros(late));
             ran += u64::from(due.count);
             burst_max = burst_max.max(due.count);

@@ -308,21 +308,6 @@ mod tests {
     use super::*;
     use std::f64::consts::PI;
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     fn sine(rate: u32, freq: f64, amp: f64, len: usize) -> Vec<i16> {
         (0..len)
             .map(|n| (amp * (2.0 * PI * freq * n as f64 / f64::from(rate)).sin()).round() as i16)
@@ -399,14 +384,14 @@ mod tests {
 
     #[test]
     fn resample_all_length_is_exact_for_every_pair() {
-        let mut rng = XorShift(0x1234_5678_9ABC_DEF1);
+        let mut rng = crate::testing::TestRng::seeded(0x1234_5678_9ABC_DEF1);
         let mut lens: Vec<usize> = vec![
             0, 1, 2, 3, 5, 79, 80, 159, 160, 161, 441, 882, 959, 960, 961, 4410,
         ];
-        lens.extend((0..12).map(|_| rng.below(5000) as usize));
+        lens.extend((0..12).map(|_| rng.below(5000)));
         for (from, to) in all_pairs() {
             for &len in &lens {
-                let input: Vec<i16> = (0..len).map(|_| rng.next() as i16 / 4).collect();
+                let input: Vec<i16> = (0..len).map(|_| rng.i16() / 4).collect();
                 let out = resample_all(from, to, &input).unwrap();
                 let expected = (len as u64 * u64::from(to) * 2 + u64::from(from)) / (2 * u64::from(from));
                 assert_eq!(out.len() as u64, expected, "{from}->{to} len {len}");
@@ -419,17 +404,17 @@ mod tests {
 
     #[test]
     fn streaming_in_random_chunks_matches_resample_all() {
-        let mut rng = XorShift(0xDEAD_BEEF_CAFE_F00D);
+        let mut rng = crate::testing::TestRng::seeded(0xDEAD_BEEF_CAFE_F00D);
         for (from, to) in all_pairs() {
             let mut r = Resampler::new(from, to).unwrap();
             // Two prompts through the same resampler: flush must leave it as good as new.
             for _prompt in 0..2 {
-                let len = 1 + rng.below(6000) as usize;
-                let input: Vec<i16> = (0..len).map(|_| (rng.next() >> 50) as i16 - 4096).collect();
+                let len = 1 + rng.below(6000);
+                let input: Vec<i16> = (0..len).map(|_| (rng.next_u64() >> 50) as i16 - 4096).collect();
                 let mut out = Vec::new();
                 let mut fed = 0usize;
                 while fed < len {
-                    let n = (rng.below(1200) as usize).min(len - fed);
+                    let n = rng.below(1200).min(len - fed);
                     r.process(&input[fed..fed + n], &mut out);
                     fed += n;
                     let ideal = scaled_len(fed as u64, from, to);
@@ -539,11 +524,11 @@ mod tests {
 
     #[test]
     fn full_scale_input_saturates_without_panicking() {
-        let mut rng = XorShift(42);
+        let mut rng = crate::testing::TestRng::seeded(42);
         let square: Vec<i16> = (0..8000)
             .map(|n| if (n / 7) % 2 == 0 { i16::MAX } else { i16::MIN })
             .collect();
-        let noise: Vec<i16> = (0..8000).map(|_| rng.next() as i16).collect();
+        let noise: Vec<i16> = (0..8000).map(|_| rng.i16()).collect();
         let extremes: Vec<i16> = (0..8000)
             .map(|n| if n % 2 == 0 { i16::MIN } else { i16::MAX })
             .collect();

@@ -1,7 +1,7 @@
 //! One call's media, sans-IO: what to send on each 20 ms tick (prompt frames, else silence) and
 //! what to make of each datagram that arrives (source policy, symmetric RTP latching, statistics,
 //! reordering, RFC 4733 digits, decoding to 16 kHz for the recogniser). The media thread owns the
-//! socket and the clock and calls [`MediaSession::on_tick`] / [`MediaSession::on_datagram`].
+//! socket and the clock and calls [`MediaSession::handle_tick`] / [`MediaSession::handle_datagram`].
 //!
 //! Source policy (anyone on the LAN can send to our port): RTP, RFC 4733 events and RTCP are
 //! accepted only from the IP address of the SDP answer (or of the latest re-INVITE). The first RTP
@@ -60,8 +60,29 @@ impl AudioCodec {
     }
 }
 
+/// Why a media session cannot start, or cannot send a key press.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("{0}")]
+    Opus(#[from] super::opus_codec::OpusError),
+    #[error("{0}")]
+    Resample(#[from] super::resample::ResampleError),
+    #[error("the far end accepts no telephone-event (RFC 4733) packets")]
+    NoTelephoneEvent,
+    #[error("{0}")]
+    Digit(#[from] super::dtmf::DtmfError),
+}
+
+/// SSRC and initial numbers of a session's RTP stream (RFC 3550 §5.1: random).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpNumbers {
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_timestamp: u32,
+}
+
 /// What the SDP answer settled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionParams {
     pub codec: AudioCodec,
     pub payload_type: u8,
@@ -137,17 +158,17 @@ pub struct MediaSession {
 impl MediaSession {
     /// A session started at `now` (time since the media thread's epoch). `silence` is one
     /// encoded frame of silence for the codec.
-    pub fn new(params: SessionParams, silence: Vec<u8>, now: Duration) -> Result<Self, String> {
+    pub fn new(params: SessionParams, silence: Vec<u8>, now: Duration) -> Result<Self, SessionError> {
         let decoder = match params.codec {
             AudioCodec::Pcmu => Decoder::G711(Law::Ulaw),
             AudioCodec::Pcma => Decoder::G711(Law::Alaw),
-            AudioCodec::Opus => Decoder::Opus(Box::new(OpusDecoder::new().map_err(|e| e.to_string())?)),
+            AudioCodec::Opus => Decoder::Opus(Box::new(OpusDecoder::new()?)),
         };
         let rate = params.codec.clock_rate();
         let to_16k = if rate == 16_000 {
             None
         } else {
-            Some(Resampler::new(rate, 16_000).map_err(|e| e.to_string())?)
+            Some(Resampler::new(rate, 16_000)?)
         };
         Ok(Self {
             sender: RtpSender::new(params.ssrc, params.initial_seq, params.initial_timestamp),
@@ -216,12 +237,11 @@ impl MediaSession {
 
     /// Send a key press as RFC 4733 events (it replaces audio for its duration). Fails when the
     /// far end did not offer `telephone-event` or the key is not a DTMF key.
-    pub fn send_digit(&mut self, digit: char, duration_ms: u32) -> Result<(), String> {
+    pub fn send_digit(&mut self, digit: char, duration_ms: u32) -> Result<(), SessionError> {
         if self.params.dtmf_payload_type.is_none() {
-            return Err("the far end accepts no telephone-event (RFC 4733) packets".into());
+            return Err(SessionError::NoTelephoneEvent);
         }
-        let events = events_for_digit(digit, duration_ms, self.params.codec.clock_rate())
-            .map_err(|e| e.to_string())?;
+        let events = events_for_digit(digit, duration_ms, self.params.codec.clock_rate())?;
         // A press queued behind another starts where the previous one ends.
         let spf = self.params.codec.samples_per_frame();
         let start_frame = self.next_frame + (self.outgoing_digits.len() as u64);
@@ -264,7 +284,7 @@ impl MediaSession {
     /// RFC 4733 event while a key press is being sent; nothing (`out` empty) while the far end
     /// holds the call. Playback and queued key presses pause while held and go on after the
     /// resume, so a prompt only completes when every frame of it was sent.
-    pub fn on_tick(&mut self, frame_index: u64, now: Duration, out: &mut Vec<u8>) {
+    pub fn handle_tick(&mut self, frame_index: u64, now: Duration, out: &mut Vec<u8>) {
         out.clear();
         self.next_frame = frame_index + 1;
         if !self.sending {
@@ -330,7 +350,7 @@ impl MediaSession {
 
     /// A datagram arrived on the RTP socket from `from` at `now`. Only the far end's address is
     /// heard (see the module docs); anything else is counted and dropped before parsing.
-    pub fn on_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Duration) {
+    pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Duration) {
         if !self.admits_rtp(from) {
             return;
         }
@@ -345,12 +365,12 @@ impl MediaSession {
         self.first_rx.get_or_insert(now);
         self.bytes_received += payload.len() as u64;
         self.stats
-            .on_packet(header.ssrc, header.seq, header.timestamp, now);
+            .handle_packet(header.ssrc, header.seq, header.timestamp, now);
         if Some(header.payload_type) == self.params.dtmf_payload_type {
             // A malformed event is counted by the receiver and otherwise ignored.
             let _ = self
                 .digits
-                .on_rtp_event(header.timestamp, header.marker, payload, now);
+                .handle_rtp_event(header.timestamp, header.marker, payload, now);
             self.drain_digits();
             return;
         }
@@ -384,7 +404,7 @@ impl MediaSession {
 
     /// Time-driven work at `now`: a key press whose end packets were all lost is reported once
     /// the DTMF receiver's timeout passes.
-    pub fn on_timer(&mut self, now: Duration) {
+    pub fn handle_timeout(&mut self, now: Duration) {
         self.digits.poll(now);
         self.drain_digits();
     }
@@ -395,7 +415,7 @@ impl MediaSession {
 
     /// A datagram arrived on the RTCP socket from `from`: true when it comes from the far end's
     /// IP (its reports are not used yet); anything else is counted as rejected.
-    pub fn on_rtcp_datagram(&mut self, from: SocketAddr) -> bool {
+    pub fn handle_rtcp_datagram(&mut self, from: SocketAddr) -> bool {
         let ok = self.expected_ip() == Some(from.ip().to_canonical());
         if !ok {
             self.rejected += 1;
@@ -478,12 +498,12 @@ mod tests {
         let mut s =
             MediaSession::new(params(), vec![0xFF; 160], Duration::from_millis(1_000)).expect("session");
         let mut out = Vec::new();
-        s.on_tick(0, Duration::from_millis(1_000), &mut out);
-        s.on_tick(1, Duration::from_millis(1_020), &mut out);
+        s.handle_tick(0, Duration::from_millis(1_000), &mut out);
+        s.handle_tick(1, Duration::from_millis(1_020), &mut out);
         assert_eq!(s.health(Duration::from_millis(1_020)).answer_to_audio_ms, None);
         s.play(1, Arc::new(vec![vec![1; 160]; 3]));
         for (n, at) in [(2, 1_040), (3, 1_060), (4, 1_080)] {
-            s.on_tick(n, Duration::from_millis(at), &mut out);
+            s.handle_tick(n, Duration::from_millis(at), &mut out);
         }
         assert_eq!(
             s.health(Duration::from_millis(1_100)).answer_to_audio_ms,
@@ -496,7 +516,7 @@ mod tests {
         let mut s = session();
         let mut out = Vec::new();
         let mut seen = Vec::new();
-        s.on_tick(0, Duration::ZERO, &mut out);
+        s.handle_tick(0, Duration::ZERO, &mut out);
         seen.push(
             parse(&out)
                 .map(|(h, p)| (h.seq, h.timestamp, h.marker, p.to_vec()))
@@ -504,7 +524,7 @@ mod tests {
         );
         s.play(7, Arc::new(vec![vec![1; 160], vec![2; 160]]));
         for n in 1..5 {
-            s.on_tick(n, Duration::ZERO, &mut out);
+            s.handle_tick(n, Duration::ZERO, &mut out);
             seen.push(
                 parse(&out)
                     .map(|(h, p)| (h.seq, h.timestamp, h.marker, p.to_vec()))
@@ -543,7 +563,7 @@ mod tests {
         let mut s = session();
         s.play(1, Arc::new(vec![vec![1; 160]; 50]));
         let mut out = Vec::new();
-        s.on_tick(0, Duration::ZERO, &mut out);
+        s.handle_tick(0, Duration::ZERO, &mut out);
         s.stop_playback();
         assert_eq!(
             s.poll_event(),
@@ -552,7 +572,7 @@ mod tests {
                 complete: false
             })
         );
-        s.on_tick(1, Duration::ZERO, &mut out);
+        s.handle_tick(1, Duration::ZERO, &mut out);
         assert_eq!(
             parse(&out).map(|(_, p)| p.to_vec()).expect("rtp"),
             vec![0xFF; 160]
@@ -571,7 +591,7 @@ mod tests {
         let from: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         for i in 0..10u16 {
             let pkt = inbound(100 + i, u32::from(i) * 160, 0, i == 0, &[0x7F; 160]);
-            s.on_datagram(from, &pkt, Duration::from_millis(20 * u64::from(i)));
+            s.handle_datagram(from, &pkt, Duration::from_millis(20 * u64::from(i)));
         }
         assert_eq!(s.remote(), from, "symmetric RTP");
         let mut audio = 0;
@@ -594,7 +614,7 @@ mod tests {
                 *dur as u8,
             ];
             let pkt = inbound(110 + k as u16, 1600, 101, k == 0, &ev);
-            s.on_datagram(from, &pkt, Duration::from_millis(200 + 20 * k as u64));
+            s.handle_datagram(from, &pkt, Duration::from_millis(200 + 20 * k as u64));
         }
         while let Some(e) = s.poll_event() {
             match e {
@@ -620,7 +640,7 @@ mod tests {
         let from: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         for (k, dur) in [160u16, 320].iter().enumerate() {
             let ev = [9u8, 10, (dur >> 8) as u8, *dur as u8];
-            s.on_datagram(
+            s.handle_datagram(
                 from,
                 &inbound(200 + k as u16, 3200, 101, k == 0, &ev),
                 Duration::from_millis(20 * k as u64),
@@ -632,9 +652,9 @@ mod tests {
                 .count()
         };
         assert_eq!(digits(&mut s), 0, "not yet: no end packet");
-        s.on_timer(Duration::from_secs(5));
+        s.handle_timeout(Duration::from_secs(5));
         assert_eq!(digits(&mut s), 1);
-        s.on_timer(Duration::from_secs(10));
+        s.handle_timeout(Duration::from_secs(10));
         assert_eq!(digits(&mut s), 0, "never twice");
     }
 
@@ -650,7 +670,7 @@ mod tests {
         let mut s = session();
         let mut out = Vec::new();
         for n in 0..10 {
-            s.on_tick(n, Duration::ZERO, &mut out);
+            s.handle_tick(n, Duration::ZERO, &mut out);
         }
         s.rtcp(
             Duration::from_secs(5),
@@ -674,11 +694,11 @@ mod tests {
     fn digits_are_sent_as_rfc4733_events_in_place_of_audio() {
         let mut s = session();
         let mut out = Vec::new();
-        s.on_tick(0, Duration::ZERO, &mut out);
+        s.handle_tick(0, Duration::ZERO, &mut out);
         s.send_digit('5', 100).expect("queued");
         let mut events = Vec::new();
         for n in 1..12 {
-            s.on_tick(n, Duration::ZERO, &mut out);
+            s.handle_tick(n, Duration::ZERO, &mut out);
             let (h, p) = parse(&out).expect("rtp");
             events.push((h.payload_type, h.timestamp, h.marker, p.to_vec()));
         }
@@ -723,21 +743,21 @@ mod tests {
         let phone: SocketAddr = "127.0.0.1:40100".parse().expect("addr");
         let mut pkt = Vec::new();
         write(&RtpHeader::new(0, 1, 0, 77, false), &[0xFF; 160], &mut pkt);
-        s.on_datagram(phone, &pkt, Duration::from_millis(5));
+        s.handle_datagram(phone, &pkt, Duration::from_millis(5));
         assert_eq!(s.remote(), phone);
         let moved: SocketAddr = "127.0.0.1:41000".parse().expect("addr");
         let moved_rtcp: SocketAddr = "127.0.0.1:41001".parse().expect("addr");
         s.update_remote(moved, moved_rtcp, false);
         assert_eq!(s.remote(), moved);
         assert_eq!(s.remote_rtcp(), moved_rtcp);
-        s.on_tick(1, Duration::ZERO, &mut out);
+        s.handle_tick(1, Duration::ZERO, &mut out);
         assert!(out.is_empty(), "nothing is sent while held");
         s.update_remote(moved, moved_rtcp, true);
-        s.on_tick(2, Duration::ZERO, &mut out);
+        s.handle_tick(2, Duration::ZERO, &mut out);
         let (h, _) = parse(&out).expect("rtp after resume");
         assert_eq!(h.timestamp, 1000 + 2 * 160);
         let from: SocketAddr = "127.0.0.1:41050".parse().expect("addr");
-        s.on_datagram(from, &pkt, Duration::from_millis(60));
+        s.handle_datagram(from, &pkt, Duration::from_millis(60));
         assert_eq!(s.remote(), from, "latches again after the move");
     }
 
@@ -748,22 +768,22 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:40100".parse().expect("addr");
         let rtcp: SocketAddr = "127.0.0.1:40101".parse().expect("addr");
         s.play(7, Arc::new(vec![vec![1; 160]; 3]));
-        s.on_tick(0, Duration::ZERO, &mut out);
+        s.handle_tick(0, Duration::ZERO, &mut out);
         assert_eq!(parse(&out).expect("rtp").1, &[1; 160][..]);
         s.update_remote(addr, rtcp, false);
         for n in 1..50 {
-            s.on_tick(n, Duration::from_millis(20 * n), &mut out);
+            s.handle_tick(n, Duration::from_millis(20 * n), &mut out);
             assert!(out.is_empty(), "nothing is sent while held");
         }
         assert!(s.poll_event().is_none(), "the prompt is not done while held");
         assert!(s.is_playing());
         s.update_remote(addr, rtcp, true);
-        s.on_tick(50, Duration::from_millis(1_000), &mut out);
+        s.handle_tick(50, Duration::from_millis(1_000), &mut out);
         let (h, p) = parse(&out).expect("rtp after resume");
         assert!(h.marker, "a new talkspurt after the hold");
         assert_eq!(p, &[1; 160][..]);
         assert!(s.poll_event().is_none());
-        s.on_tick(51, Duration::from_millis(1_020), &mut out);
+        s.handle_tick(51, Duration::from_millis(1_020), &mut out);
         assert_eq!(
             s.poll_event(),
             Some(MediaEvent::PlaybackDone {
@@ -798,7 +818,7 @@ mod tests {
             &ev(false, 160),
             &mut pkt,
         );
-        s.on_datagram("127.0.0.1:40000".parse().expect("addr"), &pkt, t);
+        s.handle_datagram("127.0.0.1:40000".parse().expect("addr"), &pkt, t);
         for (i, seq) in (11..14).enumerate() {
             pkt.clear();
             write(
@@ -806,7 +826,7 @@ mod tests {
                 &ev(true, 800),
                 &mut pkt,
             );
-            s.on_datagram(
+            s.handle_datagram(
                 "127.0.0.1:40000".parse().expect("addr"),
                 &pkt,
                 t + Duration::from_millis(100 + 20 * i as u64),
@@ -856,7 +876,7 @@ mod tests {
                 *dur as u8,
             ];
             let pkt = inbound(seq + k as u16, ts, 101, k == 0, &ev);
-            s.on_datagram(from, &pkt, at + Duration::from_millis(20 * k as u64));
+            s.handle_datagram(from, &pkt, at + Duration::from_millis(20 * k as u64));
         }
     }
 
@@ -866,7 +886,7 @@ mod tests {
         let phone: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
         let spray = |s: &mut MediaSession, seq: u16, at: u64| {
             if let Some(f) = foreign {
-                s.on_datagram(
+                s.handle_datagram(
                     f,
                     &inbound(seq, u32::from(seq) * 160, 0, true, &[0x00; 160]),
                     Duration::from_millis(at),
@@ -884,7 +904,7 @@ mod tests {
         spray(&mut s, 500, 0);
         for i in 0..10u16 {
             let pkt = inbound(100 + i, u32::from(i) * 160, 0, i == 0, &[0x7F; 160]);
-            s.on_datagram(phone, &pkt, Duration::from_millis(20 + 20 * u64::from(i)));
+            s.handle_datagram(phone, &pkt, Duration::from_millis(20 + 20 * u64::from(i)));
             spray(&mut s, 600 + i * 10, 21 + 20 * u64::from(i));
         }
         press(&mut s, phone, 5, 110, 1_600, Duration::from_millis(300));
@@ -919,9 +939,9 @@ mod tests {
         let mut s = session();
         let phone: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
         let other: SocketAddr = "127.0.0.1:50002".parse().expect("addr");
-        s.on_datagram(phone, &inbound(1, 0, 0, true, &[0x7F; 160]), Duration::ZERO);
+        s.handle_datagram(phone, &inbound(1, 0, 0, true, &[0x7F; 160]), Duration::ZERO);
         assert_eq!(s.remote(), phone, "symmetric RTP: same host, other port");
-        s.on_datagram(
+        s.handle_datagram(
             other,
             &inbound(2, 160, 0, false, &[0x7F; 160]),
             Duration::from_millis(20),
@@ -933,14 +953,14 @@ mod tests {
         // A re-INVITE moves the media: the new host is heard and latches; the old one no more.
         let moved: SocketAddr = "127.0.0.3:41000".parse().expect("addr");
         s.update_remote(moved, "127.0.0.3:41001".parse().expect("addr"), true);
-        s.on_datagram(
+        s.handle_datagram(
             phone,
             &inbound(3, 320, 0, false, &[0x7F; 160]),
             Duration::from_millis(60),
         );
         assert_eq!(s.health(Duration::ZERO).rejected_packets, 7);
         let moved_port: SocketAddr = "127.0.0.3:41010".parse().expect("addr");
-        s.on_datagram(
+        s.handle_datagram(
             moved_port,
             &inbound(9, 0, 0, true, &[0x7F; 160]),
             Duration::from_millis(80),
@@ -961,8 +981,8 @@ mod tests {
         )
         .expect("session");
         let from: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-        s.on_datagram(from, &inbound(1, 0, 0, true, &[0x7F; 160]), Duration::ZERO);
-        assert!(!s.on_rtcp_datagram("127.0.0.1:40001".parse().expect("addr")));
+        s.handle_datagram(from, &inbound(1, 0, 0, true, &[0x7F; 160]), Duration::ZERO);
+        assert!(!s.handle_rtcp_datagram("127.0.0.1:40001".parse().expect("addr")));
         let (remote, digits, audio) = heard(&mut s);
         assert_eq!(
             remote,
@@ -979,7 +999,7 @@ mod tests {
             "0.0.0.0:40001".parse().expect("addr"),
             false,
         );
-        s.on_datagram(
+        s.handle_datagram(
             "127.0.0.1:40000".parse().expect("addr"),
             &inbound(1, 0, 0, true, &[0x7F; 160]),
             Duration::ZERO,
@@ -990,12 +1010,12 @@ mod tests {
     #[test]
     fn rtcp_is_heard_only_from_the_answers_host() {
         let mut s = session();
-        assert!(s.on_rtcp_datagram("127.0.0.1:40001".parse().expect("addr")));
+        assert!(s.handle_rtcp_datagram("127.0.0.1:40001".parse().expect("addr")));
         assert!(
-            s.on_rtcp_datagram("127.0.0.1:50001".parse().expect("addr")),
+            s.handle_rtcp_datagram("127.0.0.1:50001".parse().expect("addr")),
             "any port of the host"
         );
-        assert!(!s.on_rtcp_datagram("127.0.0.9:40001".parse().expect("addr")));
+        assert!(!s.handle_rtcp_datagram("127.0.0.9:40001".parse().expect("addr")));
         assert_eq!(s.health(Duration::ZERO).rejected_packets, 1);
     }
 }

@@ -674,17 +674,10 @@ mod tests {
 
     #[test]
     fn pseudo_random_bytes_never_panic() {
-        let mut x: u32 = 0x1234_5678;
-        let mut buf = Vec::new();
+        let mut rng = crate::testing::TestRng::seeded(0x1234_5678);
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let len = (x % 80) as usize;
-            buf.clear();
-            for i in 0..len {
-                buf.push((x.rotate_left(i as u32 * 3) & 0xff) as u8);
-            }
+            let len = rng.below(80);
+            let mut buf = rng.bytes(len);
             if let Some(b) = buf.first_mut() {
                 *b = (*b & 0x3f) | 0x80; // mostly version 2, so deeper checks run
             }

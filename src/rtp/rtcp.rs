@@ -929,17 +929,10 @@ mod tests {
 
     #[test]
     fn pseudo_random_bytes_never_panic() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut buf = Vec::new();
+        let mut rng = crate::testing::TestRng::seeded(0x9e37_79b9_7f4a_7c15);
         for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            buf.clear();
-            let len = (x % 120) as usize;
-            for i in 0..len {
-                buf.push((x.rotate_left(i as u32 * 5) & 0xff) as u8);
-            }
+            let len = rng.below(120);
+            let mut buf = rng.bytes(len);
             if buf.len() >= 4 {
                 buf[0] = 0x80 | (buf[0] & 0x3f);
                 buf[1] = 200 + (buf[1] % 6);

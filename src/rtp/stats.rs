@@ -33,7 +33,7 @@ pub const MAX_DROPOUT: u16 = 3000;
 pub const MAX_MISORDER: u16 = 100;
 const RTP_SEQ_MOD: u32 = 1 << 16;
 
-/// What [`ReceiverStats::on_packet`] made of a packet.
+/// What [`ReceiverStats::handle_packet`] made of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketStatus {
     /// The first packet of a source (the first ever, or after an SSRC change): probation starts.
@@ -260,7 +260,7 @@ impl ReceiverStats {
     }
 
     /// Records one RTP packet (header fields and arrival time).
-    pub fn on_packet(&mut self, ssrc: u32, seq: u16, timestamp: u32, arrival: Duration) -> PacketStatus {
+    pub fn handle_packet(&mut self, ssrc: u32, seq: u16, timestamp: u32, arrival: Duration) -> PacketStatus {
         self.packets += 1;
         let arrival_rtp = self.arrival_rtp(arrival);
         let new_source = match &self.source {
@@ -304,13 +304,13 @@ impl ReceiverStats {
     }
 
     /// Records one parsed RTP packet and its payload size.
-    pub fn on_rtp(&mut self, header: &RtpHeader, payload_len: usize, arrival: Duration) -> PacketStatus {
+    pub fn handle_rtp(&mut self, header: &RtpHeader, payload_len: usize, arrival: Duration) -> PacketStatus {
         self.bytes += payload_len as u64;
-        self.on_packet(header.ssrc, header.seq, header.timestamp, arrival)
+        self.handle_packet(header.ssrc, header.seq, header.timestamp, arrival)
     }
 
     /// Records an SR from `ssrc` that arrived at `arrival` (for LSR/DLSR in our next report).
-    pub fn on_sender_report(&mut self, ssrc: Ssrc, ntp: NtpTimestamp, arrival: Duration) {
+    pub fn handle_sender_report(&mut self, ssrc: Ssrc, ntp: NtpTimestamp, arrival: Duration) {
         if let Some(s) = self.source.as_mut().filter(|s| s.ssrc == ssrc.0) {
             s.last_sr = Some((ntp.middle32(), arrival));
         }
@@ -385,12 +385,12 @@ impl ReceiverStats {
             .map_or(0, |s| s.expected() as i64 - s.received as i64)
     }
 
-    /// Every packet handed to [`Self::on_packet`], over the whole call.
+    /// Every packet handed to [`Self::handle_packet`], over the whole call.
     pub fn packets_received(&self) -> u64 {
         self.packets
     }
 
-    /// Payload bytes handed to [`Self::on_rtp`], over the whole call.
+    /// Payload bytes handed to [`Self::handle_rtp`], over the whole call.
     pub fn bytes_received(&self) -> u64 {
         self.bytes
     }
@@ -447,20 +447,23 @@ mod tests {
     /// Feeds `seqs` from one source at 20 ms spacing with timestamps that follow the sequence.
     fn feed(stats: &mut ReceiverStats, ssrc: u32, seqs: impl IntoIterator<Item = u16>, t0: Duration) {
         for (i, seq) in seqs.into_iter().enumerate() {
-            stats.on_packet(ssrc, seq, u32::from(seq) * 160, t0 + MS * 20 * i as u32);
+            stats.handle_packet(ssrc, seq, u32::from(seq) * 160, t0 + MS * 20 * i as u32);
         }
     }
 
     #[test]
     fn probation_then_in_order_stream_has_no_loss_and_no_jitter() {
         let mut s = ReceiverStats::new(8000);
-        assert_eq!(s.on_packet(1, 100, 0, Duration::ZERO), PacketStatus::NewSource);
+        assert_eq!(
+            s.handle_packet(1, 100, 0, Duration::ZERO),
+            PacketStatus::NewSource
+        );
         assert!(!s.is_validated());
-        assert_eq!(s.on_packet(1, 101, 160, MS * 20), PacketStatus::Valid);
+        assert_eq!(s.handle_packet(1, 101, 160, MS * 20), PacketStatus::Valid);
         assert!(s.is_validated());
         for i in 2..500u32 {
             assert_eq!(
-                s.on_packet(1, 100 + i as u16, 160 * i, MS * 20 * i),
+                s.handle_packet(1, 100 + i as u16, 160 * i, MS * 20 * i),
                 PacketStatus::Valid
             );
         }
@@ -475,10 +478,10 @@ mod tests {
     #[test]
     fn probation_restarts_on_out_of_sequence() {
         let mut s = ReceiverStats::new(8000);
-        s.on_packet(1, 10, 0, Duration::ZERO);
-        assert_eq!(s.on_packet(1, 20, 0, MS), PacketStatus::Probation);
+        s.handle_packet(1, 10, 0, Duration::ZERO);
+        assert_eq!(s.handle_packet(1, 20, 0, MS), PacketStatus::Probation);
         assert!(!s.is_validated());
-        assert_eq!(s.on_packet(1, 21, 0, MS * 2), PacketStatus::Valid);
+        assert_eq!(s.handle_packet(1, 21, 0, MS * 2), PacketStatus::Valid);
         assert_eq!(s.extended_highest_seq(), Some(21));
         assert_eq!(s.expected(), 1);
     }
@@ -503,22 +506,22 @@ mod tests {
     fn large_jump_needs_two_sequential_packets() {
         let mut s = ReceiverStats::new(8000);
         feed(&mut s, 1, 0..10, Duration::ZERO);
-        assert_eq!(s.on_packet(1, 5000, 0, MS * 300), PacketStatus::Jump);
+        assert_eq!(s.handle_packet(1, 5000, 0, MS * 300), PacketStatus::Jump);
         assert_eq!(s.received(), 9);
         // not followed: another stray jump, still not counted
-        assert_eq!(s.on_packet(1, 9000, 0, MS * 320), PacketStatus::Jump);
-        assert_eq!(s.on_packet(1, 10, 1600, MS * 340), PacketStatus::Valid);
+        assert_eq!(s.handle_packet(1, 9000, 0, MS * 320), PacketStatus::Jump);
+        assert_eq!(s.handle_packet(1, 10, 1600, MS * 340), PacketStatus::Valid);
         // a jump confirmed by its successor restarts the numbering
-        assert_eq!(s.on_packet(1, 40_000, 0, MS * 360), PacketStatus::Jump);
-        assert_eq!(s.on_packet(1, 40_001, 160, MS * 380), PacketStatus::Restarted);
+        assert_eq!(s.handle_packet(1, 40_000, 0, MS * 360), PacketStatus::Jump);
+        assert_eq!(s.handle_packet(1, 40_001, 160, MS * 380), PacketStatus::Restarted);
         assert_eq!(s.restarts(), 1);
         assert_eq!(s.extended_highest_seq(), Some(40_001));
         assert_eq!(s.expected(), 1);
-        assert_eq!(s.on_packet(1, 40_002, 320, MS * 400), PacketStatus::Valid);
+        assert_eq!(s.handle_packet(1, 40_002, 320, MS * 400), PacketStatus::Valid);
         assert_eq!(s.loss_percent(), 0.0);
         // a packet far behind (more than MAX_MISORDER) is a jump, a little behind is misorder
-        assert_eq!(s.on_packet(1, 40_002 - 200, 0, MS * 420), PacketStatus::Jump);
-        assert_eq!(s.on_packet(1, 40_002 - 50, 0, MS * 440), PacketStatus::Valid);
+        assert_eq!(s.handle_packet(1, 40_002 - 200, 0, MS * 420), PacketStatus::Jump);
+        assert_eq!(s.handle_packet(1, 40_002 - 50, 0, MS * 440), PacketStatus::Valid);
     }
 
     #[test]
@@ -545,7 +548,7 @@ mod tests {
         // duplicates: RFC count makes the cumulative loss shrink, negative eventually
         for _ in 0..20 {
             assert_eq!(
-                s.on_packet(3, 150, 150 * 160, Duration::from_secs(7)),
+                s.handle_packet(3, 150, 150 * 160, Duration::from_secs(7)),
                 PacketStatus::Duplicate
             );
         }
@@ -566,9 +569,9 @@ mod tests {
         let mut s = ReceiverStats::new(8000);
         feed(&mut s, 9, 0..5, Duration::ZERO);
         let ntp = NtpTimestamp(0x1122_3344_5566_7788);
-        s.on_sender_report(Ssrc(8), ntp, Duration::from_secs(1)); // another source: ignored
+        s.handle_sender_report(Ssrc(8), ntp, Duration::from_secs(1)); // another source: ignored
         assert_eq!(s.report_block(Duration::from_secs(2)).unwrap().lsr, 0);
-        s.on_sender_report(Ssrc(9), ntp, Duration::from_secs(1));
+        s.handle_sender_report(Ssrc(9), ntp, Duration::from_secs(1));
         let rb = s.report_block(Duration::from_millis(1500)).unwrap();
         assert_eq!(rb.lsr, 0x3344_5566);
         assert_eq!(rb.dlsr, 32768);
@@ -586,7 +589,7 @@ mod tests {
             } else {
                 nominal - MS * 5
             };
-            s.on_packet(5, i as u16, 1000 + 160 * i, arrival);
+            s.handle_packet(5, i as u16, 1000 + 160 * i, arrival);
             if i >= 1 {
                 let k = i32::try_from(i).unwrap();
                 let analytic = 80.0 * (1.0 - (15.0f64 / 16.0).powi(k));
@@ -608,15 +611,15 @@ mod tests {
         // whose packets all carry one timestamp while arriving every 20 ms
         let mut t = Duration::ZERO;
         for i in 0..50u32 {
-            s.on_packet(1, i as u16, 960 * i, t);
+            s.handle_packet(1, i as u16, 960 * i, t);
             t += MS * 20;
         }
         for i in 50..60u32 {
-            s.on_packet(1, i as u16, 960 * 50, t);
+            s.handle_packet(1, i as u16, 960 * 50, t);
             t += MS * 20;
         }
         for i in 60..100u32 {
-            s.on_packet(1, i as u16, 960 * i, t);
+            s.handle_packet(1, i as u16, 960 * i, t);
             t += MS * 20;
         }
         assert_eq!(s.jitter(), 0.0);
@@ -627,7 +630,7 @@ mod tests {
         let mut s = ReceiverStats::new(8000);
         feed(&mut s, 1, 0..50, Duration::ZERO);
         assert_eq!(
-            s.on_packet(2, 7000, 0, Duration::from_secs(2)),
+            s.handle_packet(2, 7000, 0, Duration::from_secs(2)),
             PacketStatus::NewSource
         );
         assert_eq!(s.source_changes(), 1);
@@ -644,8 +647,8 @@ mod tests {
     fn bytes_via_on_rtp() {
         let mut s = ReceiverStats::new(8000);
         let h = RtpHeader::new(0, 1, 160, 4, false);
-        s.on_rtp(&h, 160, Duration::ZERO);
-        s.on_rtp(&RtpHeader { seq: 2, ..h }, 160, MS * 20);
+        s.handle_rtp(&h, 160, Duration::ZERO);
+        s.handle_rtp(&RtpHeader { seq: 2, ..h }, 160, MS * 20);
         assert_eq!(s.bytes_received(), 320);
         assert_eq!(s.packets_received(), 2);
     }
@@ -700,7 +703,7 @@ mod tests {
             // Arrival: 20 ms per slot plus up to 3 ms of random delay.
             for (slot, &i) in wire.iter().enumerate() {
                 let arrival = MS * 20 * slot as u32 + Duration::from_micros(rng.next() % 3000);
-                s.on_packet(0x55, first.wrapping_add(i as u16), 160 * i, arrival);
+                s.handle_packet(0x55, first.wrapping_add(i as u16), 160 * i, arrival);
             }
             // Packet 0 is probation; expected covers packets 1..n-1.
             let expected = u64::from(n) - 1;

@@ -940,25 +940,6 @@ m=image 0 udptl t38
 
     // ---- Property: mutated bodies never panic ----
 
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            if n == 0 {
-                0
-            } else {
-                (self.next() % n as u64) as usize
-            }
-        }
-    }
-
     const INTERESTING: &[&[u8]] = &[
         b"\r\n",
         b"\n",
@@ -987,40 +968,6 @@ m=image 0 udptl t38
         b"::",
     ];
 
-    fn mutate(rng: &mut XorShift, input: &[u8]) -> Vec<u8> {
-        let mut out = input.to_vec();
-        for _ in 0..1 + rng.below(8) {
-            let at = rng.below(out.len() + 1);
-            match rng.below(6) {
-                0 if !out.is_empty() => {
-                    let i = rng.below(out.len());
-                    out[i] ^= 1 << rng.below(8);
-                }
-                1 if at < out.len() => {
-                    let end = (at + rng.below(16)).min(out.len());
-                    out.drain(at..end);
-                }
-                2 => {
-                    let token = INTERESTING[rng.below(INTERESTING.len())];
-                    out.splice(at..at, token.iter().copied());
-                }
-                3 if !out.is_empty() => {
-                    // Copy a random slice somewhere else (duplicates lines and fields).
-                    let from = rng.below(out.len());
-                    let len = rng.below(64).min(out.len() - from);
-                    let piece = out[from..from + len].to_vec();
-                    out.splice(at..at, piece);
-                }
-                4 => out.truncate(at),
-                _ => {
-                    let byte = rng.next() as u8;
-                    out.insert(at, byte);
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn mutated_bodies_never_panic() {
         let seeds: Vec<Vec<u8>> = [
@@ -1037,11 +984,11 @@ m=image 0 udptl t38
         .map(|s| crlf(s))
         .chain([build_offer(&params(ALL)).into_bytes()])
         .collect();
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = crate::testing::TestRng::seeded(0x9e37_79b9_7f4a_7c15);
         let local = params(ALL);
         let mut accepted = 0;
         for i in 0..5000 {
-            let body = mutate(&mut rng, &seeds[i % seeds.len()]);
+            let body = crate::testing::mutate(&mut rng, &seeds[i % seeds.len()], INTERESTING);
             let codecs = &ALL[..1 + rng.below(3)];
             if let Ok(n) = parse_answer(&body, codecs) {
                 accepted += 1;

@@ -1366,24 +1366,6 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
     }
 
-    /// Small xorshift64 generator: deterministic pseudo-random input without extra crates.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap_or(1)).unwrap_or(0)
-        }
-    }
-
     /// Checks every property the fuzz target checks, on one input.
     fn exercise(input: &str) {
         if let Ok(ch) = parse_challenge(input) {
@@ -1455,7 +1437,7 @@ mod tests {
             "Digest realm=\"a\\\"b\", nonce=\"n\", opaque=\"o\", stale=TRUE, userhash=true, algorithm=SHA-256-sess",
             "digest\r\n realm=\"r\",\r\n\tnonce=\"n\", qop=auth",
         ];
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = crate::testing::TestRng::seeded(0x9E37_79B9_7F4A_7C15);
         for _ in 0..4000 {
             let mut s = String::new();
             for _ in 0..rng.below(40) {
@@ -1491,7 +1473,8 @@ mod tests {
         }
         // Arbitrary bytes through lossy UTF-8, as the fuzz target does.
         for _ in 0..2000 {
-            let bytes: Vec<u8> = (0..rng.below(64)).map(|_| rng.next().to_le_bytes()[0]).collect();
+            let len = rng.below(64);
+            let bytes: Vec<u8> = rng.bytes(len);
             exercise(&String::from_utf8_lossy(&bytes));
             let mut prefixed = b"Digest ".to_vec();
             prefixed.extend_from_slice(&bytes);

@@ -95,7 +95,7 @@ impl ClientTx {
         self.state == ClientState::Terminated
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         [self.retransmit.map(|(t, _)| t), self.timeout, self.linger]
             .into_iter()
             .flatten()
@@ -112,7 +112,7 @@ impl ClientTx {
 
     /// A response matched to this transaction. `ack_for` builds the ACK of a non-2xx final
     /// response to INVITE (same branch, RFC 3261 §17.1.1.3).
-    pub fn on_response(
+    pub fn handle_response(
         &mut self,
         now: Instant,
         resp: Message,
@@ -171,7 +171,7 @@ impl ClientTx {
     }
 
     /// Fire due timers.
-    pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         if self.linger.is_some_and(|t| t <= now) {
             self.state = ClientState::Terminated;
@@ -250,7 +250,7 @@ impl ServerTx {
         self.state == ServerState::Terminated
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         [self.retransmit.map(|(t, _)| t), self.end]
             .into_iter()
             .flatten()
@@ -296,7 +296,7 @@ impl ServerTx {
     }
 
     /// The same request arrived again: resend the last response, if any.
-    pub fn on_retransmission(&mut self) -> Vec<Action> {
+    pub fn handle_retransmission(&mut self) -> Vec<Action> {
         match self.state {
             ServerState::Accepted => Vec::new(),
             _ => self
@@ -309,7 +309,7 @@ impl ServerTx {
     }
 
     /// An ACK for a non-2xx final response.
-    pub fn on_ack(&mut self, now: Instant) {
+    pub fn handle_ack(&mut self, now: Instant) {
         if self.state == ServerState::Completed && self.method == "INVITE" {
             self.state = ServerState::Confirmed;
             self.retransmit = None;
@@ -317,7 +317,7 @@ impl ServerTx {
         }
     }
 
-    pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         if self.end.is_some_and(|t| t <= now) {
             self.state = ServerState::Terminated;
             self.end = None;
@@ -362,18 +362,18 @@ mod tests {
             b"INVITE".to_vec(),
             Reliability::Unreliable,
         );
-        assert_eq!(tx.deadline(), Some(t0 + T1));
-        let out = tx.on_response(t0 + Duration::from_secs(1), response(180), |_| Vec::new());
+        assert_eq!(tx.poll_timeout(), Some(t0 + T1));
+        let out = tx.handle_response(t0 + Duration::from_secs(1), response(180), |_| Vec::new());
         assert_eq!(out.len(), 1);
         assert_eq!(tx.state, ClientState::Proceeding);
-        assert_eq!(tx.deadline(), None, "no timer A, no timer B while ringing");
-        assert!(tx.on_timer(t0 + Duration::from_secs(120)).is_empty());
+        assert_eq!(tx.poll_timeout(), None, "no timer A, no timer B while ringing");
+        assert!(tx.handle_timeout(t0 + Duration::from_secs(120)).is_empty());
         assert_eq!(tx.state, ClientState::Proceeding);
         // A CANCEL went out at 120 s: give up 64·T1 later.
         let at = t0 + Duration::from_secs(120) + T1X64;
         tx.give_up_at(at);
-        assert_eq!(tx.deadline(), Some(at));
-        assert_eq!(tx.on_timer(at), vec![Action::Timeout]);
+        assert_eq!(tx.poll_timeout(), Some(at));
+        assert_eq!(tx.handle_timeout(at), vec![Action::Timeout]);
         assert!(tx.is_terminated());
     }
 
@@ -387,11 +387,11 @@ mod tests {
             b"INVITE".to_vec(),
             Reliability::Reliable,
         );
-        assert_eq!(tx.deadline(), Some(t0 + T1X64));
+        assert_eq!(tx.poll_timeout(), Some(t0 + T1X64));
         // An earlier give-up does not extend timer B, and a later one does not shorten it.
         tx.give_up_at(t0 + Duration::from_secs(60));
-        assert_eq!(tx.deadline(), Some(t0 + T1X64));
-        assert_eq!(tx.on_timer(t0 + T1X64), vec![Action::Timeout]);
+        assert_eq!(tx.poll_timeout(), Some(t0 + T1X64));
+        assert_eq!(tx.handle_timeout(t0 + T1X64), vec![Action::Timeout]);
         // A completed transaction ignores give_up_at.
         let (mut tx, _) = ClientTx::start(
             t0,
@@ -400,9 +400,9 @@ mod tests {
             b"INVITE".to_vec(),
             Reliability::Reliable,
         );
-        tx.on_response(t0, response(486), |_| b"ACK".to_vec());
+        tx.handle_response(t0, response(486), |_| b"ACK".to_vec());
         tx.give_up_at(t0);
         assert_eq!(tx.state, ClientState::Completed);
-        assert!(!tx.on_timer(t0).contains(&Action::Timeout));
+        assert!(!tx.handle_timeout(t0).contains(&Action::Timeout));
     }
 }

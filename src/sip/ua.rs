@@ -36,9 +36,10 @@ use super::transaction::{Action, ClientTx, Reliability, ServerTx, T1, T1X64, T2}
 /// Identifies a call between the shell and the core.
 pub type CallKey = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
+    #[default]
     Udp,
     Tcp,
 }
@@ -421,8 +422,8 @@ impl UserAgent {
     }
 
     fn next_deadline(&self) -> Instant {
-        let txs = self.clients.values().filter_map(|c| c.tx.deadline());
-        let srv = self.servers.values().filter_map(|s| s.tx.deadline());
+        let txs = self.clients.values().filter_map(|c| c.tx.poll_timeout());
+        let srv = self.servers.values().filter_map(|s| s.tx.poll_timeout());
         let calls = self.calls.values().flat_map(|c| {
             let ring = (c.state == CallState::Inviting && c.cancel.is_none()).then_some(c.ring_deadline);
             [ring, c.reinvite_ok.as_ref().map(|r| r.2)]
@@ -691,7 +692,7 @@ impl UserAgent {
                 transport,
                 bytes,
             } => match parse(bytes) {
-                Ok(msg) if msg.code().is_some() => self.on_response(now, msg, from, transport),
+                Ok(msg) if msg.code().is_some() => self.handle_response(now, msg, from, transport),
                 Ok(msg) => self.on_request(now, msg, from, transport),
                 Err(e) => self.event(Event::Dropped {
                     reason: format!("from {from}: {e}"),
@@ -709,10 +710,10 @@ impl UserAgent {
             let Some(entry) = self.clients.get_mut(&key) else {
                 continue;
             };
-            if entry.tx.deadline().is_none_or(|d| d > now) {
+            if entry.tx.poll_timeout().is_none_or(|d| d > now) {
                 continue;
             }
-            let actions = entry.tx.on_timer(now);
+            let actions = entry.tx.handle_timeout(now);
             let (dest, owner, terminated) = (entry.dest.clone(), entry.owner, entry.tx.is_terminated());
             let call_id = entry.spec.call_id.clone();
             for a in actions {
@@ -740,10 +741,10 @@ impl UserAgent {
             let Some(entry) = self.servers.get_mut(&key) else {
                 continue;
             };
-            if entry.tx.deadline().is_none_or(|d| d > now) {
+            if entry.tx.poll_timeout().is_none_or(|d| d > now) {
                 continue;
             }
-            let actions = entry.tx.on_timer(now);
+            let actions = entry.tx.handle_timeout(now);
             let dest = entry.dest.clone();
             if entry.tx.is_terminated() {
                 self.servers.remove(&key);
@@ -821,7 +822,7 @@ impl UserAgent {
         }
     }
 
-    fn on_response(&mut self, now: Instant, resp: Message, from: SocketAddr, transport: Transport) {
+    fn handle_response(&mut self, now: Instant, resp: Message, from: SocketAddr, transport: Transport) {
         if resp.vias().len() > 1 {
             // §18.1.2: a response with more than one Via is not for us (a misrouted one).
             self.event(Event::Dropped {
@@ -869,7 +870,7 @@ impl UserAgent {
             key.0
         );
         let ua_name = self.cfg.user_agent.clone();
-        let actions = entry.tx.on_response(now, resp, |r| {
+        let actions = entry.tx.handle_response(now, resp, |r| {
             // ACK for a non-2xx final: same branch, To with the response's tag (§17.1.1.3).
             let mut h = Headers::new();
             h.add("Via", cfg_via.as_str())

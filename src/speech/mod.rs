@@ -7,6 +7,7 @@
 //! the voice-activity detector, so silence never reaches an engine that would invent text on it.
 
 pub mod cache;
+pub mod decode_gate;
 pub mod engines;
 pub mod espeak;
 pub mod flite;
@@ -76,6 +77,10 @@ pub enum SpeechError {
     /// The engine ran but failed on this input.
     #[error("{engine} failed: {detail}")]
     Engine { engine: String, detail: String },
+    /// Too many decodes at once: the queue was full or no decode slot freed up in time (the
+    /// call asks again).
+    #[error("{engine} is busy: {detail}")]
+    Busy { engine: String, detail: String },
     /// The request itself is unusable (unknown voice, unsupported language, empty text).
     #[error("{0}")]
     Invalid(String),
@@ -95,62 +100,7 @@ pub trait Synthesizer: Send + Sync {
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>>;
 }
 
-/// One phrase the caller may say, and the option it stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Phrase {
-    pub text: String,
-    /// Index into the choice's options.
-    pub option: usize,
-    /// A way of saying the option's number ("option two", "the second one") that the call adds
-    /// with `script.spoken_numbers`, not one of the option's own words. Grammar engines listen for
-    /// it; Whisper's prompt leaves it out (listing them there made tiny.en mishear answers: 75 %
-    /// of the dev set's answers right with them, 89 % without).
-    pub spoken_number: bool,
-}
-
-impl Phrase {
-    /// One of the option's own words: its value or a synonym.
-    pub fn answer(text: impl Into<String>, option: usize) -> Self {
-        Self {
-            text: text.into(),
-            option,
-            spoken_number: false,
-        }
-    }
-}
-
-/// What a recognizer is listening for in one utterance.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RecognitionContext {
-    /// BCP 47 language tag; `None` = the engine's configured default.
-    pub language: Option<String>,
-    /// Every synonym of every option (the option values included). Grammar-based engines listen
-    /// for these only (plus a rejection path); open-vocabulary engines use them as a prompt.
-    pub phrases: Vec<Phrase>,
-}
-
-/// One hypothesis.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alternative {
-    pub transcript: String,
-    /// 0..=1 where the engine has a confidence, else `None`.
-    pub confidence: Option<f32>,
-}
-
-/// The end result of one utterance.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Recognition {
-    /// Best first; never empty.
-    Heard(Vec<Alternative>),
-    /// The engine heard speech but it matched nothing it listens for (an off-topic answer).
-    /// `transcript` is what it thinks was said, where it can tell; the choice matcher still
-    /// sees it (a fuzzy hook may map "council" to "cancel").
-    NoMatch { transcript: Option<String> },
-    /// The engine itself judged the speech off-topic (PocketSphinx's rejection): no option was
-    /// said. `heard` is its best guess at the words, kept as the call's raw text but never
-    /// matched (it may well contain an answer word: "cancel what" is not "cancel").
-    Rejected { heard: Option<String> },
-}
+pub use crate::choice::recognition::{Alternative, Phrase, Pick, Recognition, RecognitionContext};
 
 /// A recognizer working on one utterance: push 16 kHz audio as it arrives, then finish.
 pub trait Utterance: Send {

@@ -13,7 +13,7 @@ use super::{
     Synthesizer, Utterance,
 };
 use crate::config::{OpenAiConfig, Secret};
-use crate::webhook::{HttpClient, HttpError, HttpResponse};
+use crate::http_client::{HttpClient, HttpError, HttpResponse};
 
 const ENGINE: &str = "openai";
 /// Largest speech response accepted (~6 minutes of 48 kHz 16-bit mono).

@@ -6,8 +6,8 @@
 //! time agree. One endpointer finds one utterance; [`Endpointer::reset`] re-arms it.
 //!
 //! ```no_run
-//! use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
-//! let mut ep = Endpointer::new(VadConfig::default());
+//! use sip_assistant::speech::vad::{Endpointer, VadSettings, VadEvent};
+//! let mut ep = Endpointer::new(VadSettings::default());
 //! # let frame = vec![0i16; 320];
 //! ep.push(&frame);
 //! while let Some(ev) = ep.poll_event() {
@@ -33,7 +33,7 @@ const RATE: u64 = 16_000;
 
 /// Endpointer tuning; `[speech.vad]` in the configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VadConfig {
+pub struct VadSettings {
     /// Silence after speech that ends the utterance.
     pub hangover_ms: u32,
     /// Voice shorter than this is a blip, not speech.
@@ -53,7 +53,7 @@ pub struct VadConfig {
     pub energy_floor: f64,
 }
 
-impl Default for VadConfig {
+impl Default for VadSettings {
     fn default() -> Self {
         Self {
             hangover_ms: 500,
@@ -111,7 +111,7 @@ enum State {
 
 /// The endpointer; see the module docs.
 pub struct Endpointer {
-    cfg: VadConfig,
+    cfg: VadSettings,
     detector: Box<earshot::Detector>,
     /// Partial frame not yet scored.
     partial: Vec<i16>,
@@ -142,7 +142,7 @@ fn at(samples: u64) -> Duration {
 }
 
 impl Endpointer {
-    pub fn new(cfg: VadConfig) -> Self {
+    pub fn new(cfg: VadSettings) -> Self {
         Self {
             cfg,
             detector: earshot::Detector::default_boxed(),
@@ -352,20 +352,13 @@ mod tests {
     }
 
     fn noise(len: usize, amplitude: f64, seed: u64) -> Vec<i16> {
-        let mut x = seed.max(1);
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * amplitude) as i16
-            })
-            .collect()
+        let mut rng = crate::testing::TestRng::seeded(seed);
+        (0..len).map(|_| (rng.signed_unit() * amplitude) as i16).collect()
     }
 
     #[test]
     fn silence_and_noise_never_start_speech() {
-        let mut ep = Endpointer::new(VadConfig::default());
+        let mut ep = Endpointer::new(VadSettings::default());
         let mut audio = silence(2000);
         audio.extend(noise(16_000 * 2, 300.0, 7));
         let events = run(&mut ep, &audio);
@@ -374,9 +367,9 @@ mod tests {
 
     #[test]
     fn no_speech_timeout_fires_once_at_its_time() {
-        let mut ep = Endpointer::new(VadConfig {
+        let mut ep = Endpointer::new(VadSettings {
             no_speech_timeout_ms: Some(1000),
-            ..VadConfig::default()
+            ..VadSettings::default()
         });
         let events = run(&mut ep, &silence(3000));
         assert_eq!(events.len(), 1, "{events:?}");
@@ -388,6 +381,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "interop tier: needs flite (speech to cut) (cargo test -- --include-ignored; .ci/dev test)"]
     fn real_speech_in_noise_is_cut_with_pre_roll_and_hangover() {
         let words = speech("yes I confirm");
         let (v0, v1) = voiced_extent(&words);
@@ -400,7 +394,7 @@ mod tests {
                 .map(|(a, b)| a.saturating_add(b)),
         );
         audio.extend(noise(16_000 * 2, 200.0, 3));
-        let mut ep = Endpointer::new(VadConfig::default());
+        let mut ep = Endpointer::new(VadSettings::default());
         let events = run(&mut ep, &audio);
         let VadEvent::SpeechStart {
             at: start,
@@ -448,6 +442,7 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "interop tier: needs flite (speech to cut) (cargo test -- --include-ignored; .ci/dev test)"]
     fn short_blip_is_ignored_and_long_speech_is_cut() {
         let words = speech("yes");
         // a 64 ms click of speech is shorter than min_speech_ms
@@ -455,13 +450,13 @@ mod tests {
         let mut audio = silence(500);
         audio.extend_from_slice(&words[v0..v0 + 64 * 16]);
         audio.extend(silence(1000));
-        let mut ep = Endpointer::new(VadConfig::default());
+        let mut ep = Endpointer::new(VadSettings::default());
         assert!(run(&mut ep, &audio).is_empty());
 
         let long = speech("one two three four five six seven eight nine ten eleven twelve thirteen fourteen");
-        let mut ep = Endpointer::new(VadConfig {
+        let mut ep = Endpointer::new(VadSettings {
             max_utterance_ms: 1500,
-            ..VadConfig::default()
+            ..VadSettings::default()
         });
         let events = run(&mut ep, &long);
         let end = events.iter().find_map(|e| match e {
@@ -478,12 +473,13 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "interop tier: needs flite (speech to cut) (cargo test -- --include-ignored; .ci/dev test)"]
     fn reset_rearms_and_partial_frames_accumulate() {
         let words = speech("no");
         let mut audio = silence(300);
         audio.extend(&words);
         audio.extend(silence(1000));
-        let mut ep = Endpointer::new(VadConfig::default());
+        let mut ep = Endpointer::new(VadSettings::default());
         // odd-sized pushes
         let mut events = Vec::new();
         for chunk in audio.chunks(97) {

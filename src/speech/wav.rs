@@ -227,15 +227,12 @@ mod tests {
         for cut in 0..full.len() {
             let _ = read(&full[..cut]);
         }
-        let mut rng = 0x1234_5678_u32;
+        let mut rng = crate::testing::TestRng::seeded(0x1234_5678);
         for _ in 0..2000 {
             let mut v = full.clone();
             for _ in 0..4 {
-                rng ^= rng << 13;
-                rng ^= rng >> 17;
-                rng ^= rng << 5;
-                let i = rng as usize % v.len();
-                v[i] = (rng >> 24) as u8;
+                let i = rng.below(v.len());
+                v[i] = rng.byte();
             }
             let _ = read(&v);
         }

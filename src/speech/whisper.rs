@@ -18,19 +18,20 @@
 pub mod clip;
 #[cfg(feature = "whisper")]
 mod engine;
-pub mod ggml;
 pub mod guard;
+pub mod score;
 
 use std::path::Path;
 #[cfg(feature = "whisper")]
 use std::sync::Arc;
 
+use super::decode_gate::DecodeGate;
 use super::remote::{language_code, unavailable};
 #[cfg(feature = "whisper")]
 use super::Recognition;
 use super::{BoxFuture, RecognitionContext, Recognizer, SpeechError, Utterance};
 use crate::config::WhisperConfig;
-use ggml::ModelHeader;
+use crate::models::ggml::ModelHeader;
 
 const ENGINE: &str = "whisper";
 
@@ -41,7 +42,7 @@ pub const NOT_BUILT: &str = "built without the `whisper` feature; rebuild with `
 /// Where a model comes from, for errors about `speech.whisper.model`.
 pub const HOW_TO_GET_A_MODEL: &str = "use a ggml Whisper model from whisper.cpp's model downloads \
      (e.g. ggml-tiny.en.bin), or convert a CTranslate2 one with tests/support/ct2_whisper_to_ggml.py \
-     (see the README, \"Remote and optional speech engines\")";
+     (see docs/speech.md, \"Remote and optional speech engines\")";
 
 /// Longest audio buffered for one utterance (the endpointer ends utterances well before).
 #[cfg_attr(not(feature = "whisper"), allow(dead_code))]
@@ -101,6 +102,9 @@ fn language(
 /// The embedded whisper.cpp recognizer.
 pub struct WhisperRecognizer {
     language: Option<String>,
+    /// Bounds the decodes running and waiting ([`super::decode_gate`]).
+    #[cfg_attr(not(feature = "whisper"), allow(dead_code))]
+    gate: DecodeGate,
     #[cfg(feature = "whisper")]
     model: Arc<engine::Model>,
 }
@@ -131,6 +135,7 @@ impl WhisperRecognizer {
         let model = engine::Model::load(path, config.threads)?;
         Ok(Self {
             language: config.language.clone(),
+            gate: DecodeGate::default(),
             model: Arc::new(model),
         })
     }
@@ -149,10 +154,42 @@ impl WhisperRecognizer {
         ))
     }
 
+    /// The free transcript of 16 kHz `pcm16k` and the scorer's figures for `ctx`'s phrases
+    /// (blocking): what [`score::decide`] weighs, for tuning its [`score::RULE`] on a dev set.
+    pub fn scores(
+        &self,
+        pcm16k: &[i16],
+        ctx: &RecognitionContext,
+    ) -> Result<(String, Option<score::Scores>), SpeechError> {
+        let language = language(
+            ctx.language.as_deref(),
+            self.language.as_deref(),
+            self.model.is_multilingual(),
+            &engine::knows_language,
+        )?;
+        let prompt = super::openai::prompt(ctx);
+        let req = engine::Request {
+            language: &language,
+            prompt: prompt.as_deref(),
+        };
+        let phrases = phrases_of(ctx);
+        let (decoded, scores) = self.model.recognize(pcm16k, &req, &phrases)?;
+        Ok((decoded.text, scores))
+    }
+
     /// Create a decoder state now, so the first answer does not pay for it.
     pub async fn warm_up(&self) -> Result<(), SpeechError> {
         let model = self.model.clone();
         smol::unblock(move || model.warm_up()).await
+    }
+}
+
+impl WhisperRecognizer {
+    /// Decode through `gate` (shared with the other in-process recognisers) instead of a gate of
+    /// its own ([`DecodeGate::default`]: patient, for use outside the service).
+    pub fn with_gate(mut self, gate: DecodeGate) -> Self {
+        self.gate = gate;
+        self
     }
 }
 
@@ -205,8 +242,10 @@ impl WhisperRecognizer {
         )?;
         let u: Box<dyn Utterance> = Box::new(WhisperUtterance {
             model: self.model.clone(),
+            gate: self.gate.clone(),
             language,
             prompt: super::openai::prompt(ctx),
+            phrases: phrases_of(ctx),
             audio: Vec::with_capacity(16_000 * 3),
         });
         Ok(u)
@@ -224,8 +263,11 @@ impl WhisperRecognizer {
 #[cfg(feature = "whisper")]
 struct WhisperUtterance {
     model: Arc<engine::Model>,
+    gate: DecodeGate,
     language: String,
     prompt: Option<String>,
+    /// (option, phrase) the scorer weighs; empty: free text only.
+    phrases: Vec<(usize, String)>,
     audio: Vec<i16>,
 }
 
@@ -240,26 +282,90 @@ impl Utterance for WhisperUtterance {
     fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Recognition, SpeechError>> {
         let WhisperUtterance {
             model,
+            gate,
             language,
             prompt,
+            phrases,
             audio,
         } = *self;
         Box::pin(async move {
             if audio.is_empty() {
                 return Ok(Recognition::NoMatch { transcript: None });
             }
-            smol::unblock(move || {
+            gate.run(ENGINE, move || {
                 let req = engine::Request {
                     language: &language,
                     prompt: prompt.as_deref(),
                 };
-                let decoded = model.decode(&audio, &req)?;
-                let verdict = guard::verdict(&decoded);
-                tracing::debug!(raw = %decoded.text, no_speech = decoded.no_speech_prob, ?verdict, "whisper decoded");
+                let (decoded, scores) = model.recognize(&audio, &req, &phrases)?;
+                let verdict = conclude(guard::verdict(&decoded), &decoded.text, scores.as_ref(), &phrases);
+                tracing::debug!(raw = %decoded.text, ?scores, ?verdict, "whisper decoded");
                 Ok(verdict)
             })
             .await
         })
+    }
+}
+
+/// `phrase` in the place of the free transcript's closest stretch ([`score::in_context`]), or the
+/// phrase alone when the transcript is no longer than it: what the matcher judges of a pick.
+pub fn said_in_context(transcript: &str, phrase: &str) -> String {
+    let spoken = guard::spoken_text(transcript)
+        .map(|t| guard::collapse_repeats(&t))
+        .unwrap_or_default();
+    score::in_context(&spoken, phrase)
+        .map(|t| t.trim().to_string())
+        .unwrap_or_else(|| phrase.to_string())
+}
+
+/// The (option, phrase) pairs the scorer weighs: the options' own words (spoken option numbers
+/// are the matcher's, found in the free transcript).
+pub fn phrases_of(ctx: &RecognitionContext) -> Vec<(usize, String)> {
+    ctx.phrases
+        .iter()
+        .filter(|p| !p.spoken_number && !p.text.trim().is_empty())
+        .map(|p| (p.option, p.text.trim().to_string()))
+        .collect()
+}
+
+/// The recognition of one utterance: the guards' verdict on the free decode, then, when the
+/// phrases were scored, the scorer's conclusion ([`score::decide`]).
+#[cfg_attr(not(feature = "whisper"), allow(dead_code))]
+fn conclude(
+    guarded: super::Recognition,
+    text: &str,
+    scores: Option<&score::Scores>,
+    phrases: &[(usize, String)],
+) -> super::Recognition {
+    use super::{Pick, Recognition};
+    let Some(scores) = scores else {
+        return guarded;
+    };
+    // whisper.cpp 1.8.3's own no-speech probability reads a logits row it never wrote, so the
+    // guards' silence rule is replaced by the scorer's evidence; the other guards still apply.
+    let Some(transcript) = guard::spoken_text(text)
+        .map(|t| guard::collapse_repeats(&t))
+        .filter(|t| !t.is_empty())
+    else {
+        return Recognition::NoMatch { transcript: None };
+    };
+    match score::decide(scores, &score::RULE) {
+        score::Conclusion::NotSpeech => Recognition::NoMatch { transcript: None },
+        score::Conclusion::SomethingElse => Recognition::Scored {
+            transcript,
+            pick: None,
+        },
+        score::Conclusion::Pick {
+            phrase, confidence, ..
+        } => Recognition::Scored {
+            pick: phrases.get(phrase).map(|(option, text)| Pick {
+                option: *option,
+                phrase: text.clone(),
+                said: said_in_context(&transcript, text),
+                confidence,
+            }),
+            transcript,
+        },
     }
 }
 
@@ -325,5 +431,70 @@ mod tests {
         ] {
             assert!(e.to_string().contains("rebuild with `--features whisper`"), "{e}");
         }
+    }
+
+    fn picked(transcript: &str, phrases: &[(usize, String)]) -> super::super::Recognition {
+        let scores = score::Scores {
+            free: -8.0,
+            free_prior: -40.0,
+            no_speech: 0.1,
+            phrases: vec![score::PhraseScore {
+                phrase: 0,
+                option: phrases[0].0,
+                score: -10.0,
+                prior: -20.0,
+                in_context: None,
+            }],
+        };
+        conclude(
+            super::super::Recognition::NoMatch { transcript: None },
+            transcript,
+            Some(&scores),
+            phrases,
+        )
+    }
+
+    #[test]
+    fn a_pick_is_judged_in_the_transcripts_context() {
+        use crate::call::ChoiceOption;
+        use crate::choice::{match_answer, Answer, Decision, MatchSettings};
+        let options: Vec<ChoiceOption> = ["sales", "support", "billing"]
+            .iter()
+            .map(|v| ChoiceOption {
+                value: (*v).into(),
+                synonyms: vec![],
+                dtmf: None,
+            })
+            .collect();
+        let phrases = vec![(2, "billing".to_string())];
+        let settings = MatchSettings::default();
+        let judge = |heard: &str| {
+            let alts = picked(heard, &phrases).alternatives();
+            (
+                alts.last().map(|a| a.transcript.clone()),
+                match_answer(
+                    &Answer {
+                        alternatives: alts,
+                        ..Answer::default()
+                    },
+                    &options,
+                    &settings,
+                ),
+            )
+        };
+        // A misheard synonym inside a sentence: picked, in its place.
+        let (said, decision) = judge(" I'd like the feeling department.");
+        assert_eq!(said.as_deref(), Some("I'd like the billing department."));
+        assert!(
+            matches!(decision, Decision::Matched { option: 2, .. }),
+            "{decision:?}"
+        );
+        // The caller said what they do NOT want: the negation still counts.
+        let (said, decision) = judge(" Not feeling.");
+        assert_eq!(said.as_deref(), Some("Not billing."));
+        assert!(matches!(decision, Decision::NoMatch { .. }), "{decision:?}");
+        // A transcript no longer than the phrase: the phrase itself.
+        let (said, _) = judge(" Filling.");
+        assert_eq!(said.as_deref(), Some("billing"));
     }
 }

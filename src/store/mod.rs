@@ -25,7 +25,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 pub use codec::CodecError;
 use durable::SyncState;
 
-use crate::call::{CallRecord, CallRequest, CallStatus, Timestamp, WebhookState};
+use crate::call::{CallRecord, CallRequest, CallStatus, TimelineEvent, Timestamp, WebhookState};
 use crate::webhook::Delivery;
 
 const SEQ_KEY: &[u8] = b"call_seq";
@@ -453,8 +453,10 @@ impl Store {
                 let now = d.attempts.last().map_or(d.created_at, |a| a.at);
                 match d.state {
                     WebhookState::Pending => record.updated_at = now,
-                    WebhookState::Delivered => record.push_event(now, "webhook_delivered", None),
-                    WebhookState::Failed => record.push_event(now, "webhook_failed", d.last_error.clone()),
+                    WebhookState::Delivered => record.push_event(now, TimelineEvent::WebhookDelivered, None),
+                    WebhookState::Failed => {
+                        record.push_event(now, TimelineEvent::WebhookFailed, d.last_error.clone())
+                    }
                 }
                 calls.insert(d.call_id.as_bytes(), enc(&record).or_else(abort)?)?;
                 index::put(by_seq, by_end, Some(&old), &record)?;

@@ -66,17 +66,17 @@ impl Delivery {
             duration_ms: result.duration_ms,
         });
         match policy.judge(&result) {
-            Verdict::Delivered => {
+            AttemptVerdict::Delivered => {
                 self.state = WebhookState::Delivered;
                 self.next_attempt_at = None;
                 self.last_error = None;
             }
-            Verdict::GiveUp(why) => {
+            AttemptVerdict::GiveUp(why) => {
                 self.state = WebhookState::Failed;
                 self.next_attempt_at = None;
                 self.last_error = Some(why);
             }
-            Verdict::Retry => {
+            AttemptVerdict::Retry => {
                 let why = result.describe();
                 match policy.next_attempt(
                     self.created_at,
@@ -136,7 +136,7 @@ impl AttemptResult {
 
 /// How an attempt is judged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum AttemptVerdict {
     Delivered,
     Retry,
     GiveUp(String),
@@ -153,12 +153,12 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// 2xx delivers; connection errors, timeouts, 408, 429 and 5xx retry; other statuses give up.
-    pub fn judge(&self, r: &AttemptResult) -> Verdict {
+    pub fn judge(&self, r: &AttemptResult) -> AttemptVerdict {
         match (r.status, &r.error) {
-            (_, Some(_)) | (None, None) => Verdict::Retry,
-            (Some(s), None) if (200..300).contains(&s) => Verdict::Delivered,
-            (Some(s), None) if s == 408 || s == 429 || s >= 500 => Verdict::Retry,
-            (Some(s), None) => Verdict::GiveUp(format!("HTTP {s}: the receiver rejected the webhook")),
+            (_, Some(_)) | (None, None) => AttemptVerdict::Retry,
+            (Some(s), None) if (200..300).contains(&s) => AttemptVerdict::Delivered,
+            (Some(s), None) if s == 408 || s == 429 || s >= 500 => AttemptVerdict::Retry,
+            (Some(s), None) => AttemptVerdict::GiveUp(format!("HTTP {s}: the receiver rejected the webhook")),
         }
     }
 
@@ -224,19 +224,19 @@ mod tests {
     #[test]
     fn judges_statuses() {
         let p = policy();
-        assert_eq!(p.judge(&status(200)), Verdict::Delivered);
-        assert_eq!(p.judge(&status(204)), Verdict::Delivered);
+        assert_eq!(p.judge(&status(200)), AttemptVerdict::Delivered);
+        assert_eq!(p.judge(&status(204)), AttemptVerdict::Delivered);
         for s in [408, 429, 500, 502, 503] {
-            assert_eq!(p.judge(&status(s)), Verdict::Retry, "{s}");
+            assert_eq!(p.judge(&status(s)), AttemptVerdict::Retry, "{s}");
         }
         for s in [400, 401, 404, 410] {
-            assert!(matches!(p.judge(&status(s)), Verdict::GiveUp(_)), "{s}");
+            assert!(matches!(p.judge(&status(s)), AttemptVerdict::GiveUp(_)), "{s}");
         }
         let refused = AttemptResult {
             error: Some("connection refused".into()),
             ..Default::default()
         };
-        assert_eq!(p.judge(&refused), Verdict::Retry);
+        assert_eq!(p.judge(&refused), AttemptVerdict::Retry);
     }
 
     #[test]

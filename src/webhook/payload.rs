@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::call::{CallRecord, CallStatus, MediaHealth, Timestamp};
+use crate::call::{CallRecord, CallStatus, ConfirmedBy, MediaHealth, Timestamp};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookPayload<'a> {
@@ -13,6 +13,8 @@ pub struct WebhookPayload<'a> {
     pub message_played: bool,
     pub choice_response: Option<&'a str>,
     pub choice_raw_text: Option<&'a str>,
+    /// How `choice_response` was settled (`speech`, `dtmf`, `confirmation`); null without one.
+    pub confirmed_by: Option<ConfirmedBy>,
     pub error: Option<&'a str>,
     pub ended_at: Option<Timestamp>,
     /// Present once the call had media.
@@ -30,6 +32,7 @@ impl<'a> WebhookPayload<'a> {
             message_played: r.message_played,
             choice_response: r.choice_response.as_deref(),
             choice_raw_text: r.choice_raw_text.as_deref(),
+            confirmed_by: r.confirmed_by,
             error: r.error.as_deref(),
             ended_at: r.ended_at,
             media: r.media.as_ref(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_lite::FutureExt;
 use sip_assistant::api::{self, ApiState};
 use sip_assistant::app::App;
-use sip_assistant::call::{ActiveCall, CallEngine, CallOutcome, FinalStatus};
+use sip_assistant::call::{ActiveCall, CallEngine, CallOutcome, ConfirmedBy, FinalStatus};
 use sip_assistant::config::{Config, StringList};
 
 /// An engine whose calls ring and then wait until the test releases them (or they are cancelled).
@@ -82,6 +82,7 @@ pub fn completed() -> CallOutcome {
         message_played: true,
         choice_response: Some("confirmed".into()),
         choice_raw_text: Some("yes I confirm".into()),
+        confirmed_by: Some(ConfirmedBy::Speech),
         media: None,
     }
 }
@@ -293,4 +294,26 @@ impl Drop for Receiver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The call record `GET /calls/{call_id}` returns.
+pub fn record(app: &App, call_id: &str) -> serde_json::Value {
+    request(&router(app), "GET", &format!("/calls/{call_id}"), None, &[]).json()
+}
+
+/// A record's timeline as (event, detail) pairs, oldest first.
+pub fn timeline(rec: &serde_json::Value) -> Vec<(String, String)> {
+    rec["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|e| {
+                    (
+                        e["event"].as_str().unwrap_or_default().to_string(),
+                        e["detail"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

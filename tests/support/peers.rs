@@ -69,6 +69,54 @@ pub fn free_udp_tcp_port() -> u16 {
 }
 
 /// Poll `f` every 50 ms until it is true or `timeout` passes.
+/// The service's SIP over UDP on a free port and a block of `rtp_ports` free RTP ports, offering
+/// `codecs`: the one way the tests pick the service's ports (never a fixed range: the tests of a tier
+/// share a process).
+pub fn loopback_service(config: &mut sip_assistant::config::Config, codecs: &str, rtp_ports: u16) {
+    config.sip.local_port = free_udp_tcp_port();
+    config.sip.transport = sip_assistant::config::Transport::Udp;
+    config.media.codecs = codecs.into();
+    let base = free_port_block(rtp_ports);
+    config.media.rtp_port_min = base;
+    config.media.rtp_port_max = base + rtp_ports - 1;
+}
+
+/// As [`loopback_service`], registered to Kamailio on 127.0.0.1:`registrar` as `user` / `password`.
+pub fn register_to(
+    config: &mut sip_assistant::config::Config,
+    registrar: u16,
+    user: &str,
+    password: &str,
+    codecs: &str,
+    rtp_ports: u16,
+) {
+    loopback_service(config, codecs, rtp_ports);
+    config.sip.user = Some(user.into());
+    config.sip.password = Some(sip_assistant::config::Secret::new(password));
+    config.sip.registrar = Some(format!("127.0.0.1:{registrar}"));
+}
+
+/// Kamailio with `users` and phone `ext` on it (password `pw-<ext>`, over UDP) in `mode` with `wav`
+/// as its microphone, registered: the PBX-and-phone rig of the call tests.
+pub fn pbx_with_phone(
+    users: &[(&str, &str)],
+    ext: &str,
+    mode: PhoneMode,
+    wav: Option<&Path>,
+) -> (Kamailio, Phone) {
+    let pw = format!("pw-{ext}");
+    let mut all: Vec<(&str, &str)> = users.to_vec();
+    all.push((ext, pw.as_str()));
+    let k = Kamailio::start(&all, 30_000);
+    let phone = Phone::start(ext, &pw, k.port, "udp", mode, wav);
+    assert!(
+        phone.wait_registered(&k, Duration::from_secs(10)),
+        "{}",
+        phone.log()
+    );
+    (k, phone)
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     loop {

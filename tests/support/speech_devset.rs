@@ -1,4 +1,4 @@
-//! The speech dev set shared by `tests/speech_roundtrip.rs` and `benches/speech.rs`: a two-option
+//! The speech dev set shared by `tests/interop/speech_roundtrip.rs` and `benches/speech.rs`: a two-option
 //! question's answer vocabulary, off-topic replies, every local TTS voice, and the telephone
 //! channel (8 kHz, G.711 µ-law, back to 16 kHz) the answers travel through.
 
@@ -163,17 +163,20 @@ pub fn choice_options() -> Vec<sip_assistant::call::ChoiceOption> {
 #[allow(dead_code)]
 pub fn option_picked(recognition: &sip_assistant::speech::Recognition) -> Option<usize> {
     use sip_assistant::choice::{match_answer, Answer, Decision, MatchSettings};
-    use sip_assistant::speech::Recognition;
-    let transcript = match recognition {
-        Recognition::Heard(alts) => alts.first().map(|a| a.transcript.as_str()),
-        Recognition::NoMatch { transcript } => transcript.as_deref(),
-        Recognition::Rejected { .. } => None,
-    }?;
+    let alternatives = recognition.alternatives();
+    if alternatives.is_empty() {
+        return None;
+    }
     let settings = MatchSettings {
         spoken_numbers: true,
         min_confidence: None,
     };
-    match match_answer(&Answer::heard(transcript), &choice_options(), &settings) {
+    let answer = Answer {
+        alternatives,
+        digits: String::new(),
+        attempt: 0,
+    };
+    match match_answer(&answer, &choice_options(), &settings) {
         Decision::Matched { option, .. } => Some(option),
         Decision::NoMatch { .. } => None,
     }

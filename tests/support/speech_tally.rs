@@ -2,7 +2,7 @@
 //! recogniser: what became of each reply, and the tally of answers right and off-topic replies
 //! rejected for each half of the dev set.
 
-use sip_assistant::speech::vad::{Endpointer, VadConfig, VadEvent};
+use sip_assistant::speech::vad::{Endpointer, VadEvent, VadSettings};
 
 use super::devset::{Half, Reply};
 
@@ -18,7 +18,7 @@ pub enum Outcome {
 /// The utterance the endpointer cuts from `audio`, fed in 20 ms packets (what a call hands the
 /// recogniser), or `None` when it finds none.
 pub fn utterance(audio: &[i16]) -> Option<Vec<i16>> {
-    let mut ep = Endpointer::new(VadConfig::default());
+    let mut ep = Endpointer::new(VadSettings::default());
     let mut cut: Option<Vec<i16>> = None;
     for packet in audio.chunks(320) {
         ep.push(packet);

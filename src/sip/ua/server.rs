@@ -135,7 +135,7 @@ impl UserAgent {
         let branch = req.top_via.branch().unwrap_or_default().to_string();
         if method == "ACK" {
             if let Some(s) = self.servers.get_mut(&(branch, "INVITE".to_string())) {
-                s.tx.on_ack(now);
+                s.tx.handle_ack(now);
                 return;
             }
             // The ACK of a 200 to a re-INVITE: only the dialog's route may stop its retransmission.
@@ -158,7 +158,7 @@ impl UserAgent {
             if s.dest != dest {
                 return;
             }
-            let actions = s.tx.on_retransmission();
+            let actions = s.tx.handle_retransmission();
             for a in actions {
                 if let Action::Transmit(b) = a {
                     self.transmit(dest.clone(), b);

@@ -831,15 +831,12 @@ fn malformed_messages_are_dropped_without_effect() {
         b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=x\r\nCall-ID: a\r\nCSeq: 1 INVITE\r\nContent-Length: 99\r\n\r\n".to_vec(),
         format!("SIP/2.0 999 Weird\r\nVia: {}\r\n\r\n", inv.value("via").unwrap_or_default()).into_bytes(),
     ];
-    let mut x: u64 = 99;
+    let mut rng = crate::testing::TestRng::seeded(99);
     for _ in 0..500 {
         let mut b = build_response(&inv, 180, "", Some("t"), Headers::new(), b"");
         for _ in 0..3 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let i = (x % b.len() as u64) as usize;
-            b[i] = (x >> 8) as u8;
+            let i = rng.below(b.len());
+            b[i] = rng.byte();
         }
         junk.push(b);
     }
@@ -1208,43 +1205,6 @@ const SPLICES: &[&[u8]] = &[
     b"Content-Length: 18446744073709551615\r\n",
 ];
 
-fn xorshift(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
-}
-
-/// One random edit: overwrite, splice, delete a run, truncate, or duplicate a line.
-fn mutate(m: &mut Vec<u8>, x: &mut u64) {
-    let at = if m.is_empty() {
-        0
-    } else {
-        (xorshift(x) % m.len() as u64) as usize
-    };
-    match xorshift(x) % 5 {
-        0 if !m.is_empty() => m[at] = xorshift(x) as u8,
-        1 => {
-            let piece = SPLICES[(xorshift(x) % SPLICES.len() as u64) as usize];
-            m.splice(at..at, piece.iter().copied());
-        }
-        2 => {
-            let end = (at + 1 + (xorshift(x) % 24) as usize).min(m.len());
-            m.drain(at..end);
-        }
-        3 => m.truncate(at + (xorshift(x) % 8) as usize),
-        _ => {
-            let start = m[..at].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-            let end = m[at..]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(m.len(), |p| at + p + 1);
-            let line = m[start..end].to_vec();
-            m.splice(start..start, line);
-        }
-    }
-}
-
 /// Make Content-Length tell the truth again (most of the time), so that edits reach the layers
 /// behind the parser instead of all ending as "body shorter than Content-Length".
 fn fix_content_length(m: &mut Vec<u8>) {
@@ -1341,19 +1301,17 @@ fn mutated_messages_never_panic_and_tables_stay_bounded() {
     // mutated real messages. The harness parses everything the UA sends, so a malformed
     // transmission fails here too.
     let mut h = Harness::new(config(Transport::Udp, Some(Duration::from_secs(30))));
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rng = crate::testing::TestRng::seeded(0x2545_f491_4f6c_dd1d);
     let pbx: SocketAddr = PBX.parse().expect("addr");
     let mut delivered = 0;
     for round in 0..20 {
         let seeds = round_seeds(&mut h, round);
         for i in 0..1000 {
-            let mut m = seeds[(xorshift(&mut x) % seeds.len() as u64) as usize].clone();
+            let seed = &seeds[rng.below(seeds.len())];
             // Mostly one edit, sometimes up to four.
-            let edits = [1, 1, 1, 2, 2, 3, 4][(xorshift(&mut x) % 7) as usize];
-            for _ in 0..edits {
-                mutate(&mut m, &mut x);
-            }
-            if !xorshift(&mut x).is_multiple_of(4) {
+            let edits = [1, 1, 1, 2, 2, 3, 4][rng.below(7)];
+            let mut m = crate::testing::mutate_n(&mut rng, seed, SPLICES, edits);
+            if !rng.one_in(4) {
                 fix_content_length(&mut m);
             }
             let transport = if i % 7 == 0 {

@@ -11,6 +11,7 @@ use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextPar
 
 use super::clip::{self, ClipSettings};
 use super::guard::{self, Decoded};
+use super::score::{self, PhraseScore, PriorCache, Scores, Stepper, Token, Trie};
 use super::ENGINE;
 use crate::speech::remote::unavailable;
 use crate::speech::SpeechError;
@@ -31,6 +32,10 @@ pub struct Model {
     path: PathBuf,
     threads: c_int,
     idle: Mutex<Vec<WhisperState>>,
+    /// A state holding encoded silence (and the encoder context it was encoded with), for the
+    /// scorer's priors; and the priors of phrases already scored.
+    silence: Mutex<Option<(usize, WhisperState)>>,
+    priors: Mutex<PriorCache>,
     /// Read by [`filter_logits`] during each decode (it outlives every decode of this model).
     rules: FilterRules,
 }
@@ -103,6 +108,8 @@ impl Model {
             path: path.to_path_buf(),
             threads: c_int::try_from(threads.clamp(1, 64)).unwrap_or(1),
             idle: Mutex::new(Vec::new()),
+            silence: Mutex::new(None),
+            priors: Mutex::new(PriorCache::default()),
             rules: FilterRules { commas },
         })
     }
@@ -151,8 +158,14 @@ impl Model {
         }
     }
 
-    /// Decode one utterance (blocking; run it on `smol::unblock`).
-    pub fn decode(&self, pcm16k: &[i16], req: &Request<'_>) -> Result<Decoded, SpeechError> {
+    /// Decode one utterance and, when `phrases` (option, text) are given, score each of them and
+    /// the free transcript against the audio and against silence ([`score`]). Blocking.
+    pub fn recognize(
+        &self,
+        pcm16k: &[i16],
+        req: &Request<'_>,
+        phrases: &[(usize, String)],
+    ) -> Result<(Decoded, Option<Scores>), SpeechError> {
         let audio = clip::to_float(pcm16k);
         let model_ctx = usize::try_from(self.ctx.n_audio_ctx()).unwrap_or(clip::MIN_AUDIO_CTX);
         let settings = ClipSettings::for_clip(pcm16k.len(), model_ctx);
@@ -163,9 +176,153 @@ impl Model {
             // The state may be half-way through a decode: drop it rather than reuse it.
             return Err(engine_error(format!("decoding failed: {e}")));
         }
-        let decoded = collect(&state, self.ctx.token_eot());
+        let (decoded, free) = collect(&state, self.ctx.token_eot());
+        if phrases.is_empty() || free.is_empty() {
+            self.give_back(state);
+            return Ok((decoded, None));
+        }
+        let prefix = self.prefix(&state);
+        // A transcript the decoder repeated ("just a moment. just a moment.") is weighed as said
+        // once: the audio holds one copy, and the phrases are put in the place of a word of it.
+        let once = super::guard::collapse_repeats(&decoded.text);
+        let (text, free) = if once.split_whitespace().count() < decoded.text.split_whitespace().count() {
+            let text = format!(" {once}");
+            match self.ctx.tokenize(&text, 96) {
+                Ok(t) if !t.is_empty() => (text, t),
+                _ => (decoded.text.clone(), free),
+            }
+        } else {
+            (decoded.text.clone(), free)
+        };
+        // A transcript that holds a phrase is the matcher's to judge: only it and its prior are
+        // scored (is it speech at all?). Otherwise the phrases closest to it are weighed too.
+        let weighed: Vec<usize> = if phrases.iter().any(|(_, p)| score::holds(&text, p)) {
+            Vec::new()
+        } else {
+            score::closest(&text, phrases)
+        };
+        let written: Vec<(usize, Vec<Token>)> = weighed
+            .iter()
+            .filter_map(|&i| {
+                let tokens = self.ctx.tokenize(&score::written(&phrases[i].1), 64).ok()?;
+                (!tokens.is_empty()).then_some((i, tokens))
+            })
+            .collect();
+        // The same phrases in the free transcript's context, where it is longer than them.
+        let in_context: Vec<Option<Vec<Token>>> = written
+            .iter()
+            .map(|(i, _)| {
+                let text = score::in_context(&text, &phrases[*i].1)?;
+                self.ctx.tokenize(&text, 96).ok().filter(|t| !t.is_empty())
+            })
+            .collect();
+        let mut hyps = vec![free.clone()];
+        hyps.extend(written.iter().map(|(_, t)| t.clone()));
+        hyps.extend(in_context.iter().flatten().cloned());
+        let eot = self.ctx.token_eot();
+        let nosp = self.ctx.token_nosp();
+        let on_audio =
+            Trie::new(&hyps).score(&mut Steps::new(&mut state, self.threads), &prefix, eot, &[nosp]);
         self.give_back(state);
-        Ok(decoded)
+        let (on_audio, first) = on_audio.map_err(|e| engine_error(format!("scoring failed: {e}")))?;
+        let priors = self.priors(settings.audio_ctx, &prefix, &free, &written)?;
+        let mut ctx_scores = on_audio.iter().skip(1 + written.len());
+        let scored = written
+            .iter()
+            .zip(on_audio.iter().skip(1))
+            .zip(&in_context)
+            .map(|(((i, tokens), &score), ctx)| PhraseScore {
+                phrase: *i,
+                option: phrases[*i].0,
+                score,
+                prior: priors.phrase(tokens),
+                in_context: ctx.as_ref().and_then(|_| ctx_scores.next().copied()),
+            })
+            .collect();
+        let scores = Scores {
+            free: on_audio[0],
+            free_prior: priors.free,
+            no_speech: first.first().map_or(0.0, |lp| lp.exp()),
+            phrases: scored,
+        };
+        Ok((decoded, Some(scores)))
+    }
+
+    /// The decoder's start: start-of-transcript, the language and task on a multilingual model,
+    /// no timestamps.
+    fn prefix(&self, state: &WhisperState) -> Vec<Token> {
+        let mut p = vec![self.ctx.token_sot()];
+        if self.ctx.is_multilingual() {
+            p.push(self.ctx.token_lang(state.full_lang_id_from_state().max(0)));
+            p.push(self.ctx.token_transcribe());
+        }
+        p.push(self.ctx.token_not());
+        p
+    }
+
+    /// The free transcript's and the phrases' log-probabilities on silence encoded with
+    /// `audio_ctx` positions; phrases' priors are cached.
+    fn priors(
+        &self,
+        audio_ctx: usize,
+        prefix: &[Token],
+        free: &[Token],
+        written: &[(usize, Vec<Token>)],
+    ) -> Result<Priors, SpeechError> {
+        let mut known = std::collections::HashMap::new();
+        let mut missing: Vec<Vec<Token>> = vec![free.to_vec()];
+        {
+            let cache = self.priors.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, tokens) in written {
+                match cache.get(audio_ctx, tokens) {
+                    Some(p) => {
+                        known.insert(tokens.clone(), p);
+                    }
+                    None => missing.push(tokens.clone()),
+                }
+            }
+        }
+        let mut silence = self.silence.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = !matches!(&*silence, Some((ctx, _)) if *ctx == audio_ctx);
+        if fresh {
+            let mut state = match silence.take() {
+                Some((_, s)) => s,
+                None => self
+                    .ctx
+                    .create_state()
+                    .map_err(|e| engine_error(format!("cannot create a decoder state: {e}")))?,
+            };
+            let settings = ClipSettings {
+                audio_ctx,
+                max_tokens: 1,
+            };
+            let zeros = vec![0.0f32; (audio_ctx * 320).max(clip::MIN_SAMPLES)];
+            state
+                .full(self.params(&settings, &[], "en"), &zeros)
+                .map_err(|e| engine_error(format!("encoding silence failed: {e}")))?;
+            *silence = Some((audio_ctx, state));
+        }
+        let Some((_, state)) = silence.as_mut() else {
+            return Err(engine_error("no silence state"));
+        };
+        let (scores, _) = Trie::new(&missing)
+            .score(
+                &mut Steps::new(state, self.threads),
+                prefix,
+                self.ctx.token_eot(),
+                &[],
+            )
+            .map_err(|e| engine_error(format!("scoring silence failed: {e}")))?;
+        drop(silence);
+        let mut cache = self.priors.lock().unwrap_or_else(|p| p.into_inner());
+        for (tokens, &p) in missing.iter().zip(&scores).skip(1) {
+            cache.put(audio_ctx, tokens.clone(), p);
+            known.insert(tokens.clone(), p);
+        }
+        Ok(Priors {
+            free: scores.first().copied().unwrap_or(f32::NEG_INFINITY),
+            phrases: known,
+        })
     }
 
     /// Greedy, one segment, no timestamps, no context from earlier decodes, no temperature
@@ -213,8 +370,9 @@ impl Model {
 
 /// The text, text-token probabilities and no-speech probability of the decode in `state`;
 /// tokens from `eot` on are special (end of text, timestamps) and carry no text.
-fn collect(state: &WhisperState, eot: whisper_rs::WhisperTokenId) -> Decoded {
+fn collect(state: &WhisperState, eot: whisper_rs::WhisperTokenId) -> (Decoded, Vec<Token>) {
     let mut d = Decoded::default();
+    let mut tokens = Vec::new();
     for segment in state.as_iter() {
         if let Ok(text) = segment.to_str_lossy() {
             d.text.push_str(&text);
@@ -224,11 +382,62 @@ fn collect(state: &WhisperState, eot: whisper_rs::WhisperTokenId) -> Decoded {
             if let Some(token) = segment.get_token(i) {
                 if token.token_id() < eot {
                     d.token_probs.push(token.token_probability());
+                    tokens.push(token.token_id());
                 }
             }
         }
     }
-    d
+    (d, tokens)
+}
+
+/// Priors on silence: the free transcript's, and each phrase's by its tokens.
+struct Priors {
+    free: f32,
+    phrases: std::collections::HashMap<Vec<Token>, f32>,
+}
+
+impl Priors {
+    fn phrase(&self, tokens: &[Token]) -> f32 {
+        self.phrases.get(tokens).copied().unwrap_or(f32::NEG_INFINITY)
+    }
+}
+
+/// The scorer's decoder steps on one state (whose encoder output is already in place).
+struct Steps<'s> {
+    state: &'s mut WhisperState,
+    threads: usize,
+}
+
+impl<'s> Steps<'s> {
+    fn new(state: &'s mut WhisperState, threads: c_int) -> Self {
+        Self {
+            state,
+            threads: usize::try_from(threads).unwrap_or(1).max(1),
+        }
+    }
+}
+
+impl Stepper for Steps<'_> {
+    type Error = whisper_rs::WhisperError;
+
+    fn step(&mut self, token: Token, pos: usize, next: &[Token]) -> Result<Vec<f32>, Self::Error> {
+        self.state.decode(&[token], pos, self.threads)?;
+        if next.is_empty() {
+            return Ok(Vec::new());
+        }
+        let logits = self.state.get_logits()?;
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_z = top + logits.iter().map(|l| (l - top).exp()).sum::<f32>().ln();
+        Ok(next
+            .iter()
+            .map(|&t| {
+                usize::try_from(t)
+                    .ok()
+                    .and_then(|i| logits.get(i))
+                    .map_or(f32::NEG_INFINITY, |l| l - log_z)
+            })
+            .collect())
+    }
 }
 
 /// whisper.cpp's logits filter, run before each decoded token: commas are never decoded (see

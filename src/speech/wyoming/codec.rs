@@ -354,17 +354,14 @@ mod tests {
         .iter()
         .flat_map(Event::encode)
         .collect();
-        let mut rng = 0x9E37_79B9_u32;
+        let mut rng = crate::testing::TestRng::seeded(0x9E37_79B9);
         for _ in 0..3000 {
             let mut v = wire.clone();
             for _ in 0..3 {
-                rng ^= rng << 13;
-                rng ^= rng >> 17;
-                rng ^= rng << 5;
-                let i = rng as usize % v.len();
-                v[i] = (rng >> 24) as u8;
+                let i = rng.below(v.len());
+                v[i] = rng.byte();
             }
-            let _ = decode_all(&v, (rng % 13) as usize + 1);
+            let _ = decode_all(&v, rng.below(13) + 1);
         }
     }
 }
