@@ -62,3 +62,5 @@ pub mod speech;
 pub mod store;
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod supervise;
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+pub mod workers;

@@ -105,7 +105,7 @@ pub fn check(c: &Config) -> Vec<Problem> {
         k.fail("store.data_dir", "must not be empty");
     }
     k.range("store.retention_days", c.store.retention_days.into(), 1, 3650);
-    k.range("calls.max_concurrent", c.calls.max_concurrent.into(), 1, 256);
+    k.range("calls.max_concurrent", c.calls.max_concurrent.into(), 1, 1024);
     k.range("calls.queue_limit", c.calls.queue_limit.into(), 0, 100_000);
     k.range(
         "calls.shutdown_grace_seconds",

@@ -4,6 +4,7 @@ pub mod decider;
 pub mod framing;
 pub mod media;
 pub mod media_socket;
+pub mod prompt_frames;
 pub mod script;
 pub mod sip;
 pub mod speech_script;

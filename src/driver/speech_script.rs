@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use futures_lite::FutureExt;
 
+use super::prompt_frames::{Frames, PromptFrames};
 use super::script::{CallScript, ScriptContext, ScriptFuture, ScriptResult, ScriptRun};
 use crate::call::{ActiveCall, CallRequest, Choice, TimelineEvent};
 use crate::choice::{Answer, Verdict};
 use crate::flow::confirm::{self, ConfirmSettings};
 use crate::flow::script::{Input, Listening, Output, Prompt, Script};
-use crate::media::prompt::encode_frames;
 use crate::media::session::{AudioCodec, MediaEvent};
 use crate::speech::{
     BoxFuture, Phrase, RecognitionContext, Recognizer, SynthRequest, Synthesizer, Utterance,
@@ -68,9 +68,9 @@ pub struct SpeechScript {
     pub spoken_numbers: bool,
     /// When to ask back (`script.confirm`, `script.confirm_below`).
     pub confirm: ConfirmSettings,
+    /// Encoded prompts shared between calls.
+    pub encoded: Arc<PromptFrames>,
 }
-
-type Frames = Arc<Vec<Vec<u8>>>;
 
 /// One text rendered and encoded for each codec offered (codec → frames), or why not.
 type RenderResult = Result<HashMap<AudioCodec, Frames>, String>;
@@ -113,21 +113,18 @@ impl SpeechScript {
         }
     }
 
-    /// Synthesize and encode `text` for `codecs`.
+    /// Synthesize and encode `text` for `codecs` (encodings shared with every other call that
+    /// says the same rendering: [`PromptFrames`]).
     async fn render(
         tts: &dyn Synthesizer,
+        encoded: &PromptFrames,
         req: &SynthRequest,
         codecs: &[AudioCodec],
     ) -> Result<HashMap<AudioCodec, Frames>, String> {
-        let pcm = tts.synthesize(req).await.map_err(|e| e.to_string())?;
-        let pcm = Arc::new(pcm);
+        let pcm = tts.synthesize_shared(req).await.map_err(|e| e.to_string())?;
         let mut out = HashMap::new();
         for &codec in codecs {
-            let p = pcm.clone();
-            let frames = smol::unblock(move || encode_frames(&p.samples, p.rate, codec))
-                .await
-                .map_err(|e| e.to_string())?;
-            out.insert(codec, Arc::new(frames));
+            out.insert(codec, encoded.get(&pcm, codec).await?);
         }
         Ok(out)
     }
@@ -162,7 +159,7 @@ impl SpeechScript {
             }
         }
         let req = self.request(call, text);
-        let by_codec = Self::render(self.tts.as_ref(), &req, &[codec]).await?;
+        let by_codec = Self::render(self.tts.as_ref(), &self.encoded, &req, &[codec]).await?;
         let frames = by_codec
             .get(&codec)
             .cloned()
@@ -221,6 +218,7 @@ impl CallScript for SpeechScript {
 
     fn prepare(self: Arc<Self>, call: &ActiveCall, codecs: &[AudioCodec]) -> Box<dyn ScriptRun> {
         let tts = self.tts.clone();
+        let encoded = self.encoded.clone();
         let mut texts = vec![call.request.message.clone()];
         if let Some(c) = &call.request.choice {
             texts.push(c.prompt.clone());
@@ -243,7 +241,7 @@ impl CallScript for SpeechScript {
         let (tx, results) = async_channel::bounded(reqs.len().max(1));
         let task = smol::spawn(async move {
             for req in reqs {
-                let r = Self::render(tts.as_ref(), &req, &codecs).await;
+                let r = Self::render(tts.as_ref(), &encoded, &req, &codecs).await;
                 if tx.send((req.text, r)).await.is_err() {
                     break;
                 }

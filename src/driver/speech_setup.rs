@@ -75,5 +75,6 @@ pub fn speech_script(config: &Config, decider: Arc<dyn Decider>) -> Result<Speec
             enabled: config.script.confirm,
             below: config.script.confirm_below as f32,
         },
+        encoded: Arc::default(),
     })
 }

@@ -341,6 +341,13 @@ impl Synthesizer for CachedSynthesizer {
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>> {
         Box::pin(async move { self.get(req).await.map(|p| (*p).clone()) })
     }
+
+    fn synthesize_shared<'a>(
+        &'a self,
+        req: &'a SynthRequest,
+    ) -> BoxFuture<'a, Result<Arc<Pcm>, SpeechError>> {
+        Box::pin(self.get(req))
+    }
 }
 
 #[cfg(test)]

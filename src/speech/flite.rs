@@ -5,7 +5,8 @@
 //! [`SpeechError::Unavailable`] saying what to install. Flite keeps global state and is not safe to
 //! initialise or drive from two threads at once: the library, `flite_init` and every registered
 //! voice live in one process-wide [`OnceLock`], and synthesis is serialised by a [`Mutex`] and runs
-//! on `smol::unblock` so it never blocks an executor thread.
+//! on a render worker ([`crate::workers`]) so it never blocks an executor thread nor starves the
+//! media thread.
 //!
 //! Voices: `slt` (default, US English female, 16 kHz), `kal` (the 16 kHz `kal16` diphone voice),
 //! `awb` and `rms`, each from its own `libflite_cmu_us_*.so.1` (all in Debian `libflite1`).
@@ -223,12 +224,18 @@ impl Synthesizer for FliteSynthesizer {
             let text = CString::new(req.text.replace('\0', " "))
                 .map_err(|_| SpeechError::Invalid("text holds a NUL character".into()))?;
             let voice = req.voice.clone().unwrap_or_else(|| self.default_voice.clone());
-            smol::unblock(move || {
+            // On a render worker (lower priority, bounded): a burst of calls must not starve the
+            // media thread.
+            crate::workers::run(move || {
                 let mutex = flite()?;
                 let mut f = mutex.lock().unwrap_or_else(|p| p.into_inner());
                 f.render(&text, &voice)
             })
             .await
+            .map_err(|e| SpeechError::Engine {
+                engine: "flite".into(),
+                detail: e.to_string(),
+            })?
         })
     }
 }

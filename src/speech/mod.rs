@@ -98,6 +98,15 @@ pub trait Synthesizer: Send + Sync {
     }
     /// Render `req` as PCM at the engine's native rate.
     fn synthesize<'a>(&'a self, req: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>>;
+    /// As [`Self::synthesize`], without a copy: a cache in front of the engine gives every caller
+    /// of the same text the same rendering (and so the same encoded frames, see
+    /// `driver::prompt_frames`).
+    fn synthesize_shared<'a>(
+        &'a self,
+        req: &'a SynthRequest,
+    ) -> BoxFuture<'a, Result<std::sync::Arc<Pcm>, SpeechError>> {
+        Box::pin(async move { self.synthesize(req).await.map(std::sync::Arc::new) })
+    }
 }
 
 pub use crate::choice::recognition::{Alternative, Phrase, Pick, Recognition, RecognitionContext};

@@ -7,12 +7,14 @@
 //! call started, call answered with its SIP dialog, call final with its outbox entry) plus a
 //! periodic [`Store::flush_if_dirty`] for the rest, so an SD card sees three flushes per unanswered
 //! call and four per answered one. Each flush is followed by the fsyncs sled leaves out
-//! ([`durable`]), so a durable point also survives a power cut. A crash loses at most non-durable
+//! ([`durable`]), so a durable point also survives a power cut; durable points reached at the same
+//! time share one flush ([`group_commit`]). A crash loses at most non-durable
 //! steps (ringing, timeline events, a delivery's success, which is then sent again: webhooks are
 //! at-least-once).
 
 mod codec;
 mod durable;
+mod group_commit;
 mod index;
 #[cfg(test)]
 mod tests;
@@ -93,6 +95,8 @@ pub struct Store {
     flush_failed: AtomicBool,
     /// Successful flushes since open (each one is an fsync of sled's log: SD card wear).
     flushes: AtomicU64,
+    /// Concurrent flushes share one ([`group_commit`]).
+    gate: group_commit::FlushGate,
     /// Tests only: how many of the next flushes fail.
     #[cfg(test)]
     fail_flushes: std::sync::atomic::AtomicU32,
@@ -119,6 +123,7 @@ impl Store {
             dirty: AtomicBool::new(false),
             flush_failed: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
+            gate: group_commit::FlushGate::default(),
             #[cfg(test)]
             fail_flushes: std::sync::atomic::AtomicU32::new(0),
         };
@@ -148,8 +153,9 @@ impl Store {
     }
 
     /// Write everything to disk now: sled's flush, then the fsyncs it leaves out ([`durable`]).
+    /// Callers that arrive while a flush runs share the next one ([`group_commit`]).
     pub fn flush(&self) -> Result<(), StoreError> {
-        match self.flush_and_sync() {
+        self.gate.flush(|| match self.flush_and_sync() {
             Ok(()) => {
                 self.flushes.fetch_add(1, Ordering::Relaxed);
                 self.dirty.store(false, Ordering::Relaxed);
@@ -160,7 +166,7 @@ impl Store {
                 self.flush_failed.store(true, Ordering::Relaxed);
                 Err(e)
             }
-        }
+        })
     }
 
     fn flush_and_sync(&self) -> Result<(), StoreError> {

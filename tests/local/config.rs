@@ -217,7 +217,7 @@ fn invalid_values_name_the_key_and_the_rule() {
         ),
         (
             "[calls]\nmax_concurrent = 0\n",
-            "calls.max_concurrent: must be between 1 and 256 (got 0)",
+            "calls.max_concurrent: must be between 1 and 1024 (got 0)",
         ),
         (
             "[sip]\nlocal_port = 70000\n",
