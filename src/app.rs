@@ -12,6 +12,7 @@ use crate::call::{CallEngine, Timestamp};
 use crate::config::Config;
 use crate::driver::{DeliveryWorker, WorkerHandle};
 use crate::hooks::{Hooks, HooksError, HooksSettings};
+use crate::notifier::Notifier;
 use crate::policy::{DialPolicy, HostPolicy, RateLimiter};
 use crate::scheduler::Scheduler;
 use crate::store::{Store, StoreError};
@@ -52,6 +53,8 @@ pub struct App {
     pub config: Config,
     pub store: Arc<Store>,
     pub scheduler: Scheduler,
+    /// Notifications: calls people until enough acknowledge.
+    pub notifier: Notifier,
     pub webhooks: WorkerHandle,
     /// The delivery worker, awaited (briefly) at shutdown so in-flight webhooks are not cut off.
     worker: std::sync::Mutex<Option<smol::Task<Option<()>>>>,
@@ -113,9 +116,12 @@ impl App {
             config.calls.queue_limit as usize,
             config.calls.queue_max_age(),
         );
+        // Before the scheduler's recovery, so the end of no notification attempt goes unseen.
+        let (notifier, notifier_task) = Notifier::new(store.clone(), scheduler.clone(), webhooks.clone());
         scheduler
             .recover()
             .map_err(|e| AppError::Store(dir.display().to_string(), e))?;
+        supervisor.spawn("notifier", notifier_task.run()).detach();
         let (housekeeping, stop) = async_channel::bounded(1);
         if let Some(every) = hooks.settings().poll {
             hooks.spawn_watcher(every, stop.clone());
@@ -141,6 +147,7 @@ impl App {
             config,
             store,
             scheduler,
+            notifier,
             webhooks,
             worker: std::sync::Mutex::new(Some(worker)),
             hooks,
@@ -152,6 +159,7 @@ impl App {
     pub fn api_state(&self) -> ApiState {
         ApiState {
             scheduler: self.scheduler.clone(),
+            notifier: self.notifier.clone(),
             store: self.store.clone(),
             token: self.config.api.token.clone(),
             registrar_configured: self.config.sip.registrar.is_some(),
@@ -167,6 +175,10 @@ impl App {
     pub async fn shutdown(&self) {
         let grace = Duration::from_secs(u64::from(self.config.calls.shutdown_grace_seconds));
         self.scheduler.drain(grace).await;
+        // After the drain: the ends of the attempts it stopped are recorded (the notifier places
+        // no new call once the scheduler is closed; those are placed after the next start).
+        smol::Timer::after(Duration::from_millis(100)).await;
+        self.notifier.stop();
         self.scheduler.engine().shutdown().await;
         // Give deliveries queued by the drain a moment to go out before stopping the worker.
         smol::Timer::after(Duration::from_millis(200)).await;
@@ -238,6 +250,12 @@ fn spawn_housekeeping(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, retention_days, "deleted old call records"),
                     Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                }
+                let s = store.clone();
+                match smol::unblock(move || s.purge_notifications_before(cutoff)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, retention_days, "deleted old notifications"),
+                    Err(e) => tracing::error!(error = %e, "retention sweep of notifications failed"),
                 }
                 if !pause(RETENTION_SWEEP, &stop).await {
                     break;

@@ -19,6 +19,8 @@ pub mod flow;
 #[cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 pub mod media;
 #[cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
+pub mod notify;
+#[cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 pub mod policy;
 #[cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 pub mod rtp;
@@ -52,6 +54,8 @@ pub mod http_client;
 pub mod logging;
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod models;
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)]
+pub mod notifier;
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]
 pub mod rng;
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)]

@@ -31,10 +31,15 @@ pub const QUEUED_TOO_LONG: &str = "queued longer than calls.queue_max_age_second
 /// drain makes them final itself.
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
+/// At most this many calls wait for their `not_before` at once.
+pub const MAX_SCHEDULED: usize = 10_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("call queue is full ({0} calls waiting); try again later")]
     QueueFull(usize),
+    #[error("too many calls scheduled for later ({0}); try again later")]
+    TooManyScheduled(usize),
     #[error("service is shutting down")]
     ShuttingDown,
     #[error("call_id '{0}' is already in use")]
@@ -76,9 +81,14 @@ pub fn queue_expired(created_at: Timestamp, now: Timestamp, max_age: Option<Dura
     max_age.is_some_and(|max| u128::from(now.millis_since(created_at)) >= max.as_millis())
 }
 
+/// What the scheduler tells about every call that became final (the notifier listens).
+pub type FinalObserver = Box<dyn Fn(&CallRecord) + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Waiting>,
+    /// Calls accepted with a `not_before` still ahead: they join `queue` when it comes.
+    scheduled: HashMap<String, Waiting>,
     active: HashMap<String, CancelHandle>,
     /// Why an active call was told to stop, if it was.
     stop_reasons: HashMap<String, &'static str>,
@@ -99,6 +109,8 @@ struct Inner {
     /// `calls.queue_max_age_seconds`; `None` = waiting calls never expire.
     queue_max_age: Option<Duration>,
     state: Mutex<State>,
+    /// Told of every call that became final ([`Scheduler::observe_final`]).
+    on_final: std::sync::OnceLock<FinalObserver>,
 }
 
 #[derive(Clone)]
@@ -121,7 +133,16 @@ impl Scheduler {
             queue_limit,
             queue_max_age,
             state: Mutex::new(State::default()),
+            on_final: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Call `f` with every record that becomes final from now on (once per call; set once, before
+    /// [`Scheduler::recover`]). `f` must not block.
+    pub fn observe_final(&self, f: FinalObserver) {
+        if self.0.on_final.set(f).is_err() {
+            tracing::warn!("a final-call observer is already set");
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -152,8 +173,12 @@ impl Scheduler {
                 return Err(SubmitError::ShuttingDown);
             }
             let free_slots = self.0.max_concurrent.saturating_sub(s.active.len());
+            let later = request.not_before.is_some_and(|t| t > Timestamp::now());
             let waiting = s.queue.len() + s.reserved;
-            if waiting >= free_slots + self.0.queue_limit {
+            if later && s.scheduled.len() >= MAX_SCHEDULED {
+                return Err(SubmitError::TooManyScheduled(s.scheduled.len()));
+            }
+            if !later && waiting >= free_slots + self.0.queue_limit {
                 return Err(SubmitError::QueueFull(s.queue.len()));
             }
             s.reserved += 1;
@@ -166,12 +191,9 @@ impl Scheduler {
         {
             let mut s = self.state();
             s.reserved -= 1;
-            if let Ok(record) = &stored {
-                s.queue.push_back(Waiting {
-                    id: record.call_id.clone(),
-                    created_at: record.created_at,
-                });
-            }
+        }
+        if let Ok(record) = &stored {
+            self.enqueue(record, Timestamp::now());
         }
         let record = stored.map_err(|e| match e {
             StoreError::IdInUse(id) => SubmitError::IdInUse(id),
@@ -180,6 +202,38 @@ impl Scheduler {
         tracing::info!(call_id = %record.call_id, "call queued");
         self.pump();
         Ok(record)
+    }
+
+    /// Queue a waiting call, or hold it until its `not_before` (its queue age counts from then).
+    fn enqueue(&self, record: &CallRecord, now: Timestamp) {
+        let id = record.call_id.clone();
+        match record.request.not_before.filter(|t| *t > now) {
+            None => self.state().queue.push_back(Waiting {
+                id,
+                created_at: record.created_at,
+            }),
+            Some(at) => {
+                self.state().scheduled.insert(
+                    id.clone(),
+                    Waiting {
+                        id: id.clone(),
+                        created_at: at.max(record.created_at),
+                    },
+                );
+                tracing::info!(call_id = %id, not_before = %at.to_rfc3339(), "call held until not_before");
+                let me = self.clone();
+                let wait = std::time::Duration::from_millis(at.millis_since(now));
+                smol::spawn(async move {
+                    smol::Timer::after(wait).await;
+                    let due = me.state().scheduled.remove(&id);
+                    if let Some(w) = due {
+                        me.state().queue.push_back(w);
+                        me.pump();
+                    }
+                })
+                .detach();
+            }
+        }
     }
 
     /// Start waiting calls while slots are free; one that waited too long ends instead.
@@ -373,6 +427,9 @@ impl Scheduler {
                 if r.webhook.is_some() {
                     self.0.webhooks.notify();
                 }
+                if let Some(observe) = self.0.on_final.get() {
+                    observe(r);
+                }
             }
             Err(e) => tracing::error!(call_id = %id, error = %e, "cannot store the end of a call"),
         }
@@ -388,7 +445,9 @@ impl Scheduler {
         }
         let found = {
             let mut s = self.state();
-            if let Some((pos, w)) = s
+            if let Some(w) = s.scheduled.remove(id) {
+                Found::Waiting(usize::MAX, w)
+            } else if let Some((pos, w)) = s
                 .queue
                 .iter()
                 .position(|q| q.id == id)
@@ -430,8 +489,12 @@ impl Scheduler {
                             .is_some_and(|r| r.is_waiting());
                         if unchanged {
                             let mut s = self.state();
-                            let at = pos.min(s.queue.len());
-                            s.queue.insert(at, waiting);
+                            if pos == usize::MAX {
+                                s.scheduled.insert(waiting.id.clone(), waiting);
+                            } else {
+                                let at = pos.min(s.queue.len());
+                                s.queue.insert(at, waiting);
+                            }
                         }
                         Err(CancelError::NotPersisted(e))
                     }
@@ -460,10 +523,7 @@ impl Scheduler {
         let mut requeued = 0usize;
         for record in self.0.store.unfinished_calls()? {
             if record.is_waiting() {
-                self.state().queue.push_back(Waiting {
-                    id: record.call_id.clone(),
-                    created_at: record.created_at,
-                });
+                self.enqueue(&record, Timestamp::now());
                 requeued += 1;
             } else {
                 if let Some(dialog) = record.dialog.clone() {
@@ -604,6 +664,8 @@ mod tests {
             call_id: Some(id.into()),
             language: None,
             voice: None,
+            not_before: None,
+            notification_id: None,
         }
     }
 
@@ -768,6 +830,8 @@ mod tests {
             call_id: Some("deaf-1".into()),
             language: None,
             voice: None,
+            not_before: None,
+            notification_id: None,
         };
         smol::block_on(async {
             scheduler.submit(Some("deaf-1"), request).await.expect("submit");
@@ -824,6 +888,8 @@ mod tests {
             call_id: Some(id.into()),
             language: None,
             voice: None,
+            not_before: None,
+            notification_id: None,
         };
         let now = Timestamp::now();
         for id in ["answered", "ringing"] {

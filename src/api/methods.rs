@@ -12,6 +12,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("/call/:call_id", "GET, HEAD, DELETE"),
     ("/calls", "GET, HEAD"),
     ("/calls/:call_id", "GET, HEAD"),
+    ("/notifications", "GET, HEAD, POST"),
+    ("/notifications/:notification_id", "GET, HEAD, DELETE"),
     ("/hooks", "GET, HEAD"),
     ("/hooks/:name/test", "POST"),
     ("/openapi.yaml", "GET, HEAD"),

@@ -4,10 +4,12 @@
 mod hooks;
 mod listener;
 pub mod methods;
+mod notifications;
 mod routes;
 #[cfg(test)]
 mod tests;
 pub mod validate;
+pub mod validate_notification;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 #[derive(Clone)]
 pub struct ApiState {
     pub scheduler: Scheduler,
+    pub notifier: crate::notifier::Notifier,
     pub store: Arc<Store>,
     pub token: Option<Secret>,
     /// A registrar is configured, so health depends on registration.
@@ -67,6 +70,7 @@ pub fn router(state: ApiState) -> tide::Server<ApiState> {
     app.with(RateLimit);
     app.with(BearerAuth);
     routes::mount(&mut app);
+    notifications::mount(&mut app);
     hooks::mount(&mut app);
     app
 }

@@ -92,9 +92,10 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
                 &json!({"call_id": record.call_id, "status": "queued", "message": "Call initiated"}),
             ),
             Err(e @ SubmitError::IdInUse(_)) => detail(StatusCode::Conflict, e.to_string()),
-            Err(e @ (SubmitError::QueueFull(_) | SubmitError::ShuttingDown)) => {
-                detail(StatusCode::ServiceUnavailable, e.to_string())
-            }
+            Err(
+                e
+                @ (SubmitError::QueueFull(_) | SubmitError::TooManyScheduled(_) | SubmitError::ShuttingDown),
+            ) => detail(StatusCode::ServiceUnavailable, e.to_string()),
             Err(SubmitError::Store(e)) => {
                 tracing::error!(error = %e, "cannot store a new call");
                 detail(
@@ -107,7 +108,7 @@ async fn create_call(mut req: Request<ApiState>) -> tide::Result {
 }
 
 /// Why the dial or callback policy refuses `request`, before anything is stored.
-fn policy_refusal(s: &ApiState, request: &CallRequest) -> Option<String> {
+pub(super) fn policy_refusal(s: &ApiState, request: &CallRequest) -> Option<String> {
     if !s.dial.allows(&request.extension) {
         return Some(s.dial.refusal(&request.extension));
     }
@@ -117,7 +118,7 @@ fn policy_refusal(s: &ApiState, request: &CallRequest) -> Option<String> {
     (!s.hosts.allows_host(host)).then(|| s.hosts.refusal(host, None))
 }
 
-fn store_failure(e: impl std::fmt::Display) -> Response {
+pub(super) fn store_failure(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "store read failed");
     detail(StatusCode::ServiceUnavailable, format!("store unavailable: {e}"))
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::call::{CallRequest, Choice, ChoiceOption};
+use crate::call::{CallRequest, Choice, ChoiceOption, Timestamp};
 use crate::sip_addr::parse_extension;
 
 /// The exact detail of the seed for `choice` without `callback_url`.
@@ -14,6 +14,8 @@ pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_OPTIONS: usize = 20;
 pub const MAX_SYNONYMS: usize = 50;
 pub const MAX_CALL_ID_CHARS: usize = 128;
+/// How far ahead `not_before` may lie.
+pub const MAX_NOT_BEFORE_DAYS: u64 = 30;
 
 /// A valid request and the id the caller asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,7 @@ fn is_absent(v: Option<&Value>) -> bool {
     matches!(v, None | Some(Value::Null))
 }
 
-fn required_text(obj: &Map<String, Value>, key: &str, name: &str) -> Result<String, Detail> {
+pub(super) fn required_text(obj: &Map<String, Value>, key: &str, name: &str) -> Result<String, Detail> {
     match obj.get(key) {
         None | Some(Value::Null) => Err(format!("{name} is required")),
         Some(Value::String(s)) if s.trim().is_empty() => Err(format!("{name} must not be empty")),
@@ -62,7 +64,7 @@ pub(super) fn bounded_int(
     u32::try_from(n).map_err(|_| rule())
 }
 
-fn callback_url(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
+pub(super) fn callback_url(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
     let s = match obj.get("callback_url") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s.trim(),
@@ -97,6 +99,28 @@ fn call_id(obj: &Map<String, Value>) -> Result<Option<String>, Detail> {
         ));
     }
     Ok(Some(s.clone()))
+}
+
+/// `not_before`: an RFC 3339 instant with its offset (`2026-12-08T07:00:00+01:00`), at most
+/// [`MAX_NOT_BEFORE_DAYS`] after `now`; absent or null = at once.
+pub(super) fn not_before(obj: &Map<String, Value>, now: Timestamp) -> Result<Option<Timestamp>, Detail> {
+    let text = match obj.get("not_before") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err("not_before must be an RFC 3339 date-time string".into()),
+    };
+    let parsed: jiff::Timestamp = text.parse().map_err(|_| {
+        format!("not_before must be an RFC 3339 date-time with an offset, such as 2026-12-08T07:00:00+01:00 (got '{text}')")
+    })?;
+    let ms = u64::try_from(parsed.as_millisecond())
+        .map_err(|_| format!("not_before must be after 1970 (got '{text}')"))?;
+    let at = Timestamp(ms);
+    if at.millis_since(now) > MAX_NOT_BEFORE_DAYS * 86_400_000 {
+        return Err(format!(
+            "not_before must be at most {MAX_NOT_BEFORE_DAYS} days ahead (got '{text}')"
+        ));
+    }
+    Ok(Some(at))
 }
 
 /// Option `i` of the array named `list`.
@@ -183,7 +207,7 @@ pub(super) fn options(v: Option<&Value>, list: &str) -> Result<Vec<ChoiceOption>
 }
 
 /// A name of letters, digits, `_`, `-` and `.` of 1 to `max` characters, or absent.
-fn optional_name(
+pub(super) fn optional_name(
     obj: &Map<String, Value>,
     key: &str,
     name: &str,
@@ -228,7 +252,7 @@ pub(super) fn language(obj: &Map<String, Value>) -> Result<Option<String>, Detai
     }
 }
 
-fn choice(v: &Value) -> Result<Choice, Detail> {
+pub(super) fn choice(v: &Value) -> Result<Choice, Detail> {
     let Value::Object(obj) = v else {
         return Err("choice must be an object with prompt and options".into());
     };
@@ -250,14 +274,25 @@ fn choice(v: &Value) -> Result<Choice, Detail> {
 
 /// Validate a `POST /call` body.
 pub fn parse_call_request(body: &[u8]) -> Result<Accepted, Detail> {
+    parse_call_request_at(body, Timestamp::now())
+}
+
+/// The JSON object of a request body, or the detail of why it is not one.
+pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, Detail> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("request body is empty; expected a JSON object".into());
     }
     let value: Value =
         serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
-    let Value::Object(obj) = value else {
-        return Err("request body must be a JSON object".into());
-    };
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err("request body must be a JSON object".into()),
+    }
+}
+
+/// Validate a `POST /call` body received at `now`.
+pub fn parse_call_request_at(body: &[u8], now: Timestamp) -> Result<Accepted, Detail> {
+    let obj = json_object(body)?;
     let message = required_text(&obj, "message", "message")?;
     if message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(format!("message must be at most {MAX_MESSAGE_CHARS} characters"));
@@ -286,6 +321,8 @@ pub fn parse_call_request(body: &[u8]) -> Result<Accepted, Detail> {
             call_id: requested_id,
             language: language(&obj)?,
             voice: optional_name(&obj, "voice", "voice", 64)?,
+            not_before: not_before(&obj, now)?,
+            notification_id: None,
         },
     })
 }
@@ -315,6 +352,31 @@ mod tests {
         let c = a.request.choice.expect("choice");
         assert_eq!((c.timeout_seconds, c.repeat_count), (30, 2));
         assert!(c.options[0].synonyms.is_empty());
+    }
+
+    #[test]
+    fn not_before_takes_an_offset_and_at_most_thirty_days() {
+        let now = Timestamp(1_780_000_000_000); // 2026-05-28T20:26:40Z
+        let parse = |v: Value| parse_call_request_at(v.to_string().as_bytes(), now);
+        let a = parse(json!({"message":"m","extension":"1","not_before":"2026-05-29T07:00:00+02:00"}))
+            .expect("valid");
+        assert_eq!(a.request.not_before, Some(Timestamp(1_780_030_800_000)));
+        let a = parse(json!({"message":"m","extension":"1","not_before":"2020-01-01T00:00:00Z"}))
+            .expect("past is fine");
+        assert!(a.request.not_before.is_some());
+        assert_eq!(
+            parse(json!({"message":"m","extension":"1","not_before":"tomorrow"})).expect_err("bad"),
+            "not_before must be an RFC 3339 date-time with an offset, such as 2026-12-08T07:00:00+01:00 (got 'tomorrow')"
+        );
+        assert!(
+            parse(json!({"message":"m","extension":"1","not_before":"2026-07-28T20:26:40Z"}))
+                .expect_err("too far")
+                .starts_with("not_before must be at most 30 days ahead")
+        );
+        assert_eq!(
+            parse(json!({"message":"m","extension":"1","not_before":5})).expect_err("type"),
+            "not_before must be an RFC 3339 date-time string"
+        );
     }
 
     #[test]

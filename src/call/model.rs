@@ -111,6 +111,12 @@ pub struct CallRequest {
     /// Synthesizer voice; `None` = the engine's default.
     #[serde(default)]
     pub voice: Option<String>,
+    /// The call is not dialled before this instant. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+    /// The notification this call is an attempt of. Absent for plain calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<String>,
 }
 
 /// What happened, as a call's timeline names it (`event` in the API, in snake_case; listed in
@@ -364,6 +370,9 @@ pub struct CallRecord {
     pub status: CallStatus,
     pub extension: String,
     pub request: CallRequest,
+    /// The notification this call is an attempt of; absent for plain calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub started_at: Option<Timestamp>,
@@ -400,6 +409,7 @@ impl CallRecord {
             seq,
             status: CallStatus::Queued,
             extension: request.extension.clone(),
+            notification_id: request.notification_id.clone(),
             request,
             created_at: now,
             updated_at: now,

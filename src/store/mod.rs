@@ -2,7 +2,8 @@
 //!
 //! Trees: `calls` (call id → [`CallRecord`]), its indexes `calls_by_seq` and `calls_by_end`
 //! ([`index`], written in the record's transaction), `outbox` (webhook id → [`Delivery`], pending
-//! only), `meta` (id sequence, layout version). Values are versioned ([`codec`]). sled's
+//! only), `meta` (id sequences, layout version), `notifications` and `notifications_by_seq`
+//! ([`notifications`]). Values are versioned ([`codec`]). sled's
 //! background flusher is off: the data reaches the disk at durable points only (call accepted,
 //! call started, call answered with its SIP dialog, call final with its outbox entry) plus a
 //! periodic [`Store::flush_if_dirty`] for the rest, so an SD card sees three flushes per unanswered
@@ -16,6 +17,7 @@ mod codec;
 mod durable;
 mod group_commit;
 mod index;
+mod notifications;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +48,8 @@ pub enum StoreError {
     Encode(CodecError),
     #[error("call_id '{0}' is already in use")]
     IdInUse(String),
+    #[error("notification_id '{0}' is already in use")]
+    NotificationIdInUse(String),
     #[error("call '{0}' not found")]
     NotFound(String),
     #[error("cannot make the store durable (fsync): {0}")]
@@ -89,6 +93,10 @@ pub struct Store {
     by_end: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    /// Notification id → [`crate::notify::NotificationRecord`] ([`notifications`]).
+    notifications: sled::Tree,
+    /// Notification seq (8 bytes, big-endian) → id: `GET /notifications` newest first.
+    notifications_by_seq: sled::Tree,
     /// fsyncs sled's files after each flush ([`durable`]).
     sync: SyncState,
     dirty: AtomicBool,
@@ -118,6 +126,8 @@ impl Store {
             by_end: db.open_tree(index::BY_END)?,
             outbox: db.open_tree("outbox")?,
             meta: db.open_tree("meta")?,
+            notifications: db.open_tree(notifications::TREE)?,
+            notifications_by_seq: db.open_tree(notifications::BY_SEQ)?,
             db,
             sync: SyncState::new(path),
             dirty: AtomicBool::new(false),
@@ -452,6 +462,10 @@ impl Store {
             } else {
                 outbox.remove(d.id.as_bytes())?;
             }
+            if d.notification {
+                // A notification's final webhook: its view lands in the notification record.
+                return Ok(());
+            }
             if let Some(bytes) = calls.get(d.call_id.as_bytes())? {
                 let old: CallRecord = dec(d.call_id.as_bytes(), &bytes).or_else(abort)?;
                 let mut record = old.clone();
@@ -469,6 +483,9 @@ impl Store {
             }
             Ok(())
         })?;
+        if d.notification {
+            self.save_notification_delivery(d)?;
+        }
         self.dirty.store(true, Ordering::Relaxed);
         Ok(())
     }

@@ -14,6 +14,8 @@ fn request(url: Option<&str>) -> CallRequest {
         call_id: None,
         language: None,
         voice: None,
+        not_before: None,
+        notification_id: None,
     }
 }
 

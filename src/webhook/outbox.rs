@@ -13,7 +13,12 @@ pub struct Delivery {
     /// `Webhook-Id`: unique per delivery (a call id may be reused once its record is gone), stable
     /// across the attempts of this delivery. Chosen by the caller ([`new_delivery_id`]).
     pub id: String,
+    /// The call it reports on, or the notification's id when [`Delivery::notification`] is set.
     pub call_id: String,
+    /// The final webhook of a notification (`call_id` holds the notification id). Deliveries
+    /// stored before notifications existed read false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notification: bool,
     pub url: String,
     /// The exact body sent on every attempt.
     pub body: String,
@@ -30,6 +35,7 @@ impl Delivery {
         Self {
             id: id.into(),
             call_id: call_id.into(),
+            notification: false,
             url: url.into(),
             body,
             created_at: now,

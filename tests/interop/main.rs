@@ -36,6 +36,7 @@ mod interop_harness;
 mod media_controls;
 mod media_interop;
 mod models;
+mod notifications;
 mod recognition_devset;
 mod rtp_captures;
 mod shutdown;

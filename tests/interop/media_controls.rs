@@ -101,6 +101,8 @@ fn hold_resume_and_key_presses_both_ways_with_a_real_phone() {
         call_id: None,
         language: None,
         voice: None,
+        not_before: None,
+        notification_id: None,
     };
     smol::block_on(app.scheduler.submit(Some("controls-1"), req)).expect("submit");
     let record = || app.store.get_call("controls-1").ok().flatten();

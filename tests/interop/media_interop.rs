@@ -187,6 +187,8 @@ fn g711_both_ways_with_a_real_phone() {
         call_id: None,
         language: None,
         voice: None,
+        not_before: None,
+        notification_id: None,
     };
     smol::block_on(app.scheduler.submit(Some("media-1"), req)).expect("submit");
     assert!(
@@ -275,6 +277,8 @@ fn opus_is_negotiated_and_carries_audio_both_ways() {
         call_id: None,
         language: None,
         voice: None,
+        not_before: None,
+        notification_id: None,
     };
     smol::block_on(app.scheduler.submit(Some("opus-1"), req)).expect("submit");
     assert!(

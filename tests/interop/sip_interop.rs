@@ -48,6 +48,8 @@ fn call(app: &App, id: &str, extension: &str, ring_timeout: u32) {
         call_id: None,
         language: None,
         voice: None,
+        not_before: None,
+        notification_id: None,
     };
     smol::block_on(app.scheduler.submit(Some(id), req)).expect("submit");
 }

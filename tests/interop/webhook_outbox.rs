@@ -24,6 +24,8 @@ fn request_to(url: &str) -> CallRequest {
         call_id: None,
         language: None,
         voice: None,
+        not_before: None,
+        notification_id: None,
     }
 }
 

@@ -74,6 +74,8 @@ fn every_input_field_reaches_the_guest() {
         call_id: None,
         language: Some("de-CH".into()),
         voice: None,
+        not_before: None,
+        notification_id: None,
     };
     let (_cancel, signal) = CancelSignal::pair();
     let call = ActiveCall {

@@ -21,6 +21,7 @@ mod config;
 mod hooks;
 mod hooks_input;
 mod hooks_yesno;
+mod notifications;
 mod openapi_validator;
 mod store;
 mod supervise;
