@@ -6,6 +6,7 @@
 //! reads the end of each attempt from its call record and goes on from there.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ use crate::webhook::{new_delivery_id, Delivery};
 
 /// How long an attempt the scheduler could not take (queue full) waits before it is tried again.
 const PLACE_RETRY: Duration = Duration::from_secs(5);
+/// At most this many notifications run (or wait) at once; more get 503.
+pub const MAX_ACTIVE: usize = 1_000;
 /// The longest sleep: the wall clock is read again at least this often (a Pi without a real-time
 /// clock may set its clock after boot).
 const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -31,6 +34,8 @@ pub enum NotifySubmitError {
     IdInUse(String),
     #[error("service is shutting down")]
     ShuttingDown,
+    #[error("too many notifications are running ({0}); try again later")]
+    TooMany(usize),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -61,6 +66,9 @@ enum Command {
 pub struct Notifier {
     tx: async_channel::Sender<Command>,
     store: Arc<Store>,
+    /// Notifications accepted and not yet settled (the task counts down).
+    running: Arc<AtomicUsize>,
+    max_active: usize,
 }
 
 /// The task behind a [`Notifier`]; [`NotifierTask::run`] it once the scheduler has recovered.
@@ -69,6 +77,9 @@ pub struct NotifierTask {
     store: Arc<Store>,
     scheduler: Scheduler,
     webhooks: WorkerHandle,
+    running: Arc<AtomicUsize>,
+    /// Unsettled notifications found in the store at start, resumed by [`NotifierTask::run`].
+    recovered: Vec<NotificationRecord>,
     active: HashMap<String, NotificationRecord>,
     /// (when, notification id): the machine asked to run again then.
     wakes: BTreeSet<(Timestamp, String)>,
@@ -80,6 +91,22 @@ impl Notifier {
     /// Build the notifier and tell `scheduler` to report call ends to it. Call before
     /// [`Scheduler::recover`], so no end of an attempt is missed.
     pub fn new(store: Arc<Store>, scheduler: Scheduler, webhooks: WorkerHandle) -> (Self, NotifierTask) {
+        Self::with_limit(store, scheduler, webhooks, MAX_ACTIVE)
+    }
+
+    /// As [`Notifier::new`], with at most `max_active` notifications at once.
+    pub fn with_limit(
+        store: Arc<Store>,
+        scheduler: Scheduler,
+        webhooks: WorkerHandle,
+        max_active: usize,
+    ) -> (Self, NotifierTask) {
+        // Read here, before any new notification can be accepted, so that none is counted twice.
+        let recovered = store.unsettled_notifications().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read notifications from the store: they resume after the next start");
+            Vec::new()
+        });
+        let running = Arc::new(AtomicUsize::new(recovered.len()));
         let (tx, rx) = async_channel::unbounded();
         let ended = tx.clone();
         scheduler.observe_final(Box::new(move |r: &CallRecord| {
@@ -92,11 +119,21 @@ impl Notifier {
             store: store.clone(),
             scheduler,
             webhooks,
+            running: running.clone(),
+            recovered,
             active: HashMap::new(),
             wakes: BTreeSet::new(),
             unplaced: BTreeSet::new(),
         };
-        (Self { tx, store }, task)
+        (
+            Self {
+                tx,
+                store,
+                running,
+                max_active,
+            },
+            task,
+        )
     }
 
     /// Store a new notification durably and start it.
@@ -108,14 +145,25 @@ impl Notifier {
         if self.tx.is_closed() {
             return Err(NotifySubmitError::ShuttingDown);
         }
+        let claimed = self
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_active).then_some(n + 1)
+            });
+        if let Err(n) = claimed {
+            return Err(NotifySubmitError::TooMany(n));
+        }
         let store = self.store.clone();
         let record = smol::unblock(move || {
             store.insert_notification(requested_id.as_deref(), request, Timestamp::now())
         })
         .await
-        .map_err(|e| match e {
-            StoreError::NotificationIdInUse(id) => NotifySubmitError::IdInUse(id),
-            e => NotifySubmitError::Store(e),
+        .map_err(|e| {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            match e {
+                StoreError::NotificationIdInUse(id) => NotifySubmitError::IdInUse(id),
+                e => NotifySubmitError::Store(e),
+            }
         })?;
         tracing::info!(notification_id = %record.notification_id, targets = record.request.targets.len(), "notification accepted");
         // Stored: if the task is gone (shutdown), the next start picks it up.
@@ -213,8 +261,7 @@ impl NotifierTask {
     }
 
     async fn recover(&mut self) -> Result<(), StoreError> {
-        let store = self.store.clone();
-        let records = smol::unblock(move || store.unsettled_notifications()).await?;
+        let records = std::mem::take(&mut self.recovered);
         let now = Timestamp::now();
         for mut r in records {
             for index in 0..r.attempts.len() {
@@ -434,6 +481,7 @@ impl NotifierTask {
         let Some(r) = self.active.remove(id) else {
             return;
         };
+        self.running.fetch_sub(1, Ordering::SeqCst);
         self.wakes.retain(|(_, w)| w != id);
         self.unplaced.retain(|(_, n, _)| n != id);
         let delivery = r.request.callback_url.as_deref().map(|url| {
@@ -462,5 +510,115 @@ impl NotifierTask {
                 tracing::error!(notification_id = %id, error = %e, "cannot store the end of a notification");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::{ActiveCall, CallEngine, CallOutcome};
+    use crate::driver::DeliveryWorker;
+    use crate::notify::{NotificationStatus, Strategy, Target};
+    use crate::webhook::{RetryPolicy, WebhookClient};
+    use std::future::Future;
+    use std::pin::Pin;
+
+    /// Calls that ring until they are cancelled.
+    struct Ringing;
+
+    impl CallEngine for Ringing {
+        fn place_call(&self, call: ActiveCall) -> Pin<Box<dyn Future<Output = CallOutcome> + Send>> {
+            Box::pin(async move {
+                call.cancel.cancelled().await;
+                CallOutcome::failed("cancelled")
+            })
+        }
+    }
+
+    fn request() -> NotificationRequest {
+        NotificationRequest {
+            message: "m".into(),
+            choice: None,
+            callback_url: None,
+            callback_each: false,
+            language: None,
+            voice: None,
+            targets: vec![Target {
+                extension: "1001".into(),
+                ring_timeout: 30,
+            }],
+            strategy: Strategy::Sequential,
+            quorum: 1,
+            acknowledge: Vec::new(),
+            refuse: Vec::new(),
+            rounds: 1,
+            round_interval_seconds: 120,
+            not_before: None,
+            quiet_hours: None,
+            urgent: false,
+        }
+    }
+
+    #[test]
+    fn notifications_beyond_the_limit_are_refused_until_one_settles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let client = WebhookClient::new(
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+            Arc::new(crate::policy::HostPolicy::default()),
+        );
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            max_age: Duration::from_secs(1),
+        };
+        let (_worker, handle) = DeliveryWorker::new(store.clone(), client, policy, None);
+        let scheduler = Scheduler::new(store.clone(), Arc::new(Ringing), handle.clone(), 4, 10, None);
+        let (notifier, task) = Notifier::with_limit(store.clone(), scheduler, handle, 1);
+        let running = smol::spawn(task.run());
+        smol::block_on(async {
+            let first = notifier.submit(Some("a".into()), request()).await.expect("first");
+            assert_eq!(first.notification_id, "a");
+            let refused = notifier.submit(Some("b".into()), request()).await;
+            assert!(
+                matches!(refused, Err(NotifySubmitError::TooMany(1))),
+                "{refused:?}"
+            );
+            assert!(
+                store.get_notification("b").expect("store").is_none(),
+                "not stored"
+            );
+            let started = crate::scheduler::wait_until(
+                || {
+                    store
+                        .get_call("a.r1.t0")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|c| c.started_at.is_some())
+                },
+                Duration::from_secs(10),
+            )
+            .await;
+            assert!(started, "the first attempt is placed");
+            let cancelled = notifier.cancel("a").await.expect("cancel");
+            assert_eq!(cancelled.status, NotificationStatus::Cancelled);
+            let settled = crate::scheduler::wait_until(
+                || {
+                    store
+                        .get_notification("a")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|r| r.is_settled())
+                },
+                Duration::from_secs(10),
+            )
+            .await;
+            assert!(settled, "{:?}", store.get_notification("a"));
+            let again = notifier.submit(Some("b".into()), request()).await;
+            assert!(again.is_ok(), "a slot is free again: {again:?}");
+            notifier.stop();
+        });
+        smol::block_on(running);
     }
 }

@@ -62,7 +62,9 @@ async fn create(mut req: Request<ApiState>) -> tide::Result {
                 &json!({"notification_id": r.notification_id, "status": "queued"}),
             ),
             Err(e @ NotifySubmitError::IdInUse(_)) => detail(StatusCode::Conflict, e.to_string()),
-            Err(e @ NotifySubmitError::ShuttingDown) => detail(StatusCode::ServiceUnavailable, e.to_string()),
+            Err(e @ (NotifySubmitError::ShuttingDown | NotifySubmitError::TooMany(_))) => {
+                detail(StatusCode::ServiceUnavailable, e.to_string())
+            }
             Err(NotifySubmitError::Store(e)) => {
                 tracing::error!(error = %e, "cannot store a new notification");
                 detail(
