@@ -518,7 +518,7 @@ mod tests {
     use super::*;
     use crate::call::{ActiveCall, CallEngine, CallOutcome};
     use crate::driver::DeliveryWorker;
-    use crate::notify::{NotificationStatus, Strategy, Target};
+    use crate::notify::NotificationStatus;
     use crate::webhook::{RetryPolicy, WebhookClient};
     use std::future::Future;
     use std::pin::Pin;
@@ -536,27 +536,7 @@ mod tests {
     }
 
     fn request() -> NotificationRequest {
-        NotificationRequest {
-            message: "m".into(),
-            choice: None,
-            callback_url: None,
-            callback_each: false,
-            language: None,
-            voice: None,
-            targets: vec![Target {
-                extension: "1001".into(),
-                ring_timeout: 30,
-            }],
-            strategy: Strategy::Sequential,
-            quorum: 1,
-            acknowledge: Vec::new(),
-            refuse: Vec::new(),
-            rounds: 1,
-            round_interval_seconds: 120,
-            not_before: None,
-            quiet_hours: None,
-            urgent: false,
-        }
+        crate::notify::tests::request(&["1001"])
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde_json::json;
 use tide::{Request, StatusCode};
 
-use super::routes::{policy_refusal, read_body, store_failure};
+use super::routes::{list_query, policy_refusal, read_body, store_failure};
 use super::validate_notification::parse_notification_request;
 use super::{detail, json, ApiState};
 use crate::call::{CallRequest, Timestamp};
@@ -97,32 +97,11 @@ async fn show(req: Request<ApiState>) -> tide::Result {
 }
 
 async fn list(req: Request<ApiState>) -> tide::Result {
-    let mut status = None;
-    let mut limit = 50usize;
-    for (k, v) in req.url().query_pairs() {
-        match k.as_ref() {
-            "status" => match NotificationStatus::parse(&v) {
-                Some(st) => status = Some(st),
-                None => {
-                    let all: Vec<&str> = NotificationStatus::ALL.iter().map(|s| s.as_str()).collect();
-                    return Ok(detail(
-                        StatusCode::BadRequest,
-                        format!("status must be one of {}", all.join(", ")),
-                    ));
-                }
-            },
-            "limit" => match v.parse::<usize>() {
-                Ok(n) if (1..=500).contains(&n) => limit = n,
-                _ => {
-                    return Ok(detail(
-                        StatusCode::BadRequest,
-                        "limit must be an integer between 1 and 500",
-                    ))
-                }
-            },
-            _ => {}
-        }
-    }
+    let names = NotificationStatus::ALL.map(NotificationStatus::as_str);
+    let (status, limit) = match list_query(req.url(), NotificationStatus::parse, &names) {
+        Ok(q) => q,
+        Err(d) => return Ok(detail(StatusCode::BadRequest, d)),
+    };
     let s = req.state();
     Ok(match s.store.list_notifications(status, limit) {
         Ok(records) => {

@@ -157,33 +157,37 @@ async fn call_record(req: Request<ApiState>) -> tide::Result {
     })
 }
 
-async fn list_calls(req: Request<ApiState>) -> tide::Result {
+/// A listing's `status` (one of `names`, read by `parse`) and `limit` (1-500, default 50), or
+/// the `detail` of the 400 that says which is wrong.
+pub(super) fn list_query<S>(
+    url: &tide::http::Url,
+    parse: fn(&str) -> Option<S>,
+    names: &[&str],
+) -> Result<(Option<S>, usize), String> {
     let mut status = None;
     let mut limit = 50usize;
-    for (k, v) in req.url().query_pairs() {
+    for (k, v) in url.query_pairs() {
         match k.as_ref() {
-            "status" => match CallStatus::parse(&v) {
+            "status" => match parse(&v) {
                 Some(st) => status = Some(st),
-                None => {
-                    let all: Vec<&str> = CallStatus::ALL.iter().map(|s| s.as_str()).collect();
-                    return Ok(detail(
-                        StatusCode::BadRequest,
-                        format!("status must be one of {}", all.join(", ")),
-                    ));
-                }
+                None => return Err(format!("status must be one of {}", names.join(", "))),
             },
             "limit" => match v.parse::<usize>() {
                 Ok(n) if (1..=500).contains(&n) => limit = n,
-                _ => {
-                    return Ok(detail(
-                        StatusCode::BadRequest,
-                        "limit must be an integer between 1 and 500",
-                    ));
-                }
+                _ => return Err("limit must be an integer between 1 and 500".into()),
             },
             _ => {}
         }
     }
+    Ok((status, limit))
+}
+
+async fn list_calls(req: Request<ApiState>) -> tide::Result {
+    let names = CallStatus::ALL.map(CallStatus::as_str);
+    let (status, limit) = match list_query(req.url(), CallStatus::parse, &names) {
+        Ok(q) => q,
+        Err(d) => return Ok(detail(StatusCode::BadRequest, d)),
+    };
     let s = req.state();
     Ok(match s.store.list_calls(status, limit) {
         Ok(records) => {

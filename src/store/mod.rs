@@ -77,6 +77,14 @@ fn enc<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     codec::encode(v).map_err(StoreError::Encode)
 }
 
+/// The value under `id` in `tree`, decoded; `None` when there is none.
+fn read<T: serde::de::DeserializeOwned>(tree: &sled::Tree, id: &str) -> Result<Option<T>, StoreError> {
+    match tree.get(id)? {
+        Some(bytes) => dec(id.as_bytes(), &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn dec<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|source| StoreError::Decode {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -299,10 +307,7 @@ impl Store {
     }
 
     pub fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
-        match self.calls.get(id)? {
-            Some(bytes) => dec(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
-        }
+        read(&self.calls, id)
     }
 
     /// Change a call record without flushing (ringing, answered, timeline steps).
@@ -445,10 +450,7 @@ impl Store {
     }
 
     pub fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        match self.outbox.get(id)? {
-            Some(bytes) => dec(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
-        }
+        read(&self.outbox, id)
     }
 
     /// Save a delivery after an attempt. A pending one stays in the outbox; a finished one leaves

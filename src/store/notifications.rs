@@ -70,10 +70,7 @@ impl Store {
     }
 
     pub fn get_notification(&self, id: &str) -> Result<Option<NotificationRecord>, StoreError> {
-        match self.notifications.get(id)? {
-            Some(bytes) => dec(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
-        }
+        super::read(&self.notifications, id)
     }
 
     /// Write a notification's new state without flushing (the scheduler's insert of the attempt's
