@@ -83,6 +83,8 @@ pub struct NotifierTask {
     active: HashMap<String, NotificationRecord>,
     /// (when, notification id): the machine asked to run again then.
     wakes: BTreeSet<(Timestamp, String)>,
+    /// Each notification's entry in `wakes`, so it is replaced without a scan.
+    wake_of: HashMap<String, Timestamp>,
     /// (when, notification id, attempt index): attempts to place (again) then.
     unplaced: BTreeSet<(Timestamp, String, usize)>,
 }
@@ -123,6 +125,7 @@ impl Notifier {
             recovered,
             active: HashMap::new(),
             wakes: BTreeSet::new(),
+            wake_of: HashMap::new(),
             unplaced: BTreeSet::new(),
         };
         (
@@ -356,7 +359,19 @@ impl NotifierTask {
                 break;
             }
             self.wakes.remove(&(at, id.clone()));
+            self.wake_of.remove(&id);
             self.drive(&id, now).await;
+        }
+    }
+
+    /// Wake for `id` at `at` (and no longer at its earlier time); `None`: not at all.
+    fn set_wake(&mut self, id: &str, at: Option<Timestamp>) {
+        if let Some(old) = self.wake_of.remove(id) {
+            self.wakes.remove(&(old, id.to_string()));
+        }
+        if let Some(at) = at {
+            self.wakes.insert((at, id.to_string()));
+            self.wake_of.insert(id.to_string(), at);
         }
     }
 
@@ -371,13 +386,10 @@ impl NotifierTask {
     }
 
     async fn carry_out(&mut self, id: &str, actions: Vec<Action>, now: Timestamp) {
-        let Some(r) = self.active.get(id) else {
+        let Some(record) = self.active.get(id).cloned() else {
             return;
         };
-        self.wakes.retain(|(_, w)| w != id);
-        if let Some(at) = r.next_attempt_at {
-            self.wakes.insert((at, id.to_string()));
-        }
+        self.set_wake(id, record.next_attempt_at);
         if actions.contains(&Action::Settle) {
             self.settle(id, now).await;
             return;
@@ -385,7 +397,7 @@ impl NotifierTask {
         // Stored before any call is placed (the placement's insert flushes it along); with no
         // call to place, stored durably here.
         let placing = actions.iter().any(|a| matches!(a, Action::Dial { .. }));
-        let (store, record) = (self.store.clone(), r.clone());
+        let store = self.store.clone();
         let stored = smol::unblock(move || {
             if placing {
                 store.put_notification(&record)
@@ -482,7 +494,7 @@ impl NotifierTask {
             return;
         };
         self.running.fetch_sub(1, Ordering::SeqCst);
-        self.wakes.retain(|(_, w)| w != id);
+        self.set_wake(id, None);
         self.unplaced.retain(|(_, n, _)| n != id);
         let delivery = r.request.callback_url.as_deref().map(|url| {
             let mut d = Delivery::new(
