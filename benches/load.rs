@@ -7,6 +7,7 @@
 //! cargo bench --bench load -- media 300 opus      # Opus instead of G.711
 //! cargo bench --bench load -- rate 50 60          # 50 calls/s for 60 s, short message
 //! cargo bench --bench load -- api 10              # POST /call and GET /call/{id} with wrk, 64 connections
+//! cargo bench --bench load -- listen 1 8 32 64     # N calls asking a question, answered by voice
 //! ```
 //!
 //! **media N CASE**: a SIPp UAS started here answers every INVITE at once with an SDP that points the
@@ -25,6 +26,24 @@
 //! service's own stream (written here as RTP/UDP/IPv4/Ethernet frames; `[auto_media_port]` gives each
 //! call its own source port). The ratio service/SIPp of steady lateness p99 and p99.9 is printed.
 //! The two run one after the other so that neither loads the box while the other is measured.
+//! Every case also prints when each call's first audio left, from its record (`answered_at` plus
+//! the media's `answer_to_audio_ms`): counted from the first POST, and from the call's answer.
+//! With a text of its own per call (`unique`) that is what rendering them all costs.
+//!
+//! **listen N...**: for each N in turn, a fresh service places N calls at once that speak a short
+//! message and ask a question (`choice`, two options, 10 s to answer, asked up to 3 times). A SIPp
+//! UAS answers each INVITE at once with an SDP naming the port in the call's Request-URI: a phone
+//! of the bench's own per call (`load/listen.rs`), which streams 20 ms PCMU back like a phone and,
+//! once the service has been quiet for a second after speaking, says "yes" (espeak-ng, sox). The
+//! bench knows when each answer started and where its voiced part ends, so end of speech is
+//! stamped with the wall clock; the call's timeline (`GET /calls/{id}`, the same clock, ms) gives
+//! `heard` (the recogniser's result) and `matched` (the decision). Printed: end of speech ->
+//! heard and -> matched, p50/p95/max, and end of speech -> the first audio of the service's reply
+//! as the phone received it; how each call ended (decided, asked again after a recogniser failure
+//! such as a full decode queue, no choice, failed); the recogniser the service chose (`speech.stt
+//! = "auto"`: whisper.cpp if a model is installed, else PocketSphinx). With
+//! `SIP_ASSISTANT_WHISPER_MODEL` naming a ggml file (`tests/support/whisper_model.sh`) the bench
+//! first installs it with `sip-assistant models import`, as a user would.
 //!
 //! **api SECONDS**: `wrk` (Debian package `wrk`; the bench installs nothing itself) with 64 connections
 //! on 2 threads, SECONDS each: `POST /call` (each durable before its 200; the calls wait in the
@@ -40,6 +59,8 @@
 mod binary;
 #[path = "../tests/support/harness.rs"]
 mod harness;
+#[path = "load/listen.rs"]
+mod listen;
 #[path = "../tests/support/peers.rs"]
 mod peers;
 #[path = "load/receiver.rs"]
@@ -73,30 +94,78 @@ fn main() {
         ["media", n] => media(n.parse().expect("N"), "cached"),
         ["rate", r, s] => rate(r.parse().expect("rate"), s.parse().expect("seconds")),
         ["api", s] => api(s.parse().expect("seconds")),
+        ["listen"] => listen_rounds(&[1, 8, 32, 64]),
+        ["listen", ns @ ..] => listen_rounds(&ns.iter().map(|n| n.parse().expect("N")).collect::<Vec<_>>()),
         [] => {
             media(100, "cached");
             rate(20, 20);
         }
-        _ => panic!("usage: load media N [cached|unique|opus] | rate R SECONDS | api SECONDS"),
+        _ => panic!("usage: load media N [cached|unique|opus] | rate R SECONDS | api SECONDS | listen N..."),
     }
 }
 
 /// The service for `calls` concurrent calls with its default codec list (PCMU, PCMA, opus: every
 /// prompt is encoded for each while the phone rings), on loopback ports of its own.
 fn service(dir: &Path, calls: usize) -> Service {
+    service_with(dir, calls, &[])
+}
+
+/// As [`service`], with more settings.
+fn service_with(dir: &Path, calls: usize, extra: &[(&str, String)]) -> Service {
     let ports = u16::try_from(calls * 2 + 8).expect("ports");
     let base = peers::free_port_block(ports + 1).next_multiple_of(2);
-    Service::start(
-        dir,
-        &[
-            ("SIP_ASSISTANT__CALLS__MAX_CONCURRENT", calls.to_string()),
-            ("SIP_ASSISTANT__MEDIA__RTP_PORT_MIN", base.to_string()),
-            (
-                "SIP_ASSISTANT__MEDIA__RTP_PORT_MAX",
-                (base + ports - 1).to_string(),
-            ),
-            ("SIP_ASSISTANT__API__RATE_LIMIT_PER_SECOND", "0".into()),
-        ],
+    let mut env = vec![
+        ("SIP_ASSISTANT__CALLS__MAX_CONCURRENT", calls.to_string()),
+        ("SIP_ASSISTANT__MEDIA__RTP_PORT_MIN", base.to_string()),
+        (
+            "SIP_ASSISTANT__MEDIA__RTP_PORT_MAX",
+            (base + ports - 1).to_string(),
+        ),
+        ("SIP_ASSISTANT__API__RATE_LIMIT_PER_SECOND", "0".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    Service::start(dir, &env)
+}
+
+/// A call's record (`GET /calls/{id}`), or null.
+fn record(api: u16, id: &str) -> serde_json::Value {
+    let (_, text) = http(api, "GET", &format!("/calls/{id}"), "");
+    serde_json::from_str(&text).unwrap_or_default()
+}
+
+/// An RFC 3339 time of a record as ms since the Unix epoch.
+fn epoch_ms(v: &serde_json::Value) -> Option<f64> {
+    let t = humantime::parse_rfc3339_weak(v.as_str()?).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64() * 1000.0)
+}
+
+/// When each call's first audio left (its answer plus the media's answer -> audio), in ms: counted
+/// from `posted` (wall-clock ms) and from the call's answer. Calls without audio are left out.
+fn first_audio(api: u16, ids: &[String], posted: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mut from_post, mut from_answer) = (Vec::new(), Vec::new());
+    for id in ids {
+        let r = record(api, id);
+        let (Some(answered), Some(ms)) = (
+            epoch_ms(&r["answered_at"]),
+            r["media"]["answer_to_audio_ms"].as_f64(),
+        ) else {
+            continue;
+        };
+        from_post.push(answered + ms - posted);
+        from_answer.push(ms);
+    }
+    from_post.sort_by(f64::total_cmp);
+    from_answer.sort_by(f64::total_cmp);
+    (from_post, from_answer)
+}
+
+/// "p50 / p99 / max" of sorted `v`, in seconds.
+fn secs(v: &[f64]) -> String {
+    format!(
+        "p50 {:.1} s, p99 {:.1} s, max {:.1} s",
+        receiver::quantile(v, 0.5) / 1000.0,
+        receiver::quantile(v, 0.99) / 1000.0,
+        v.last().copied().unwrap_or(f64::NAN) / 1000.0
     )
 }
 
@@ -167,7 +236,8 @@ impl Drop for Sampler {
     }
 }
 
-/// POST `bodies` from 16 threads at once; the call ids and every POST's duration in ms.
+/// POST `bodies` from 16 threads at once; the call ids (in the order of `bodies`) and every POST's
+/// duration in ms.
 fn post_all(api: u16, bodies: Vec<String>) -> (Vec<String>, Vec<f64>) {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
@@ -184,21 +254,18 @@ fn post_all(api: u16, bodies: Vec<String>) -> (Vec<String>, Vec<f64>) {
                     let ms = t.elapsed().as_secs_f64() * 1000.0;
                     assert_eq!(status, 200, "POST /call: {text}");
                     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-                    out.push((v["call_id"].as_str().expect("call_id").to_string(), ms));
+                    out.push((i, v["call_id"].as_str().expect("call_id").to_string(), ms));
                 }
                 out
             })
         })
         .collect();
-    let mut ids = Vec::new();
-    let mut times = Vec::new();
+    let mut posted: Vec<(usize, String, f64)> = Vec::new();
     for t in threads {
-        for (id, ms) in t.join().expect("poster") {
-            ids.push(id);
-            times.push(ms);
-        }
+        posted.extend(t.join().expect("poster"));
     }
-    (ids, times)
+    posted.sort_by_key(|p| p.0);
+    posted.into_iter().map(|(_, id, ms)| (id, ms)).unzip()
 }
 
 fn call_body(text: &str, uri: &str) -> String {
@@ -249,11 +316,14 @@ fn media(n: usize, case: &str) {
         })
         .collect();
     let posted = Instant::now();
+    let posted_wall = listen::wall_ms();
     rx.mark_start();
     let (ids, post_ms) = post_all(svc.api, bodies);
     let post_all_s = posted.elapsed().as_secs_f64();
-    // Wait for every call to end (the message is about 40 s).
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // Wait for every call to end (the message is about 40 s; with a text per call, every one is
+    // rendered first).
+    let wait = if case == "unique" { 3600 } else { 600 };
+    let deadline = Instant::now() + Duration::from_secs(wait);
     let mut last = (0, 0);
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(2));
@@ -267,6 +337,7 @@ fn media(n: usize, case: &str) {
         let (_, text) = http(svc.api, "GET", &format!("/calls/{}", ids[0]), "");
         println!("not every call ended; the first: {text}");
     }
+    let (from_post, from_answer) = first_audio(svc.api, &ids, posted_wall);
     sampler.stop.store(true, Ordering::Relaxed);
     let streams = rx.take_streams();
     let stats = Stats::of(&streams, clock, STEADY_AFTER);
@@ -288,6 +359,12 @@ fn media(n: usize, case: &str) {
     );
     println!("FIGURE load.media.{case}.n{n}.service: {}", stats.line());
     println!(
+        "FIGURE load.media.{case}.n{n}.first_audio: {} calls spoke; first audio after the first POST {}; after the answer {}",
+        from_post.len(),
+        secs(&from_post),
+        secs(&from_answer)
+    );
+    println!(
         "FIGURE load.media.{case}.n{n}.service_cpu: start (0-10 s) {:.1} % of a core, steady {:.1} % ({:.3} % per call)",
         start_cores * 100.0,
         steady_cores * 100.0,
@@ -303,7 +380,12 @@ fn media(n: usize, case: &str) {
     drop(uas);
     svc.signal("TERM");
     let _ = svc.wait_exit(Duration::from_secs(10));
-    // The floor: SIPp replaying the service's first stream for N calls, to the same receiver.
+    // The floor: SIPp replaying the service's first stream for N calls, to the same receiver. Not
+    // with a text per call: a stream then begins with the minutes its call waited for its
+    // rendering (the floor of N such streams is the cached case's).
+    if case == "unique" {
+        return;
+    }
     if let Some(first) = streams.iter().max_by_key(|s| s.payloads.len()) {
         let pcap = dir.path().join("message.pcap");
         sipp::write_pcap(&pcap, &first.payloads, first.payload_type, clock);
@@ -447,4 +529,196 @@ wrk.headers["Content-Type"] = "application/json"
     println!("FIGURE load.api.get_call: {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms");
     let (status, text) = http(svc.api, "GET", "/health", "");
     println!("after: /health {status} {text}");
+}
+
+fn listen_rounds(counts: &[usize]) {
+    for &n in counts {
+        listen_round(n);
+    }
+}
+
+/// The service's choice of recogniser, as it logged it at start-up.
+fn recognizer_line(svc: &Service) -> String {
+    svc.lines()
+        .lines()
+        .find(|l| l.contains("speech recognizer"))
+        .map(|l| {
+            l.split("speech recognizer")
+                .last()
+                .unwrap_or(l)
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|| "(not logged)".into())
+}
+
+/// Install the Whisper model named by `SIP_ASSISTANT_WHISPER_MODEL` into the data dir under
+/// `dir`, as `sip-assistant models import` does for a user; false when none is named.
+fn import_whisper_model(dir: &Path) -> bool {
+    let Some(model) = std::env::var_os("SIP_ASSISTANT_WHISPER_MODEL") else {
+        return false;
+    };
+    let exe = std::env::var_os("SIP_ASSISTANT_TEST_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_sip-assistant").into());
+    let out = std::process::Command::new(exe)
+        .args(["models", "import"])
+        .arg(&model)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SIP_ASSISTANT__STORE__DATA_DIR", dir.join("data"))
+        .output()
+        .expect("sip-assistant models import");
+    assert!(
+        out.status.success(),
+        "models import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+/// One row of the listen figures: quantiles of sorted `v` (ms).
+fn ms_line(v: &[f64]) -> String {
+    format!(
+        "p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms (n {})",
+        receiver::quantile(v, 0.5),
+        receiver::quantile(v, 0.95),
+        v.last().copied().unwrap_or(f64::NAN),
+        v.len()
+    )
+}
+
+fn listen_round(n: usize) {
+    println!("== listen: {n} calls at once, each asking a question answered by voice");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let answer = Arc::new(listen::Answer::spoken(dir.path(), "yes"));
+    let imported = import_whisper_model(dir.path());
+    let hooks = harness::Receiver::start(dir.path(), 0, 503, None, None);
+    let uas = sipp::Uas::start_per_call_media(dir.path(), "listen-uas", n);
+    let svc = service_with(dir.path(), n, &[]);
+    println!(
+        "recogniser (speech.stt = \"auto\"{}): {}",
+        if imported {
+            ", tiny.en imported"
+        } else {
+            ", no model installed"
+        },
+        recognizer_line(&svc)
+    );
+    let phones: Vec<listen::Phone> = (0..n)
+        .map(|i| listen::Phone::start(answer.clone(), 0x5157_0000 + u32::try_from(i).expect("n")))
+        .collect();
+    let choice = serde_json::json!({
+        "prompt": "Do you confirm the appointment? Say yes or no.",
+        "options": [
+            {"value": "confirmed", "synonyms": ["yes", "yeah", "confirm"]},
+            {"value": "cancelled", "synonyms": ["no", "cancel"]}
+        ],
+        "timeout_seconds": 10,
+        "repeat_count": 3
+    });
+    let bodies: Vec<String> = phones
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "message": "This is a test of the answer line.",
+                "extension": uas.uri_for(p.port),
+                "ring_timeout": 30,
+                "callback_url": hooks.url("/hook"),
+                "choice": choice,
+            })
+            .to_string()
+        })
+        .collect();
+    let t0 = Instant::now();
+    let (ids, _) = post_all(svc.api, bodies);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut done = (0, 0);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+        done = finished(svc.api, &ids);
+        if done.0 == ids.len() {
+            break;
+        }
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let logs: Vec<listen::PhoneLog> = phones.into_iter().map(listen::Phone::finish).collect();
+    let speech_end = answer.speech_end.as_secs_f64() * 1000.0;
+    let (mut to_heard, mut to_matched, mut to_reply) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut decided, mut confirmed, mut asked_back, mut rec_errors, mut no_choice, mut other) =
+        (0, 0, 0, 0, 0, 0);
+    let mut errors: Vec<String> = Vec::new();
+    for (id, log) in ids.iter().zip(&logs) {
+        let r = record(svc.api, id);
+        let timeline = r["timeline"].as_array().cloned().unwrap_or_default();
+        let at = |name: &str| {
+            timeline
+                .iter()
+                .find(|e| e["event"] == name)
+                .and_then(|e| epoch_ms(&e["at"]))
+        };
+        for e in timeline.iter().filter(|e| e["event"] == "recognizer_error") {
+            rec_errors += 1;
+            if errors.len() < 3 {
+                errors.push(e["detail"].as_str().unwrap_or("").to_string());
+            }
+        }
+        if timeline.iter().any(|e| e["event"] == "confirm") {
+            asked_back += 1;
+        }
+        if timeline.iter().any(|e| e["event"] == "no_choice") {
+            no_choice += 1;
+        }
+        match (r["status"].as_str(), r["choice_response"].as_str()) {
+            (Some("completed"), Some(choice)) => {
+                decided += 1;
+                if choice == "confirmed" {
+                    confirmed += 1;
+                }
+            }
+            (Some("completed"), None) => {}
+            _ => other += 1,
+        }
+        let (Some(heard), Some(matched)) = (at("heard"), at("matched")) else {
+            continue;
+        };
+        // The answer that was decided on: the last one that began before the recogniser's result.
+        let Some((k, start)) = log
+            .answers
+            .iter()
+            .enumerate()
+            .rfind(|(_, &a)| a < heard)
+            .map(|(k, &a)| (k, a))
+        else {
+            continue;
+        };
+        let eos = start + speech_end;
+        to_heard.push(heard - eos);
+        to_matched.push(matched - eos);
+        if let Some(Some(reply)) = log.replies.get(k) {
+            to_reply.push(reply - eos);
+        }
+    }
+    for v in [&mut to_heard, &mut to_matched, &mut to_reply] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "FIGURE load.listen.n{n}: {} calls, {} ended ({} completed) in {took:.1} s; {decided} with a choice ({confirmed} confirmed), {no_choice} no choice, {other} not completed; {asked_back} asked back; {rec_errors} recogniser failures{}",
+        ids.len(),
+        done.0,
+        done.1,
+        if errors.is_empty() { String::new() } else { format!(" (e.g. {:?})", errors) }
+    );
+    println!("FIGURE load.listen.n{n}.eos_to_heard: {}", ms_line(&to_heard));
+    println!("FIGURE load.listen.n{n}.eos_to_matched: {}", ms_line(&to_matched));
+    println!(
+        "FIGURE load.listen.n{n}.eos_to_reply_audio: {}",
+        ms_line(&to_reply)
+    );
+    let answers: usize = logs.iter().map(|l| l.answers.len()).sum();
+    println!(
+        "listen n{n}: answer {:.0} ms of audio, voiced to {speech_end:.0} ms; {answers} answers spoken in all",
+        answer.frames.len() as f64 * 20.0
+    );
+    drop(uas);
+    drop(hooks);
 }

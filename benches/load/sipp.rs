@@ -59,6 +59,58 @@ const UAS: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 </scenario>
 "#;
 
+/// The listen case's UAS: as [`UAS`], but each call's media goes to the port named in its
+/// Request-URI (`sip:p<port>@...`): the bench's phone for that call.
+const LISTEN_UAS: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="listen uas">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="INVITE sip:p([0-9]+)@" search_in="msg" check_it="true" assign_to="all,port"/>
+    </action>
+  </recv>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]L[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 2 2 IN IP4 127.0.0.1
+      s=-
+      c=IN IP4 127.0.0.1
+      t=0 0
+      m=audio [$port] RTP/AVP 0
+      a=rtpmap:0 PCMU/8000
+      a=ptime:20
+      a=sendrecv
+
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="all"/>
+</scenario>
+"#;
+
 const UAC: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="load uac">
@@ -168,12 +220,22 @@ pub struct Uas {
 
 impl Uas {
     pub fn start(dir: &Path, name: &str, media_port: u16, codecs: &str, calls: usize) -> Uas {
-        let port = crate::peers::free_port_block(4);
         let xml = UAS.replace("__MEDIA__", &sdp_media(&media_port.to_string(), codecs));
+        Self::with_scenario(dir, name, &xml, calls)
+    }
+
+    /// A UAS answering `calls` calls with PCMU, each call's media to the port its Request-URI
+    /// names: `sip:p<port>@` ([`Uas::uri_for`]).
+    pub fn start_per_call_media(dir: &Path, name: &str, calls: usize) -> Uas {
+        Self::with_scenario(dir, name, LISTEN_UAS, calls)
+    }
+
+    fn with_scenario(dir: &Path, name: &str, xml: &str, calls: usize) -> Uas {
+        let port = crate::peers::free_port_block(4);
         let process = Process::spawn(
             dir,
             name,
-            &xml,
+            xml,
             &[
                 "-p".into(),
                 port.to_string(),
@@ -196,6 +258,11 @@ impl Uas {
 
     pub fn uri(&self) -> String {
         format!("sip:load@127.0.0.1:{}", self.port)
+    }
+
+    /// The URI of a call whose media goes to 127.0.0.1:`media_port` (a per-call-media UAS).
+    pub fn uri_for(&self, media_port: u16) -> String {
+        format!("sip:p{media_port}@127.0.0.1:{}", self.port)
     }
 }
 

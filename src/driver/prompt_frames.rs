@@ -1,8 +1,9 @@
 //! Encoded prompts shared between calls. The TTS cache hands every call that says the same text the
 //! same `Arc<Pcm>`; this encodes that rendering once per codec (on the render workers,
-//! [`crate::workers`]) even when a thousand calls ask at the same moment, and gives them all the
-//! same frames. An entry lives as long as its rendering does (the TTS cache's LRU or a call holding
-//! it); entries whose rendering is gone are dropped as the map grows.
+//! [`crate::workers`], ahead of the renderings still queued there) even when a thousand calls ask
+//! at the same moment, and gives them all the same frames. An entry lives as long as its rendering
+//! does (the TTS cache's LRU or a call holding it); entries whose rendering is gone are dropped as
+//! the map grows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -43,7 +44,8 @@ impl PromptFrames {
         let cell = self.cell(pcm, codec);
         cell.get_or_init(|| async {
             let p = pcm.clone();
-            match crate::workers::run(move || encode_frames(&p.samples, p.rate, codec)).await {
+            // Ahead of renders still queued: the rendering is done and a call waits for these frames.
+            match crate::workers::run_ahead(move || encode_frames(&p.samples, p.rate, codec)).await {
                 Ok(Ok(frames)) => Ok(Arc::new(frames)),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),

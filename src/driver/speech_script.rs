@@ -3,8 +3,9 @@
 //! caller's audio through a voice-activity detector into the recogniser, asks the matcher, and
 //! records every step in the call's timeline.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_lite::FutureExt;
@@ -79,6 +80,10 @@ type RenderResult = Result<HashMap<AudioCodec, Frames>, String>;
 /// it is done, in order (the message first), so the message can start before the rest is ready.
 struct Rendering {
     results: async_channel::Receiver<(String, RenderResult)>,
+    /// The codec the answer chose, once the script runs: from then on the renderings still to come
+    /// are encoded for it alone (with a text of its own per call, encoding it for every codec
+    /// offered is most of the work that is not rendering, and all but one encoding is thrown away).
+    codec: Arc<OnceLock<AudioCodec>>,
     _task: smol::Task<()>,
 }
 
@@ -114,17 +119,28 @@ impl SpeechScript {
     }
 
     /// Synthesize and encode `text` for `codecs` (encodings shared with every other call that
-    /// says the same rendering: [`PromptFrames`]).
+    /// says the same rendering: [`PromptFrames`]); once `chosen` is set (the call was answered),
+    /// for that codec alone.
     async fn render(
         tts: &dyn Synthesizer,
         encoded: &PromptFrames,
         req: &SynthRequest,
         codecs: &[AudioCodec],
+        chosen: &OnceLock<AudioCodec>,
     ) -> Result<HashMap<AudioCodec, Frames>, String> {
         let pcm = tts.synthesize_shared(req).await.map_err(|e| e.to_string())?;
         let mut out = HashMap::new();
         for &codec in codecs {
+            if chosen.get().is_some_and(|c| *c != codec) {
+                continue;
+            }
             out.insert(codec, encoded.get(&pcm, codec).await?);
+        }
+        // Chosen while the others were being encoded.
+        if let Some(&codec) = chosen.get() {
+            if let Entry::Vacant(e) = out.entry(codec) {
+                e.insert(encoded.get(&pcm, codec).await?);
+            }
         }
         Ok(out)
     }
@@ -159,7 +175,8 @@ impl SpeechScript {
             }
         }
         let req = self.request(call, text);
-        let by_codec = Self::render(self.tts.as_ref(), &self.encoded, &req, &[codec]).await?;
+        let only = OnceLock::from(codec);
+        let by_codec = Self::render(self.tts.as_ref(), &self.encoded, &req, &[codec], &only).await?;
         let frames = by_codec
             .get(&codec)
             .cloned()
@@ -239,9 +256,11 @@ impl CallScript for SpeechScript {
             .collect();
         let codecs = codecs.to_vec();
         let (tx, results) = async_channel::bounded(reqs.len().max(1));
+        let codec = Arc::new(OnceLock::new());
+        let chosen = codec.clone();
         let task = smol::spawn(async move {
             for req in reqs {
-                let r = Self::render(tts.as_ref(), &encoded, &req, &codecs).await;
+                let r = Self::render(tts.as_ref(), &encoded, &req, &codecs, &chosen).await;
                 if tx.send((req.text, r)).await.is_err() {
                     break;
                 }
@@ -249,7 +268,11 @@ impl CallScript for SpeechScript {
         });
         Box::new(SpeechRun {
             script: self,
-            rendering: Rendering { results, _task: task },
+            rendering: Rendering {
+                results,
+                codec,
+                _task: task,
+            },
         })
     }
 }
@@ -270,6 +293,7 @@ impl ScriptRun for SpeechRun {
 impl SpeechScript {
     async fn run_script(&self, ctx: ScriptContext<'_>, rendering: Rendering) -> ScriptResult {
         let call = ctx.call;
+        let _ = rendering.codec.set(ctx.codec);
         let mut rendered = Rendered {
             done: HashMap::new(),
             pending: Some(rendering),
@@ -455,6 +479,45 @@ fn publish(progress: &std::sync::Mutex<ScriptResult>, result: &ScriptResult) {
 mod tests {
     use super::*;
     use crate::call::ChoiceOption;
+    use crate::speech::{Pcm, SpeechError};
+
+    struct Beep;
+
+    impl Synthesizer for Beep {
+        fn name(&self) -> &str {
+            "beep"
+        }
+        fn synthesize<'a>(&'a self, _: &'a SynthRequest) -> BoxFuture<'a, Result<Pcm, SpeechError>> {
+            Box::pin(async {
+                Ok(Pcm {
+                    rate: 16_000,
+                    samples: (0..16_000).map(|i| ((i % 40) as i16 - 20) * 500).collect(),
+                })
+            })
+        }
+    }
+
+    #[test]
+    fn once_the_answer_chose_a_codec_a_rendering_is_encoded_for_it_alone() {
+        let offered = [AudioCodec::Pcmu, AudioCodec::Pcma, AudioCodec::Opus];
+        let req = SynthRequest {
+            text: "hello".into(),
+            voice: None,
+            language: None,
+        };
+        let encoded = PromptFrames::default();
+        let render = |chosen: &OnceLock<AudioCodec>| {
+            smol::block_on(SpeechScript::render(&Beep, &encoded, &req, &offered, chosen)).expect("renders")
+        };
+        // Still ringing: every codec offered, so the first frame can leave at the answer.
+        let ringing = render(&OnceLock::new());
+        assert_eq!(ringing.len(), 3);
+        assert!(offered.iter().all(|c| ringing.contains_key(c)));
+        // Answered with PCMA: nothing else is encoded.
+        let answered = render(&OnceLock::from(AudioCodec::Pcma));
+        assert_eq!(answered.keys().copied().collect::<Vec<_>>(), [AudioCodec::Pcma]);
+        assert_eq!(answered[&AudioCodec::Pcma].len(), 50, "1 s in 20 ms frames");
+    }
 
     #[test]
     fn the_recogniser_hears_the_options_words_and_with_numbers_their_numbers_marked() {

@@ -2,18 +2,29 @@
 //!
 //! Nothing links against libflite: the libraries are opened with `libloading` on first use, so the
 //! binary builds and cross-compiles without them and a machine that lacks them gets a
-//! [`SpeechError::Unavailable`] saying what to install. Flite keeps global state and is not safe to
-//! initialise or drive from two threads at once: the library, `flite_init` and every registered
-//! voice live in one process-wide [`OnceLock`], and synthesis is serialised by a [`Mutex`] and runs
-//! on a render worker ([`crate::workers`]) so it never blocks an executor thread nor starves the
-//! media thread.
+//! [`SpeechError::Unavailable`] saying what to install. The library, `flite_init` and every
+//! registered voice live in one process-wide [`OnceLock`]. Synthesis runs on the render workers
+//! ([`crate::workers`]), so it never blocks an executor thread nor starves the media thread.
+//!
+//! Threads: flite 2.x is thread-safe *after initialisation* (its README: "thread safe (again)
+//! [after initialization]"; `flite.h`: `flite_add_voice` and friends "are *not* thread-safe, they
+//! are designed to be called before the initial synthesis"). An utterance is built per call and
+//! only links the voice's features (`feat_link_into`), the regular expressions are compiled
+//! constants matched with per-call state, and the one shared source of randomness of the
+//! clustergen voices (their noise excitation) is libc's `rand`, which glibc locks. So the
+//! initialisation (`flite_init`, registering a voice, which also sets up the shared lexicon) takes
+//! the [`RwLock`] for writing, and syntheses share it for reading: one render per worker thread at
+//! once. Checked on Debian's libflite 2.2 (see `docs/scale.md`): valgrind's helgrind reports no
+//! race when two threads render with all four voices at once, and with `rand` made per-thread and
+//! reset before each render, renders from four threads at once are bit-identical to renders made
+//! one at a time.
 //!
 //! Voices: `slt` (default, US English female, 16 kHz), `kal` (the 16 kHz `kal16` diphone voice),
 //! `awb` and `rms`, each from its own `libflite_cmu_us_*.so.1` (all in Debian `libflite1`).
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_short, c_void, CString};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{OnceLock, RwLock};
 
 use libloading::Library;
 
@@ -56,7 +67,8 @@ type TextToWave = unsafe extern "C" fn(*const c_char, *mut c_void) -> *mut CstWa
 type DeleteWave = unsafe extern "C" fn(*mut CstWave);
 type RegisterVoice = unsafe extern "C" fn(*const c_char) -> *mut c_void;
 
-/// The opened library and the voices registered so far. Only reachable through the mutex.
+/// The opened library and the voices registered so far. Only reachable through the lock: read
+/// to render with a registered voice, write to register one.
 struct Flite {
     text_to_wave: TextToWave,
     delete_wave: DeleteWave,
@@ -66,11 +78,15 @@ struct Flite {
     libs: Vec<Library>,
 }
 
-// SAFETY: the raw voice pointers are only used while holding the `Mutex<Flite>`, which serialises
-// every call into libflite; flite has no thread affinity, only no internal locking.
+// SAFETY: flite has no thread affinity. The raw voice pointers are only used while holding the
+// `RwLock<Flite>`: a voice is registered (flite's not thread-safe initialisation) under the write
+// lock, so never while another thread renders, and is then only read, by syntheses that flite
+// allows to run at once after initialisation (module docs).
 unsafe impl Send for Flite {}
+// SAFETY: as for `Send`: shared access (`&Flite`, the read lock) only renders.
+unsafe impl Sync for Flite {}
 
-static FLITE: OnceLock<Result<Mutex<Flite>, String>> = OnceLock::new();
+static FLITE: OnceLock<Result<RwLock<Flite>, String>> = OnceLock::new();
 
 fn unavailable(detail: impl Into<String>) -> SpeechError {
     SpeechError::Unavailable {
@@ -84,7 +100,7 @@ fn open(name: &str) -> Result<Library, String> {
     unsafe { Library::new(name) }.map_err(|e| format!("cannot open {name} ({e}); {INSTALL}"))
 }
 
-fn load() -> Result<Mutex<Flite>, String> {
+fn load() -> Result<RwLock<Flite>, String> {
     let lib = open("libflite.so.1")?;
     // SAFETY: the signatures match flite.h / cst_wave.h of flite 2.x.
     let (init, text_to_wave, delete_wave) = unsafe {
@@ -101,7 +117,7 @@ fn load() -> Result<Mutex<Flite>, String> {
     };
     // SAFETY: called once, before any other flite call (we are inside the OnceLock initialiser).
     unsafe { init() };
-    Ok(Mutex::new(Flite {
+    Ok(RwLock::new(Flite {
         text_to_wave,
         delete_wave,
         voices: HashMap::new(),
@@ -109,14 +125,45 @@ fn load() -> Result<Mutex<Flite>, String> {
     }))
 }
 
-fn flite() -> Result<&'static Mutex<Flite>, SpeechError> {
+fn flite() -> Result<&'static RwLock<Flite>, SpeechError> {
     FLITE
         .get_or_init(load)
         .as_ref()
         .map_err(|e| unavailable(e.clone()))
 }
 
+/// Render `text` with `voice`, registering the voice first if no call has yet. Renders share the
+/// lock (they run at once, one per render worker); a registration has it to itself.
+fn render(text: &CString, voice: &str) -> Result<Pcm, SpeechError> {
+    let lock = flite()?;
+    {
+        let f = lock.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = f.registered(voice)? {
+            return f.render(text, v);
+        }
+    }
+    lock.write().unwrap_or_else(|p| p.into_inner()).voice(voice)?;
+    let f = lock.read().unwrap_or_else(|p| p.into_inner());
+    let v = f.voice_registered(voice)?;
+    f.render(text, v)
+}
+
 impl Flite {
+    /// `name`'s voice if it is registered; an error if flite has no such voice.
+    fn registered(&self, name: &str) -> Result<Option<*mut c_void>, SpeechError> {
+        let Some(&(key, _, _)) = VOICES.iter().find(|(n, _, _)| *n == name) else {
+            return Err(SpeechError::Invalid(no_such_voice(name)));
+        };
+        Ok(self.voices.get(key).copied())
+    }
+
+    /// `name`'s voice, which must be registered by now.
+    fn voice_registered(&self, name: &str) -> Result<*mut c_void, SpeechError> {
+        self.registered(name)?
+            .ok_or_else(|| unavailable(format!("the voice {name} is not registered")))
+    }
+
+    /// Register `name`'s voice (once); flite's initialisation, so only under the write lock.
     fn voice(&mut self, name: &str) -> Result<*mut c_void, SpeechError> {
         let Some(&(key, lib_name, register)) = VOICES.iter().find(|(n, _, _)| *n == name) else {
             return Err(SpeechError::Invalid(no_such_voice(name)));
@@ -143,10 +190,12 @@ impl Flite {
         Ok(voice)
     }
 
-    fn render(&mut self, text: &CString, voice: &str) -> Result<Pcm, SpeechError> {
-        let v = self.voice(voice)?;
-        // SAFETY: `text` is NUL-terminated, `v` a registered voice; the mutex guard we are called
-        // under serialises all flite calls.
+    /// Render with the registered voice `v`. Called under the read lock: other renders may run
+    /// at the same time, a registration may not.
+    fn render(&self, text: &CString, v: *mut c_void) -> Result<Pcm, SpeechError> {
+        // SAFETY: `text` is NUL-terminated, `v` a registered voice; the read guard we are called
+        // under keeps flite's initialisation (voice registration) out while we render, and flite
+        // renders from several threads at once after it (module docs).
         let wave = unsafe { (self.text_to_wave)(text.as_ptr(), v) };
         if wave.is_null() {
             return Err(SpeechError::Engine {
@@ -178,8 +227,16 @@ impl Flite {
 
 /// Check that libflite and `voice` can be loaded (used by `check-config` and at start-up).
 pub fn probe(voice: &str) -> Result<(), SpeechError> {
-    let mutex = flite()?;
-    let mut f = mutex.lock().unwrap_or_else(|p| p.into_inner());
+    let lock = flite()?;
+    if lock
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .registered(voice)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut f = lock.write().unwrap_or_else(|p| p.into_inner());
     f.voice(voice).map(|_| ())
 }
 
@@ -226,16 +283,12 @@ impl Synthesizer for FliteSynthesizer {
             let voice = req.voice.clone().unwrap_or_else(|| self.default_voice.clone());
             // On a render worker (lower priority, bounded): a burst of calls must not starve the
             // media thread.
-            crate::workers::run(move || {
-                let mutex = flite()?;
-                let mut f = mutex.lock().unwrap_or_else(|p| p.into_inner());
-                f.render(&text, &voice)
-            })
-            .await
-            .map_err(|e| SpeechError::Engine {
-                engine: "flite".into(),
-                detail: e.to_string(),
-            })?
+            crate::workers::run(move || render(&text, &voice))
+                .await
+                .map_err(|e| SpeechError::Engine {
+                    engine: "flite".into(),
+                    detail: e.to_string(),
+                })?
         })
     }
 }
@@ -280,6 +333,27 @@ mod tests {
             let pcm = h.join().expect("no panic").expect("voice renders");
             assert!(pcm.samples.len() > 8000);
         }
+    }
+
+    #[test]
+    #[ignore = "interop tier: needs libflite1 (cargo test -- --include-ignored; .ci/dev test)"]
+    fn a_render_does_not_wait_for_another_render_under_way() {
+        probe("slt").expect("flite with slt (install libflite1)");
+        // What a render on another worker holds while flite works; with one render at a time
+        // (the former mutex) the render below could not start until this guard is dropped.
+        let under_way = flite().expect("flite").read().expect("not poisoned");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let text = CString::new("yes I confirm").expect("no NUL");
+            let _ = tx.send(render(&text, "slt"));
+        });
+        // Only a guard against hanging forever, not a speed check.
+        let got = rx.recv_timeout(std::time::Duration::from_secs(300));
+        drop(under_way);
+        let pcm = got
+            .expect("the second render ran while the first was under way")
+            .expect("renders");
+        assert!(pcm.samples.len() > 8000, "{}", pcm.samples.len());
     }
 
     #[test]
