@@ -101,24 +101,20 @@ impl DeliveryWorker {
         }
     }
 
-    /// Attempt every due delivery once; returns when the earliest remaining one is due.
+    /// Attempt the due deliveries (at most [`MAX_IN_FLIGHT`]) once; returns when the earliest
+    /// remaining one is due. Reads only the due ones (the outbox's due-time index), so a wake
+    /// costs the same however many deliveries wait for a later attempt.
     pub async fn run_due(&self) -> Option<Timestamp> {
-        let pending = match self.store.pending_deliveries() {
-            Ok(p) => p,
+        let now = Timestamp::now();
+        let (due, mut next) = match self.store.due_deliveries(now, MAX_IN_FLIGHT) {
+            Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the webhook outbox");
-                return Some(Timestamp::now().plus_millis(5_000));
+                return Some(now.plus_millis(5_000));
             }
         };
-        let now = Timestamp::now();
         let mut tasks = Vec::new();
-        let mut next: Option<Timestamp> = None;
-        for d in pending {
-            let due_at = d.next_attempt_at.unwrap_or(now);
-            if due_at > now || tasks.len() >= MAX_IN_FLIGHT {
-                next = Some(next.map_or(due_at, |n| n.min(due_at)));
-                continue;
-            }
+        for d in due {
             let claimed = self
                 .in_flight
                 .lock()

@@ -18,6 +18,7 @@ mod durable;
 mod group_commit;
 mod index;
 mod notifications;
+mod outbox_index;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +101,8 @@ pub struct Store {
     /// Index: end time and id of final records ([`index`]).
     by_end: sled::Tree,
     outbox: sled::Tree,
+    /// Pending deliveries by due time ([`outbox_index`]).
+    outbox_by_due: sled::Tree,
     meta: sled::Tree,
     /// Notification id → [`crate::notify::NotificationRecord`] ([`notifications`]).
     notifications: sled::Tree,
@@ -133,6 +136,7 @@ impl Store {
             by_seq: db.open_tree(index::BY_SEQ)?,
             by_end: db.open_tree(index::BY_END)?,
             outbox: db.open_tree("outbox")?,
+            outbox_by_due: db.open_tree(outbox_index::BY_DUE)?,
             meta: db.open_tree("meta")?,
             notifications: db.open_tree(notifications::TREE)?,
             notifications_by_seq: db.open_tree(notifications::BY_SEQ)?,
@@ -146,6 +150,7 @@ impl Store {
             fail_flushes: std::sync::atomic::AtomicU32::new(0),
         };
         store.migrate()?;
+        store.reindex_outbox()?;
         Ok(store)
     }
 
@@ -345,8 +350,14 @@ impl Store {
         f: impl Fn(&mut CallRecord),
         delivery: impl Fn(&CallRecord) -> Option<Delivery>,
     ) -> Result<CallRecord, StoreError> {
-        let trees = (&self.calls, &self.outbox, &self.by_seq, &self.by_end);
-        let record = trees.transaction(|(calls, outbox, by_seq, by_end)| {
+        let trees = (
+            &self.calls,
+            &self.outbox,
+            &self.by_seq,
+            &self.by_end,
+            &self.outbox_by_due,
+        );
+        let record = trees.transaction(|(calls, outbox, by_seq, by_end, by_due)| {
             let bytes = calls
                 .get(id)?
                 .map_or_else(|| abort(StoreError::NotFound(id.to_string())), Ok)?;
@@ -356,6 +367,7 @@ impl Store {
             if let Some(d) = delivery(&record) {
                 record.webhook = Some(d.view());
                 outbox.insert(d.id.as_bytes(), enc(&d).or_else(abort)?)?;
+                outbox_index::put(by_due, None, Some(&d))?;
             }
             calls.insert(id.as_bytes(), enc(&record).or_else(abort)?)?;
             index::put(by_seq, by_end, Some(&old), &record)?;
@@ -457,12 +469,24 @@ impl Store {
     /// it and its final view lands in the call record, in one transaction. Not flushed: a crash
     /// at worst repeats one attempt.
     pub fn save_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
-        let trees = (&self.calls, &self.outbox, &self.by_seq, &self.by_end);
-        trees.transaction(|(calls, outbox, by_seq, by_end)| {
+        let trees = (
+            &self.calls,
+            &self.outbox,
+            &self.by_seq,
+            &self.by_end,
+            &self.outbox_by_due,
+        );
+        trees.transaction(|(calls, outbox, by_seq, by_end, by_due)| {
+            let old: Option<Delivery> = match outbox.get(d.id.as_bytes())? {
+                Some(bytes) => dec(d.id.as_bytes(), &bytes).ok(),
+                None => None,
+            };
             if d.state == WebhookState::Pending {
                 outbox.insert(d.id.as_bytes(), enc(d).or_else(abort)?)?;
+                outbox_index::put(by_due, old.as_ref(), Some(d))?;
             } else {
                 outbox.remove(d.id.as_bytes())?;
+                outbox_index::put(by_due, old.as_ref(), None)?;
             }
             if d.notification {
                 // A notification's final webhook: its view lands in the notification record.

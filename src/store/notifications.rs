@@ -97,9 +97,10 @@ impl Store {
         if let Some(d) = delivery {
             record.webhook = Some(d.view());
         }
-        (&self.notifications, &self.outbox).transaction(|(tree, outbox)| {
+        (&self.notifications, &self.outbox, &self.outbox_by_due).transaction(|(tree, outbox, by_due)| {
             if let Some(d) = delivery {
                 outbox.insert(d.id.as_bytes(), enc(d).or_else(abort)?)?;
+                super::outbox_index::put(by_due, None, Some(d))?;
             }
             tree.insert(record.notification_id.as_bytes(), enc(&record).or_else(abort)?)?;
             Ok(())
