@@ -19,7 +19,7 @@ fn sdp_media(port: &str, codecs: &str) -> String {
 const UAS: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="load uas">
-  <recv request="INVITE" crlf="true"/>
+  __INVITE__
   <send retrans="500">
     <![CDATA[
       SIP/2.0 200 OK
@@ -56,60 +56,17 @@ const UAS: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 
     ]]>
   </send>
+  __END__
 </scenario>
 "#;
 
-/// The listen case's UAS: as [`UAS`], but each call's media goes to the port named in its
-/// Request-URI (`sip:p<port>@...`): the bench's phone for that call.
-const LISTEN_UAS: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="listen uas">
-  <recv request="INVITE" crlf="true">
+/// How the listen case's UAS receives an INVITE: it reads the port its Request-URI names
+/// (`sip:p<port>@...`, the bench's phone for that call) into `$port` for the SDP.
+const LISTEN_INVITE: &str = r#"<recv request="INVITE" crlf="true">
     <action>
       <ereg regexp="INVITE sip:p([0-9]+)@" search_in="msg" check_it="true" assign_to="all,port"/>
     </action>
-  </recv>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]L[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:uas@[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=- 2 2 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio [$port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=ptime:20
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="all"/>
-</scenario>
-"#;
+  </recv>"#;
 
 const UAC: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
@@ -220,14 +177,21 @@ pub struct Uas {
 
 impl Uas {
     pub fn start(dir: &Path, name: &str, media_port: u16, codecs: &str, calls: usize) -> Uas {
-        let xml = UAS.replace("__MEDIA__", &sdp_media(&media_port.to_string(), codecs));
+        let xml = UAS
+            .replace("__INVITE__", r#"<recv request="INVITE" crlf="true"/>"#)
+            .replace("__MEDIA__", &sdp_media(&media_port.to_string(), codecs))
+            .replace("__END__", "");
         Self::with_scenario(dir, name, &xml, calls)
     }
 
     /// A UAS answering `calls` calls with PCMU, each call's media to the port its Request-URI
     /// names: `sip:p<port>@` ([`Uas::uri_for`]).
     pub fn start_per_call_media(dir: &Path, name: &str, calls: usize) -> Uas {
-        Self::with_scenario(dir, name, LISTEN_UAS, calls)
+        let xml = UAS
+            .replace("__INVITE__", LISTEN_INVITE)
+            .replace("__MEDIA__", &sdp_media("[$port]", "PCMU"))
+            .replace("__END__", r#"<Reference variables="all"/>"#);
+        Self::with_scenario(dir, name, &xml, calls)
     }
 
     fn with_scenario(dir: &Path, name: &str, xml: &str, calls: usize) -> Uas {
