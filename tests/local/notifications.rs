@@ -325,3 +325,40 @@ fn a_call_with_not_before_waits_and_can_be_cancelled_while_it_waits() {
     );
     smol::block_on(app.shutdown());
 }
+
+#[test]
+fn a_parallel_round_waits_for_free_slots_and_the_quorum_ends_the_waiting_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = HoldEngine::new();
+    let mut config = test_config(dir.path());
+    config.calls.max_concurrent = 1;
+    let app = start_app(config, engine.clone());
+    let reply = post(
+        &app,
+        json!({"notification_id": "slots", "message": "m", "targets": ["1001", "1002", "1003"], "strategy": "parallel"}),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    engine.wait_started("slots.r1.t0");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        engine.started(),
+        ["slots.r1.t0"],
+        "one slot: the others wait in the queue"
+    );
+    assert_eq!(harness::record(&app, "slots.r1.t1")["status"], "queued");
+    assert!(engine.release("slots.r1.t0", outcome(FinalStatus::Completed, true, None, None)));
+    let n = wait_status(&app, "slots", "acknowledged");
+    // The slot t0 frees goes to the next queued attempt before the notifier has taken in t0's
+    // end (a known gap, docs/notifications.md): at most that one starts, and it is hung up; the
+    // last one is never dialled.
+    let started = engine.started();
+    assert!(
+        started.len() <= 2 && !started.iter().any(|c| c == "slots.r1.t2"),
+        "{started:?}"
+    );
+    for t in [1, 2] {
+        assert_eq!(n["attempts"][t]["status"], "failed", "{n:#}");
+    }
+    assert!(harness::record(&app, "slots.r1.t2")["started_at"].is_null());
+    smol::block_on(app.shutdown());
+}
