@@ -45,7 +45,7 @@
 //! `SIP_ASSISTANT_WHISPER_MODEL` naming a ggml file (`tests/support/whisper_model.sh`) the bench
 //! first installs it with `sip-assistant models import`, as a user would.
 //!
-//! **api SECONDS**: `wrk` (Debian package `wrk`; the bench installs nothing itself) with 64 connections
+//! **api SECONDS**: `wrk` (Debian package `wrk`, installed with apt-get when missing) with 64 connections
 //! on 2 threads, SECONDS each: `POST /call` (each durable before its 200; the calls wait in the
 //! queue, `calls.queue_limit` 100000) and `GET /call/{id}` of one of them. Requests per second and
 //! latency p50/p99 as wrk prints them.
@@ -462,6 +462,33 @@ fn rate(per_second: usize, seconds: usize) {
     );
 }
 
+/// Install Debian's `wrk` when it is not on the PATH (apt-get, with sudo when not root).
+fn ensure_wrk() {
+    let have = |c: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {c} >/dev/null")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if have("wrk") {
+        return;
+    }
+    println!("wrk is missing: installing it (apt-get install wrk)");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let sudo = if root { "" } else { "sudo " };
+    let script = format!(
+        "{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq --no-install-recommends wrk"
+    );
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok && have("wrk"), "cannot install wrk (apt-get install wrk)");
+}
+
 /// One wrk run: (requests per second, p50 ms, p99 ms).
 fn wrk(dir: &Path, url: &str, script: Option<&str>, seconds: usize) -> (f64, f64, f64) {
     let mut cmd = std::process::Command::new("wrk");
@@ -499,6 +526,7 @@ fn wrk(dir: &Path, url: &str, script: Option<&str>, seconds: usize) -> (f64, f64
 }
 
 fn api(seconds: usize) {
+    ensure_wrk();
     println!("== api: wrk, 64 connections, {seconds} s each");
     let dir = tempfile::tempdir().expect("tempdir");
     let svc = Service::start(

@@ -4,7 +4,7 @@
 //! the call's path (`tests/support/recognition_devset.rs`).
 //!
 //! `cargo bench --bench recognition -- [--engine whisper|pocketsphinx|both] [--half tune|held|both]
-//!  [--limit N] [--set NAME] [--threads N] [--verbose]`
+//!  [--limit N] [--set NAME] [--threads N] [--verbose] [--spot-threshold N]`
 //!
 //! Whisper's model: `$SIP_ASSISTANT_WHISPER_MODEL`, else the speech venv's converted tiny.en
 //! (`tests/support/whisper_model.sh`). `--threads 1` (the default) runs one reply at a time, so CPU
@@ -35,12 +35,14 @@ struct Args {
     verbose: bool,
     /// Write the whisper scorer's figures per item (JSON lines) for tests/support/tune_scorer.py.
     dump: Option<String>,
+    /// `speech.pocketsphinx.spot_threshold` other than the default (for tuning on the tuning half).
+    spot: Option<u32>,
 }
 
 fn usage(why: &str) -> ! {
     eprintln!(
         "{why}\nusage: recognition [--engine whisper|pocketsphinx|both] [--half tune|held|both] [--limit N] \
-         [--set NAME] [--threads N] [--verbose]"
+         [--set NAME] [--threads N] [--verbose] [--spot-threshold N]"
     );
     std::process::exit(2)
 }
@@ -54,6 +56,7 @@ fn args() -> Args {
         threads: 1,
         verbose: false,
         dump: None,
+        spot: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -85,6 +88,13 @@ fn args() -> Args {
             }
             "--verbose" | "-v" => a.verbose = true,
             "--dump-scores" => a.dump = Some(value("--dump-scores")),
+            "--spot-threshold" => {
+                a.spot = Some(
+                    value("--spot-threshold")
+                        .parse()
+                        .unwrap_or_else(|_| usage("--spot-threshold N")),
+                )
+            }
             // cargo bench passes --bench to harness = false programs.
             "--bench" => {}
             other => usage(&format!("unknown argument {other}")),
@@ -95,9 +105,12 @@ fn args() -> Args {
 
 /// The engine as the service builds it from `[speech]`: the defaults, with `stt` set (and the
 /// model, for whisper).
-fn engine(name: &str) -> Arc<dyn Recognizer> {
+fn engine(name: &str, spot: Option<u32>) -> Arc<dyn Recognizer> {
     let mut config = Config::default();
     config.speech.stt = name.to_string();
+    if let Some(t) = spot {
+        config.speech.pocketsphinx.spot_threshold = t;
+    }
     if name == "whisper" {
         config.speech.whisper.model = Some(servers::whisper_model());
     }
@@ -204,7 +217,7 @@ fn main() {
     let rss_before = devset::rss_kib();
     for name in &a.engines {
         let t = Instant::now();
-        let r = engine(name);
+        let r = engine(name, a.spot);
         // PocketSphinx loads its model on first use: one empty utterance loads it here.
         let warm = devset::choice_sets();
         if let Some(set) = warm.values().next() {

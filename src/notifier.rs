@@ -111,10 +111,11 @@ impl Notifier {
         let running = Arc::new(AtomicUsize::new(recovered.len()));
         let (tx, rx) = async_channel::unbounded();
         let ended = tx.clone();
+        // The scheduler holds queued attempts back until the task has acted on every end it was
+        // sent (`final_taken_in`), so that an end which settles a notification stops its queued
+        // attempts before a freed slot starts one of them.
         scheduler.observe_final(Box::new(move |r: &CallRecord| {
-            if r.notification_id.is_some() {
-                let _ = ended.try_send(Command::CallEnded(Box::new(r.clone())));
-            }
+            r.notification_id.is_some() && ended.try_send(Command::CallEnded(Box::new(r.clone()))).is_ok()
         }));
         let task = NotifierTask {
             rx,
@@ -299,7 +300,10 @@ impl NotifierTask {
                 self.active.insert(id.clone(), *r);
                 self.drive(&id, now).await;
             }
-            Command::CallEnded(c) => self.call_ended(&c, now).await,
+            Command::CallEnded(c) => {
+                self.call_ended(&c, now).await;
+                self.scheduler.final_taken_in();
+            }
             Command::Cancel { id, reply } => {
                 let answer = self.cancel(&id, now).await;
                 let _ = reply.send(answer).await;

@@ -4,7 +4,7 @@
 //! transaction (durable). It also recovers after a restart, ends calls that waited longer than
 //! `calls.queue_max_age_seconds` ([`Scheduler::expire_queued`]) and drains on shutdown.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,6 +18,10 @@ use crate::call::{
 use crate::driver::WorkerHandle;
 use crate::store::{Store, StoreError};
 use crate::webhook::{new_delivery_id, Delivery, WebhookPayload};
+
+mod queue;
+
+use queue::{Queue, Waiting};
 
 /// The error of a call cancelled through the API.
 pub const CANCELLED: &str = "cancelled by API request";
@@ -69,24 +73,20 @@ pub enum Cancelled {
     HangupRequested(CallRecord),
 }
 
-/// A call waiting for a slot.
-struct Waiting {
-    id: String,
-    /// When it was accepted (its age in the queue counts from here, across restarts).
-    created_at: Timestamp,
-}
-
 /// Whether a call accepted at `created_at` has waited too long at `now` (`max_age` `None`: never).
 pub fn queue_expired(created_at: Timestamp, now: Timestamp, max_age: Option<Duration>) -> bool {
     max_age.is_some_and(|max| u128::from(now.millis_since(created_at)) >= max.as_millis())
 }
 
-/// What the scheduler tells about every call that became final (the notifier listens).
-pub type FinalObserver = Box<dyn Fn(&CallRecord) + Send + Sync>;
+/// What the scheduler tells about every call that became final (the notifier listens). It returns
+/// true when it took in a notification's attempt and will say so with
+/// [`Scheduler::final_taken_in`] once it has acted on it: until then no queued notification
+/// attempt starts (the end may make it unneeded).
+pub type FinalObserver = Box<dyn Fn(&CallRecord) -> bool + Send + Sync>;
 
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Waiting>,
+    queue: Queue,
     /// Calls accepted with a `not_before` still ahead: they join `queue` when it comes.
     scheduled: HashMap<String, Waiting>,
     active: HashMap<String, CancelHandle>,
@@ -97,6 +97,8 @@ struct State {
     finishing: HashMap<String, bool>,
     /// Submissions between the capacity check and the queue push.
     reserved: usize,
+    /// Ends of notification attempts the observer has not acted on yet.
+    finals_pending: usize,
     closed: bool,
 }
 
@@ -138,11 +140,21 @@ impl Scheduler {
     }
 
     /// Call `f` with every record that becomes final from now on (once per call; set once, before
-    /// [`Scheduler::recover`]). `f` must not block.
+    /// [`Scheduler::recover`]). `f` must not block; see [`FinalObserver`].
     pub fn observe_final(&self, f: FinalObserver) {
         if self.0.on_final.set(f).is_err() {
             tracing::warn!("a final-call observer is already set");
         }
+    }
+
+    /// The observer acted on one end of a notification attempt it took in: queued notification
+    /// attempts may start again.
+    pub fn final_taken_in(&self) {
+        {
+            let mut s = self.state();
+            s.finals_pending = s.finals_pending.saturating_sub(1);
+        }
+        self.pump();
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -207,10 +219,12 @@ impl Scheduler {
     /// Queue a waiting call, or hold it until its `not_before` (its queue age counts from then).
     fn enqueue(&self, record: &CallRecord, now: Timestamp) {
         let id = record.call_id.clone();
+        let notification = record.notification_id.is_some();
         match record.request.not_before.filter(|t| *t > now) {
             None => self.state().queue.push_back(Waiting {
                 id,
                 created_at: record.created_at,
+                notification,
             }),
             Some(at) => {
                 self.state().scheduled.insert(
@@ -218,6 +232,7 @@ impl Scheduler {
                     Waiting {
                         id: id.clone(),
                         created_at: at.max(record.created_at),
+                        notification,
                     },
                 );
                 tracing::info!(call_id = %id, not_before = %at.to_rfc3339(), "call held until not_before");
@@ -236,13 +251,18 @@ impl Scheduler {
         }
     }
 
-    /// Start waiting calls while slots are free; one that waited too long ends instead.
+    /// Start waiting calls while slots are free; one that waited too long ends instead. A
+    /// notification's attempt waits (and the calls behind it) while the notifier has not acted on
+    /// every end of an attempt: that end may have settled the notification.
     fn pump(&self) {
         let now = Timestamp::now();
         loop {
             let (id, signal) = {
                 let mut s = self.state();
                 if s.closed || s.active.len() >= self.0.max_concurrent {
+                    return;
+                }
+                if s.finals_pending > 0 && s.queue.front().is_some_and(|w| w.notification) {
                     return;
                 }
                 let Some(w) = s.queue.pop_front() else { return };
@@ -269,18 +289,30 @@ impl Scheduler {
     /// End every waiting call accepted more than `calls.queue_max_age_seconds` before `now`
     /// (`failed`, [`QUEUED_TOO_LONG`], webhook queued); returns how many. Blocking (it flushes).
     pub fn expire_queued(&self, now: Timestamp) -> usize {
+        let Some(max_age) = self.0.queue_max_age else {
+            return 0;
+        };
+        let max_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+        let Some(cutoff) = now.0.checked_sub(max_ms) else {
+            return 0;
+        };
         let expired: Vec<String> = {
             let mut s = self.state();
-            let (old, keep): (VecDeque<Waiting>, VecDeque<Waiting>) = s
-                .queue
-                .drain(..)
-                .partition(|w| queue_expired(w.created_at, now, self.0.queue_max_age));
-            s.queue = keep;
-            old.into_iter().map(|w| w.id).collect()
+            s.queue
+                .take_accepted_by(Timestamp(cutoff))
+                .into_iter()
+                .map(|w| w.id)
+                .collect()
         };
-        for id in &expired {
-            self.end_expired(id);
-        }
+        // Each end is a transaction and a flush: a few threads at once share the flushes (the
+        // store's group commit) instead of one flush after another.
+        let workers = expired.len().clamp(1, 8);
+        let per = expired.len().div_ceil(workers).max(1);
+        std::thread::scope(|scope| {
+            for chunk in expired.chunks(per) {
+                scope.spawn(move || chunk.iter().for_each(|id| self.end_expired(id)));
+            }
+        });
         expired.len()
     }
 
@@ -428,7 +460,15 @@ impl Scheduler {
                     self.0.webhooks.notify();
                 }
                 if let Some(observe) = self.0.on_final.get() {
-                    observe(r);
+                    // Counted before the observer hears of it: it may act and answer at once.
+                    let attempt = r.notification_id.is_some();
+                    if attempt {
+                        self.state().finals_pending += 1;
+                    }
+                    if !observe(r) && attempt {
+                        let mut s = self.state();
+                        s.finals_pending = s.finals_pending.saturating_sub(1);
+                    }
                 }
             }
             Err(e) => tracing::error!(call_id = %id, error = %e, "cannot store the end of a call"),
@@ -439,38 +479,31 @@ impl Scheduler {
     /// Cancel a waiting call, or ask a running one to hang up.
     pub async fn cancel(&self, id: &str) -> Result<Cancelled, CancelError> {
         enum Found {
-            Waiting(usize, Waiting),
+            Waiting(Option<queue::Place>, Waiting),
             Active,
             Neither,
         }
         let found = {
+            // Nothing here reads the store: the lock is never held across I/O.
             let mut s = self.state();
             if let Some(w) = s.scheduled.remove(id) {
-                Found::Waiting(usize::MAX, w)
-            } else if let Some((pos, w)) = s
-                .queue
-                .iter()
-                .position(|q| q.id == id)
-                .and_then(|pos| Some((pos, s.queue.remove(pos)?)))
-            {
-                Found::Waiting(pos, w)
+                Found::Waiting(None, w)
+            } else if let Some((place, w)) = s.queue.remove(id) {
+                Found::Waiting(Some(place), w)
+            } else if s.finishing.contains_key(id) {
+                // Its engine has returned and its final state is being written (or is written
+                // and the call is about to leave the active set): finished, not cancellable.
+                Found::Neither
             } else if let Some(handle) = s.active.get(id) {
-                // A call leaves the active set just after its final state is stored: in that
-                // window it is finished, not cancellable.
-                let stored_final = self.0.store.get_call(id)?.is_some_and(|r| r.status.is_final());
-                if stored_final {
-                    Found::Neither
-                } else {
-                    handle.cancel();
-                    s.stop_reasons.insert(id.to_string(), CANCELLED);
-                    Found::Active
-                }
+                handle.cancel();
+                s.stop_reasons.insert(id.to_string(), CANCELLED);
+                Found::Active
             } else {
                 Found::Neither
             }
         };
         match found {
-            Found::Waiting(pos, waiting) => {
+            Found::Waiting(place, waiting) => {
                 let (me, key) = (self.clone(), id.to_string());
                 let ended =
                     smol::unblock(move || me.finish(&key, CallOutcome::failed(CANCELLED), None)).await;
@@ -489,11 +522,11 @@ impl Scheduler {
                             .is_some_and(|r| r.is_waiting());
                         if unchanged {
                             let mut s = self.state();
-                            if pos == usize::MAX {
-                                s.scheduled.insert(waiting.id.clone(), waiting);
-                            } else {
-                                let at = pos.min(s.queue.len());
-                                s.queue.insert(at, waiting);
+                            match place {
+                                None => {
+                                    s.scheduled.insert(waiting.id.clone(), waiting);
+                                }
+                                Some(place) => s.queue.restore(place, waiting),
                             }
                         }
                         Err(CancelError::NotPersisted(e))
@@ -510,7 +543,12 @@ impl Scheduler {
             }
             Found::Neither => match self.0.store.get_call(id)? {
                 None => Err(CancelError::NotFound(id.to_string())),
-                Some(r) => Err(CancelError::AlreadyFinished(id.to_string(), r.status.as_str())),
+                Some(r) if r.status.is_final() => {
+                    Err(CancelError::AlreadyFinished(id.to_string(), r.status.as_str()))
+                }
+                // Its engine returned a moment ago and the end is being written: it is hanging
+                // up already.
+                Some(r) => Ok(Cancelled::HangupRequested(r)),
             },
         }
     }
@@ -594,10 +632,20 @@ impl Scheduler {
             }
             ids
         };
-        for id in stuck {
-            tracing::warn!(call_id = %id, "the call did not stop in time: ending it as failed");
-            let (me, key) = (self.clone(), id.clone());
-            let _ = smol::unblock(move || me.finish(&key, CallOutcome::failed(SHUTTING_DOWN), None)).await;
+        // All at once: their flushes are shared (the store's group commit).
+        let ending: Vec<_> = stuck
+            .into_iter()
+            .map(|id| {
+                tracing::warn!(call_id = %id, "the call did not stop in time: ending it as failed");
+                let me = self.clone();
+                smol::unblock(move || {
+                    let _ = me.finish(&id, CallOutcome::failed(SHUTTING_DOWN), None);
+                    id
+                })
+            })
+            .collect();
+        for task in ending {
+            let id = task.await;
             let mut s = self.state();
             s.active.remove(&id);
             s.stop_reasons.remove(&id);

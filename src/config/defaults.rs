@@ -17,6 +17,10 @@ pub const DEFAULT_ACCEPT_THRESHOLD: i64 = -3_800;
 pub const DEFAULT_SILENCE_THRESHOLD: i64 = -1_000;
 /// Default `noise_floor_db`: the added noise's peak is 28 dB below the reply's RMS level.
 pub const DEFAULT_NOISE_FLOOR_DB: u8 = 28;
+/// Default `spot_threshold` (tenths of a decimal exponent per phone; 0 = no keyword spotting).
+/// Off: on the dev set spotting takes many more natural answers but rejects far fewer must-reject
+/// replies (docs/recognition.md), and a wrong answer recorded is worse than a question asked again.
+pub const DEFAULT_SPOT_THRESHOLD: u32 = 0;
 
 // The call script's confirmation (`script.confirm_*`).
 /// The default of `script.confirm_below`.

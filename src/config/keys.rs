@@ -96,6 +96,7 @@ pub const KEYS: &[(&str, &str, KeyKind)] = &[
     ("speech.pocketsphinx", "silence_threshold", KeyKind::Integer),
     ("speech.pocketsphinx", "decoys", KeyKind::Bool),
     ("speech.pocketsphinx", "noise_floor_db", KeyKind::Integer),
+    ("speech.pocketsphinx", "spot_threshold", KeyKind::Integer),
     ("speech.vad", "hangover_ms", KeyKind::Integer),
     ("speech.vad", "min_speech_ms", KeyKind::Integer),
     ("speech.vad", "max_utterance_seconds", KeyKind::Integer),

@@ -414,6 +414,9 @@ pub struct PocketSphinxConfig {
     pub decoys: bool,
     /// Noise floor added to a reply before decoding, in dB below its level (0 = none).
     pub noise_floor_db: u8,
+    /// Keyword spotting of the answer phrases inside free speech when the grammar found none:
+    /// a phrase counts when it beats a phone loop by 1e-(spot_threshold / 10) per phone (0 = off).
+    pub spot_threshold: u32,
 }
 
 impl Default for PocketSphinxConfig {
@@ -426,6 +429,7 @@ impl Default for PocketSphinxConfig {
             silence_threshold: defaults::DEFAULT_SILENCE_THRESHOLD,
             decoys: true,
             noise_floor_db: defaults::DEFAULT_NOISE_FLOOR_DB,
+            spot_threshold: defaults::DEFAULT_SPOT_THRESHOLD,
         }
     }
 }

@@ -239,6 +239,12 @@ fn check_speech(c: &Config, k: &mut Checker) {
             ),
         );
     }
+    k.range(
+        "speech.pocketsphinx.spot_threshold",
+        ps.spot_threshold.into(),
+        0,
+        200,
+    );
     k.range("speech.max_decodes", s.max_decodes.into(), 0, 64);
     k.range("speech.decode_queue", s.decode_queue.into(), 0, 1024);
     k.range("speech.decode_deadline_ms", s.decode_deadline_ms, 100, 60_000);

@@ -18,7 +18,7 @@ use crate::flow::confirm::{self, ConfirmSettings};
 use crate::flow::script::{Input, Listening, Output, Prompt, Script};
 use crate::media::session::{AudioCodec, MediaEvent};
 use crate::speech::{
-    BoxFuture, Phrase, RecognitionContext, Recognizer, SynthRequest, Synthesizer, Utterance,
+    BoxFuture, Phrase, RecognitionContext, Recognizer, SpeechError, SynthRequest, Synthesizer, Utterance,
 };
 
 /// What a voice-activity detector reports about the caller's audio.
@@ -448,6 +448,7 @@ impl SpeechScript {
                 let u = utterance.take()?;
                 Some(match u.finish().await {
                     Ok(rec) => Input::Heard(rec),
+                    Err(e @ SpeechError::Busy { .. }) => Input::RecognizerBusy(e.to_string()),
                     Err(e) => Input::RecognizerFailed(e.to_string()),
                 })
             }

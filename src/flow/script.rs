@@ -58,6 +58,9 @@ pub enum Prompt {
 
 pub use crate::choice::{Answer, Verdict};
 
+/// How often a call asks again, without counting an attempt, because the recogniser was busy.
+pub const MAX_BUSY_RETRIES: u32 = 2;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// The current playback ended; `complete` when every frame was sent.
@@ -70,6 +73,10 @@ pub enum Input {
     Heard(Recognition),
     /// The recogniser failed on the utterance.
     RecognizerFailed(String),
+    /// The recogniser had no capacity for the utterance (every decode slot taken and the queue
+    /// full, or no slot in time). The caller is asked the same question again without it counting
+    /// as an attempt, at most [`MAX_BUSY_RETRIES`] times a call; after that it is a failure.
+    RecognizerBusy(String),
     /// The VAD saw a burst too short to be an answer, or speech ended without a result.
     SpeechDiscarded,
     Digit(char),
@@ -151,6 +158,8 @@ pub struct Script {
     deadline: Option<Duration>,
     /// The answer being decided (and, while confirming, the one asked about).
     pending: Option<Pending>,
+    /// Questions asked again because the recogniser was busy.
+    busy_retries: u32,
     outcome: Outcome,
     out: VecDeque<Output>,
 }
@@ -166,6 +175,7 @@ impl Script {
             speech_active: false,
             deadline: None,
             pending: None,
+            busy_retries: 0,
             outcome: Outcome::default(),
             out: VecDeque::new(),
         }
@@ -258,7 +268,19 @@ impl Script {
                 self.speech_active = false;
                 self.on_heard(n, rec);
             }
-            (Phase::Asking(n) | Phase::Confirming { attempt: n, .. }, Input::RecognizerFailed(e)) => {
+            (Phase::Asking(n), Input::RecognizerBusy(e)) if self.busy_retries < MAX_BUSY_RETRIES => {
+                self.speech_active = false;
+                self.busy_retries += 1;
+                self.event(
+                    TimelineEvent::RecognizerError,
+                    Some(format!("{e}; asking again (not counted as an attempt)")),
+                );
+                self.ask(n, None);
+            }
+            (
+                Phase::Asking(n) | Phase::Confirming { attempt: n, .. },
+                Input::RecognizerFailed(e) | Input::RecognizerBusy(e),
+            ) => {
                 self.speech_active = false;
                 self.event(TimelineEvent::RecognizerError, Some(e.clone()));
                 self.outcome.error = Some(format!("speech recognition failed: {e}"));

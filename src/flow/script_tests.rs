@@ -275,6 +275,29 @@ fn a_recogniser_failure_is_recorded_and_the_question_asked_again() {
 }
 
 #[test]
+fn a_busy_recogniser_asks_again_without_using_an_attempt_twice_a_call() {
+    // One attempt: a failure would end the call; busy asks the same question again, twice.
+    let mut sc = asking(1);
+    drain(&mut sc);
+    for (i, at) in [5.0, 9.0].into_iter().enumerate() {
+        sc.handle_input(s(at), Input::SpeechStarted);
+        sc.handle_input(s(at + 1.0), Input::RecognizerBusy("whisper is busy".into()));
+        let outs = drain(&mut sc);
+        assert_eq!(
+            plays(&outs),
+            vec![Prompt::Question { attempt: 1 }],
+            "busy retry {i}"
+        );
+        sc.handle_input(s(at + 2.0), Input::PlaybackDone { complete: true });
+        drain(&mut sc);
+    }
+    sc.handle_input(s(13.0), Input::SpeechStarted);
+    sc.handle_input(s(14.0), Input::RecognizerBusy("whisper is busy".into()));
+    assert_eq!(plays(&drain(&mut sc)), vec![Prompt::Goodbye]);
+    assert!(sc.result().error.as_deref().is_some_and(|e| e.contains("busy")));
+}
+
+#[test]
 fn a_reprompt_verdict_speaks_its_text_on_the_next_attempt() {
     let mut sc = asking(2);
     drain(&mut sc);

@@ -39,6 +39,7 @@ fn pocketsphinx_settings(s: &SpeechConfig) -> PocketSphinxSettings {
         silence_threshold: s.pocketsphinx.silence_threshold,
         decoys: s.pocketsphinx.decoys,
         noise_floor_db: s.pocketsphinx.noise_floor_db,
+        spot_threshold: s.pocketsphinx.spot_threshold,
         ..PocketSphinxSettings::default()
     }
 }

@@ -184,6 +184,20 @@ impl Grammar {
         })
     }
 
+    /// The decoy branch alone (common words, no answer): what else a reply says around an
+    /// answer spotted in it.
+    pub fn words_jsgf(&self) -> Option<String> {
+        let jsgf = self.decoy_jsgf.as_deref()?;
+        let choice_or_other = format!("public <{ROOT}> = <choice> | <other>;");
+        jsgf.contains(&choice_or_other)
+            .then(|| jsgf.replace(&choice_or_other, &format!("public <{ROOT}> = <other>;")))
+    }
+
+    /// Every answer phrase (normalised).
+    pub fn answers(&self) -> impl Iterator<Item = &str> {
+        self.answers.keys().map(String::as_str)
+    }
+
     /// The option `words` stand for, if they are an answer.
     pub fn option_of(&self, words: &str) -> Option<usize> {
         self.answers.get(words).copied()

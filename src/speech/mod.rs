@@ -16,6 +16,7 @@ pub mod openai;
 pub mod piper;
 pub mod pocketsphinx;
 mod remote;
+pub mod spotting;
 pub mod vad;
 pub mod wav;
 pub mod whisper;
