@@ -321,7 +321,18 @@ impl Decoder {
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let path = std::env::temp_dir().join(format!("sip-assistant-kws-{}-{n}.txt", std::process::id()));
-            std::fs::write(&path, keys).map_err(|e| {
+            // A new file only (O_EXCL: never through a link someone left at that name), private.
+            let written = {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .and_then(|mut f| f.write_all(keys.as_bytes()))
+            };
+            written.map_err(|e| {
                 engine_error(format!("cannot write the keyphrase list {}: {e}", path.display()))
             })?;
             // SAFETY: valid decoder and C strings; the file is read within the call.
