@@ -343,6 +343,18 @@ impl Store {
         Ok(record)
     }
 
+    /// The trees a call's end and its webhook's deliveries change together, in one transaction:
+    /// calls, outbox, calls by sequence, calls by end, outbox by due time.
+    fn call_and_outbox_trees(&self) -> (&sled::Tree, &sled::Tree, &sled::Tree, &sled::Tree, &sled::Tree) {
+        (
+            &self.calls,
+            &self.outbox,
+            &self.by_seq,
+            &self.by_end,
+            &self.outbox_by_due,
+        )
+    }
+
     /// Make a call final and queue its webhook in one transaction, then flush.
     pub fn finalize_call(
         &self,
@@ -350,13 +362,7 @@ impl Store {
         f: impl Fn(&mut CallRecord),
         delivery: impl Fn(&CallRecord) -> Option<Delivery>,
     ) -> Result<CallRecord, StoreError> {
-        let trees = (
-            &self.calls,
-            &self.outbox,
-            &self.by_seq,
-            &self.by_end,
-            &self.outbox_by_due,
-        );
+        let trees = self.call_and_outbox_trees();
         let record = trees.transaction(|(calls, outbox, by_seq, by_end, by_due)| {
             let bytes = calls
                 .get(id)?
@@ -469,13 +475,7 @@ impl Store {
     /// it and its final view lands in the call record, in one transaction. Not flushed: a crash
     /// at worst repeats one attempt.
     pub fn save_delivery(&self, d: &Delivery) -> Result<(), StoreError> {
-        let trees = (
-            &self.calls,
-            &self.outbox,
-            &self.by_seq,
-            &self.by_end,
-            &self.outbox_by_due,
-        );
+        let trees = self.call_and_outbox_trees();
         trees.transaction(|(calls, outbox, by_seq, by_end, by_due)| {
             let old: Option<Delivery> = match outbox.get(d.id.as_bytes())? {
                 Some(bytes) => dec(d.id.as_bytes(), &bytes).ok(),
