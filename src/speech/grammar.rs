@@ -83,6 +83,9 @@ pub struct Grammar {
     pub jsgf: String,
     /// The answer phrases and the decoy branch (`None` when no decoy word is left).
     pub decoy_jsgf: Option<String>,
+    /// The decoy branch alone (common words, no answer): what else a reply says around an
+    /// answer spotted in it (`None` when no decoy word is left).
+    pub words_jsgf: Option<String>,
     /// Normalised phrase text → option index.
     answers: HashMap<String, usize>,
     pub dropped: Vec<Dropped>,
@@ -160,7 +163,8 @@ impl Grammar {
         let choices = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | ");
         let head = format!("#JSGF V1.0;\ngrammar {ROOT};\n");
         let jsgf = format!("{head}public <{ROOT}> = {choices};\n");
-        let decoy_jsgf = (!decoy_words.is_empty()).then(|| {
+        // The decoy branch: one or more common words, each with its penalty.
+        let other = (!decoy_words.is_empty()).then(|| {
             let weighted = |w: f64| {
                 decoy_words
                     .iter()
@@ -169,28 +173,23 @@ impl Grammar {
                     .join(" | ")
             };
             format!(
-                "{head}public <{ROOT}> = <choice> | <other>;\n<choice> = {choices};\n\
-                 <other> = <first> | <first> <more>;\n<more> = <next> | <next> <more>;\n\
+                "<other> = <first> | <first> <more>;\n<more> = <next> | <next> <more>;\n\
                  <first> = {};\n<next> = {};\n",
                 weighted(decoys.first),
                 weighted(decoys.next)
             )
         });
+        let decoy_jsgf = other
+            .as_ref()
+            .map(|o| format!("{head}public <{ROOT}> = <choice> | <other>;\n<choice> = {choices};\n{o}"));
+        let words_jsgf = other.map(|o| format!("{head}public <{ROOT}> = <other>;\n{o}"));
         Some(Grammar {
             jsgf,
             decoy_jsgf,
+            words_jsgf,
             answers,
             dropped,
         })
-    }
-
-    /// The decoy branch alone (common words, no answer): what else a reply says around an
-    /// answer spotted in it.
-    pub fn words_jsgf(&self) -> Option<String> {
-        let jsgf = self.decoy_jsgf.as_deref()?;
-        let choice_or_other = format!("public <{ROOT}> = <choice> | <other>;");
-        jsgf.contains(&choice_or_other)
-            .then(|| jsgf.replace(&choice_or_other, &format!("public <{ROOT}> = <other>;")))
     }
 
     /// Every answer phrase (normalised).
@@ -288,6 +287,14 @@ mod tests {
             );
         }
         assert!(decoy.contains("<other> = <first> | <first> <more>;\n<more> = <next> | <next> <more>;"));
+        // The words grammar is the decoy branch alone: no answer can be heard through it.
+        let words_only = g.words_jsgf.as_deref().expect("words grammar");
+        assert!(
+            words_only.contains("public <answer> = <other>;\n<other> = "),
+            "{words_only}"
+        );
+        assert!(!words_only.contains("<choice>") && !words_only.contains("never mind"));
+        assert!(words_only.ends_with(&decoy[decoy.find("<other> =").expect("other")..]));
         assert_eq!(
             g.interpret("YES I CONFIRM"),
             Interpretation::Answer {
@@ -323,6 +330,7 @@ mod tests {
         let g =
             Grammar::build(&[phrase("yes", 0)], &|w| w == "yes", DecoyPenalty::default()).expect("grammar");
         assert_eq!(g.decoy_jsgf, None);
+        assert_eq!(g.words_jsgf, None);
     }
 
     #[test]

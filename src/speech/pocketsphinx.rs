@@ -698,8 +698,8 @@ fn judge(
         return Ok((recognition, detail));
     }
     // The words around the phrase ("not", "don't", "please"): a decode with common words only.
-    let around = match grammar.words_jsgf() {
-        Some(jsgf) => timed(&decoder.decode(WORDS_SEARCH, &jsgf, audio)?),
+    let around = match grammar.words_jsgf.as_deref() {
+        Some(jsgf) => timed(&decoder.decode(WORDS_SEARCH, jsgf, audio)?),
         None => Vec::new(),
     };
     let text = super::spotting::transcript(&spotted, &around).unwrap_or_default();
